@@ -1,0 +1,237 @@
+//! Reading the bearer token from a request (RFC 6750 §2.1) and telling token kinds apart.
+//!
+//! The grammar is `Authorization: Bearer 1*SP b64token`. The scheme is matched case-insensitively
+//! (RFC 9110 §11.1). Unlike Clerk's SDK, a bare token with no scheme is not accepted, and a second
+//! word after the token is an error rather than silently dropped.
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+
+use crate::error::{AuthError, InvalidToken, MalformedRequest, TypeMismatch};
+
+/// Tokens longer than this are rejected before any decoding.
+pub(crate) const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// The bearer token of a request.
+///
+/// Returns [`AuthError::MissingCredential`] when there is no `Authorization` header or its scheme is
+/// not `Bearer`, and [`AuthError::MalformedRequest`] when the header is repeated or ill-formed.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(AuthError::MissingCredential);
+    };
+    if values.next().is_some() {
+        return Err(malformed(MalformedRequest::SeveralAuthorizationHeaders));
+    }
+    parse_bearer(value.as_bytes())
+}
+
+fn parse_bearer(value: &[u8]) -> Result<&str, AuthError> {
+    const SCHEME: &[u8] = b"bearer";
+    let Some(scheme) = value.get(..SCHEME.len()) else {
+        return Err(AuthError::MissingCredential);
+    };
+    if !scheme.eq_ignore_ascii_case(SCHEME) {
+        return Err(AuthError::MissingCredential);
+    }
+    let rest = &value[SCHEME.len()..];
+    let token = match rest.first() {
+        None => return Err(malformed(MalformedRequest::EmptyToken)),
+        Some(b' ') => {
+            let spaces = rest.iter().take_while(|&&b| b == b' ').count();
+            &rest[spaces..]
+        }
+        Some(b'\t') => return Err(malformed(MalformedRequest::BadSeparator)),
+        // `Bearerx …` is another scheme.
+        Some(_) => return Err(AuthError::MissingCredential),
+    };
+    if token.is_empty() {
+        return Err(malformed(MalformedRequest::EmptyToken));
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(AuthError::InvalidToken(InvalidToken::TooLong));
+    }
+    if !is_b64token(token) {
+        return Err(malformed(MalformedRequest::BadTokenCharacters));
+    }
+    // `is_b64token` admits ASCII only.
+    std::str::from_utf8(token).map_err(|_| malformed(MalformedRequest::BadTokenCharacters))
+}
+
+/// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
+fn is_b64token(token: &[u8]) -> bool {
+    let body_len = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
+    body_len > 0
+        && token[..body_len].iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+fn malformed(kind: MalformedRequest) -> AuthError {
+    AuthError::MalformedRequest(kind)
+}
+
+/// Whether a request URI also carries an `access_token` query parameter (RFC 6750 §2.3).
+pub(crate) fn has_access_token_query(uri: &http::Uri) -> bool {
+    uri.query().is_some_and(|query| {
+        query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some("access_token"))
+    })
+}
+
+/// The kinds of bearer token, told apart the way Clerk's SDK does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenKind {
+    /// Three non-empty base64url segments.
+    Jwt,
+    /// `mt_…`: an opaque machine token.
+    OpaqueMachineToken,
+}
+
+/// Classifies a token: JWT shape first, then the `mt_`, `oat_` and `ak_` prefixes.
+pub(crate) fn classify(token: &str) -> Result<TokenKind, TypeMismatch> {
+    if is_jwt_shaped(token) {
+        Ok(TokenKind::Jwt)
+    } else if token.starts_with("mt_") {
+        Ok(TokenKind::OpaqueMachineToken)
+    } else if token.starts_with("oat_") {
+        Err(TypeMismatch::OAuthToken)
+    } else if token.starts_with("ak_") {
+        Err(TypeMismatch::ApiKey)
+    } else {
+        Err(TypeMismatch::UnknownFormat)
+    }
+}
+
+/// Exactly three non-empty segments of base64url characters (no padding).
+fn is_jwt_shaped(token: &str) -> bool {
+    let mut segments = 0;
+    for segment in token.split('.') {
+        segments += 1;
+        if segments > 3
+            || segment.is_empty()
+            || !segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return false;
+        }
+    }
+    segments == 3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn parse(value: &str) -> Result<&str, AuthError> {
+        parse_bearer(value.as_bytes())
+    }
+
+    #[test]
+    fn accepts_any_scheme_case_and_several_spaces() {
+        for value in [
+            "Bearer abc.def.ghi",
+            "bearer abc.def.ghi",
+            "BEARER   abc.def.ghi",
+        ] {
+            assert_eq!(parse(value).unwrap(), "abc.def.ghi", "{value}");
+        }
+        assert_eq!(parse("Bearer a+b/c~d==").unwrap(), "a+b/c~d==");
+    }
+
+    #[test]
+    fn other_schemes_and_bare_tokens_are_missing_credentials() {
+        for value in [
+            "Basic dXNlcjpwYXNz",
+            "abc.def.ghi",
+            "Bearerabc",
+            "",
+            "Token x",
+        ] {
+            assert_eq!(parse(value), Err(AuthError::MissingCredential), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn ill_formed_bearer_credentials_are_malformed() {
+        use MalformedRequest::*;
+        for (value, kind) in [
+            ("Bearer", EmptyToken),
+            ("Bearer ", EmptyToken),
+            ("Bearer    ", EmptyToken),
+            ("Bearer\tabc", BadSeparator),
+            ("Bearer abc def", BadTokenCharacters),
+            ("Bearer abc\tdef", BadTokenCharacters),
+            ("Bearer \tabc", BadTokenCharacters),
+            ("Bearer a, Bearer b", BadTokenCharacters),
+            ("Bearer ===", BadTokenCharacters),
+            ("Bearer a=b", BadTokenCharacters),
+            ("Bearer abc\u{e9}", BadTokenCharacters),
+        ] {
+            assert_eq!(parse(value), Err(malformed(kind)), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn over_long_tokens_are_rejected_before_scanning() {
+        let value = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1));
+        assert_eq!(
+            parse(&value),
+            Err(AuthError::InvalidToken(InvalidToken::TooLong))
+        );
+        let value = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN));
+        assert!(parse(&value).is_ok());
+    }
+
+    #[test]
+    fn several_authorization_headers_are_malformed() {
+        let mut headers = HeaderMap::new();
+        headers.append(AUTHORIZATION, HeaderValue::from_static("Bearer a.b.c"));
+        headers.append(AUTHORIZATION, HeaderValue::from_static("Bearer a.b.c"));
+        assert_eq!(
+            bearer_token(&headers),
+            Err(malformed(MalformedRequest::SeveralAuthorizationHeaders))
+        );
+        assert_eq!(
+            bearer_token(&HeaderMap::new()),
+            Err(AuthError::MissingCredential)
+        );
+    }
+
+    #[test]
+    fn classifies_like_clerk() {
+        assert_eq!(classify("a.b.c"), Ok(TokenKind::Jwt));
+        assert_eq!(classify("mt_abc"), Ok(TokenKind::OpaqueMachineToken));
+        assert_eq!(classify("ak_abc"), Err(TypeMismatch::ApiKey));
+        assert_eq!(classify("oat_abc"), Err(TypeMismatch::OAuthToken));
+        for other in [
+            "a.b",
+            "a.b.c.d",
+            "a..c",
+            "a.b.c=",
+            "a.b+.c",
+            "sk_live_x",
+            "........",
+        ] {
+            assert_eq!(classify(other), Err(TypeMismatch::UnknownFormat), "{other}");
+        }
+    }
+
+    #[test]
+    fn finds_access_token_query_parameters() {
+        assert!(has_access_token_query(
+            &"/x?access_token=a".parse().unwrap()
+        ));
+        assert!(has_access_token_query(
+            &"/x?a=1&access_token".parse().unwrap()
+        ));
+        assert!(!has_access_token_query(
+            &"/x?my_access_token=a".parse().unwrap()
+        ));
+        assert!(!has_access_token_query(&"/x".parse().unwrap()));
+    }
+}

@@ -1,0 +1,462 @@
+//! Why a request was rejected, and how that becomes an HTTP response.
+//!
+//! Every rejection is an [`AuthError`]. Its [`Reason`] is the stable, machine-readable part (the
+//! `reason` field of the JSON body); its `Display` text is a short human explanation that never
+//! contains the token, a secret, or a claim value taken from the token.
+//!
+//! | reason | status | `WWW-Authenticate` |
+//! |---|---|---|
+//! | `token-missing` | 401 | `Bearer realm="…"` |
+//! | `malformed-request` | 400 | `Bearer realm="…", error="invalid_request"` |
+//! | `token-type-mismatch`, `token-invalid`, `token-verification-failed`, `token-expired`, `token-not-active` | 401 | `Bearer realm="…", error="invalid_token"` |
+//! | `insufficient-scope` | 403 | `Bearer realm="…", error="insufficient_scope"` |
+//! | `verifier-unavailable` | 503 + `Retry-After` | none |
+
+use std::fmt;
+use std::time::Duration;
+
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+use serde::Serialize;
+
+/// The stable, machine-readable reason for a rejection.
+///
+/// The strings follow Clerk's `authenticateRequest` reasons where Clerk has one.
+///
+/// ```
+/// use tower_machine_auth::Reason;
+///
+/// assert_eq!(Reason::TokenExpired.as_str(), "token-expired");
+/// assert_eq!(Reason::TokenExpired.status(), http::StatusCode::UNAUTHORIZED);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// No `Authorization` header, or a scheme other than `Bearer`.
+    TokenMissing,
+    /// Several `Authorization` fields, or a `Bearer` credential that breaks RFC 6750's grammar.
+    MalformedRequest,
+    /// A credential that is not a machine token, or a kind of token this layer does not accept.
+    TokenTypeMismatch,
+    /// A token that is malformed, badly signed, or fails a header check.
+    TokenInvalid,
+    /// An authentic token whose issuer, audience or lifetime does not match the configuration.
+    TokenVerificationFailed,
+    /// The token's `exp` has passed (after the clock skew).
+    TokenExpired,
+    /// The token's `nbf` or `iat` lies in the future (after the clock skew).
+    TokenNotActive,
+    /// A valid machine token that this route does not admit.
+    InsufficientScope,
+    /// Keys or the introspection endpoint are unavailable; the request may be retried.
+    VerifierUnavailable,
+}
+
+impl Reason {
+    /// The reason as it appears in response bodies and logs, e.g. `"token-invalid"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::TokenMissing => "token-missing",
+            Self::MalformedRequest => "malformed-request",
+            Self::TokenTypeMismatch => "token-type-mismatch",
+            Self::TokenInvalid => "token-invalid",
+            Self::TokenVerificationFailed => "token-verification-failed",
+            Self::TokenExpired => "token-expired",
+            Self::TokenNotActive => "token-not-active",
+            Self::InsufficientScope => "insufficient-scope",
+            Self::VerifierUnavailable => "verifier-unavailable",
+        }
+    }
+
+    /// The HTTP status a rejection with this reason is answered with.
+    pub const fn status(self) -> StatusCode {
+        match self {
+            Self::TokenMissing
+            | Self::TokenTypeMismatch
+            | Self::TokenInvalid
+            | Self::TokenVerificationFailed
+            | Self::TokenExpired
+            | Self::TokenNotActive => StatusCode::UNAUTHORIZED,
+            Self::MalformedRequest => StatusCode::BAD_REQUEST,
+            Self::InsufficientScope => StatusCode::FORBIDDEN,
+            Self::VerifierUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The RFC 6750 error code, used in `WWW-Authenticate` and in the body's `error` field.
+    const fn error_code(self) -> &'static str {
+        match self {
+            Self::TokenMissing => "unauthorized",
+            Self::MalformedRequest => "invalid_request",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::VerifierUnavailable => "temporarily_unavailable",
+            _ => "invalid_token",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// Why a request was not authenticated.
+///
+/// The layer turns it into a response (see the [module docs](self)) and also puts it into that
+/// response's extensions, so outer layers can log or count rejections by cause.
+///
+/// ```
+/// use tower_machine_auth::{AuthError, Reason};
+///
+/// let error = AuthError::MissingCredential;
+/// assert_eq!(error.reason(), Reason::TokenMissing);
+/// let response: http::Response<String> = error.to_response("api");
+/// assert_eq!(response.status(), 401);
+/// assert_eq!(response.headers()["www-authenticate"], r#"Bearer realm="api""#);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No `Authorization: Bearer …` credential was sent.
+    #[error("no bearer token: send `Authorization: Bearer <token>`")]
+    MissingCredential,
+    /// The request carries a credential that breaks RFC 6750's grammar.
+    #[error("malformed request: {0}")]
+    MalformedRequest(MalformedRequest),
+    /// The credential is not a machine token this verifier accepts.
+    #[error("not an accepted machine token: {0}")]
+    TokenTypeMismatch(TypeMismatch),
+    /// The token is malformed, badly signed, or fails a header check.
+    #[error("invalid token: {0}")]
+    InvalidToken(InvalidToken),
+    /// The token is authentic but its claims do not match the verifier's configuration.
+    #[error("token rejected: {0}")]
+    ClaimMismatch(ClaimMismatch),
+    /// The token has expired.
+    #[error("the token has expired")]
+    Expired,
+    /// The token is not valid yet (`nbf` or `iat` in the future).
+    #[error("the token is not valid yet")]
+    NotYetActive,
+    /// The machine is authenticated but this route does not admit it.
+    #[error("forbidden: {0}")]
+    InsufficientScope(ScopeDenied),
+    /// The verifier cannot decide now: keys or the introspection endpoint are unavailable.
+    #[error("verifier unavailable: {cause}")]
+    Unavailable {
+        /// What is unavailable.
+        cause: Unavailable,
+        /// When the client may retry (sent as `Retry-After`).
+        retry_after: Duration,
+    },
+}
+
+/// Details of [`AuthError::MalformedRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MalformedRequest {
+    /// More than one `Authorization` field.
+    #[error("several Authorization headers")]
+    SeveralAuthorizationHeaders,
+    /// `Bearer` with nothing after it.
+    #[error("the Bearer credential is empty")]
+    EmptyToken,
+    /// `Bearer` followed by something other than spaces.
+    #[error("Bearer must be followed by one or more spaces")]
+    BadSeparator,
+    /// The token holds characters outside RFC 6750's `b64token`.
+    #[error("the Bearer token contains characters outside RFC 6750's b64token grammar")]
+    BadTokenCharacters,
+    /// The token was sent both in the header and in the `access_token` query parameter.
+    #[error("the token was sent both in the header and as an access_token query parameter")]
+    SeveralMethods,
+}
+
+/// Details of [`AuthError::TokenTypeMismatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TypeMismatch {
+    /// A JWT whose `sub` is not a machine id (`mch_…`), such as a user session token.
+    #[error("the token's subject is not a machine id (mch_…)")]
+    NotAMachineSubject,
+    /// An opaque machine token (`mt_…`), which this verifier does not accept.
+    #[error("opaque machine tokens (mt_…) are not accepted here")]
+    OpaqueNotAccepted,
+    /// A JWT, which this verifier does not accept.
+    #[error("JWT machine tokens are not accepted here")]
+    JwtNotAccepted,
+    /// An API key (`ak_…`), for example a machine secret key sent by mistake.
+    #[error("API keys (ak_…) are not machine tokens")]
+    ApiKey,
+    /// An OAuth access token (`oat_…`).
+    #[error("OAuth tokens (oat_…) are not machine tokens")]
+    OAuthToken,
+    /// A token of no known shape.
+    #[error("the token is neither a JWT nor an opaque machine token")]
+    UnknownFormat,
+}
+
+/// Details of [`AuthError::InvalidToken`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidToken {
+    /// The token is longer than the 8 KiB cap.
+    #[error("the token is too long")]
+    TooLong,
+    /// The token is not a well-formed compact JWS.
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    /// A JSON object in the token repeats a member name.
+    #[error("the token repeats a header or claim name")]
+    DuplicateMember,
+    /// The `alg` is unknown or `none`.
+    #[error("the token's algorithm is not supported")]
+    UnsupportedAlgorithm,
+    /// The `alg` is not in the verifier's allowlist.
+    #[error("the token's algorithm is not allowed")]
+    AlgorithmNotAllowed,
+    /// The key set needs a `kid` and the token has none.
+    #[error("the token has no key id (kid)")]
+    MissingKeyId,
+    /// No key in the key set has the token's `kid`.
+    #[error("no key matches the token's key id")]
+    UnknownKeyId,
+    /// The key that matches the `kid` is not for the token's `alg`.
+    #[error("the token's algorithm does not match its key")]
+    KeyAlgorithmMismatch,
+    /// The `typ` header is present and not `JWT`.
+    #[error("the token's typ header is not JWT")]
+    TypeHeader,
+    /// The `cat` header is present and not Clerk's M2M category.
+    #[error("the token's cat header is not the machine-token category")]
+    Category,
+    /// The token has a `crit` header.
+    #[error("the token has critical header extensions (crit)")]
+    CriticalHeader,
+    /// The token is encrypted or compressed (`enc` / `zip` / `b64` headers).
+    #[error("encrypted, compressed or unencoded-payload tokens are not supported")]
+    UnsupportedEncoding,
+    /// The signature does not verify.
+    #[error("the token's signature is invalid")]
+    BadSignature,
+    /// A required claim is absent.
+    #[error("the token has no `{0}` claim")]
+    MissingClaim(&'static str),
+    /// A claim has the wrong type or an out-of-range value.
+    #[error("the token's `{0}` claim is malformed")]
+    MalformedClaim(&'static str),
+}
+
+/// Details of [`AuthError::ClaimMismatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClaimMismatch {
+    /// `iss` is absent or differs from the configured issuer.
+    #[error("the issuer is not accepted")]
+    Issuer,
+    /// `aud` is absent or names none of the configured audiences.
+    #[error("the audience is not accepted")]
+    Audience,
+    /// `exp` lies further ahead than the configured maximum token lifetime.
+    #[error("the token's lifetime exceeds the allowed maximum")]
+    LifetimeTooLong,
+}
+
+/// Details of [`AuthError::InsufficientScope`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScopeDenied {
+    /// The route admits only certain machines, and this is not one of them.
+    #[error("this machine may not call this route")]
+    MachineNotAllowed,
+    /// The token lacks scopes the route requires.
+    #[error("the token lacks a required scope ({})", .0.join(" "))]
+    MissingScopes(Vec<String>),
+}
+
+/// Details of [`AuthError::Unavailable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// No key set has been fetched yet (the JWKS endpoint has not answered successfully).
+    #[error("no verification keys have been loaded yet")]
+    KeysNotLoaded,
+    /// The last good key set is older than the stale window and could not be refreshed.
+    #[error("the verification keys are stale and could not be refreshed")]
+    KeysStale,
+}
+
+impl From<InvalidToken> for AuthError {
+    fn from(error: InvalidToken) -> Self {
+        Self::InvalidToken(error)
+    }
+}
+
+impl AuthError {
+    /// The stable reason for this rejection.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Self::MissingCredential => Reason::TokenMissing,
+            Self::MalformedRequest(_) => Reason::MalformedRequest,
+            Self::TokenTypeMismatch(_) => Reason::TokenTypeMismatch,
+            Self::InvalidToken(_) => Reason::TokenInvalid,
+            Self::ClaimMismatch(_) => Reason::TokenVerificationFailed,
+            Self::Expired => Reason::TokenExpired,
+            Self::NotYetActive => Reason::TokenNotActive,
+            Self::InsufficientScope(_) => Reason::InsufficientScope,
+            Self::Unavailable { .. } => Reason::VerifierUnavailable,
+        }
+    }
+
+    /// The HTTP status of the rejection response.
+    pub fn status(&self) -> StatusCode {
+        self.reason().status()
+    }
+
+    /// Builds the rejection response of the response contract (see the [module docs](self)).
+    ///
+    /// `realm` is the `realm` parameter of `WWW-Authenticate`. The body is JSON:
+    /// `{"error": …, "reason": …, "message": …}`, and the error itself is stored in the response's
+    /// extensions.
+    pub fn to_response<B: From<String>>(&self, realm: &str) -> Response<B> {
+        let reason = self.reason();
+        let body = serde_json::json!({
+            "error": reason.error_code(),
+            "reason": reason,
+            "message": self.to_string(),
+        })
+        .to_string();
+        let mut response = Response::new(B::from(body));
+        *response.status_mut() = reason.status();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(challenge) = self.challenge(realm) {
+            headers.insert(WWW_AUTHENTICATE, challenge);
+        }
+        if let Self::Unavailable { retry_after, .. } = self {
+            headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+        }
+        response.extensions_mut().insert(self.clone());
+        response
+    }
+
+    /// The `WWW-Authenticate` challenge, or `None` for 503.
+    fn challenge(&self, realm: &str) -> Option<HeaderValue> {
+        let reason = self.reason();
+        let mut challenge = format!("Bearer realm=\"{}\"", quoted_string_content(realm));
+        match self {
+            Self::MissingCredential => {}
+            Self::Unavailable { .. } => return None,
+            Self::InsufficientScope(ScopeDenied::MissingScopes(scopes)) => {
+                challenge.push_str(", error=\"insufficient_scope\", scope=\"");
+                challenge.push_str(&quoted_string_content(&scopes.join(" ")));
+                challenge.push('"');
+            }
+            _ => {
+                challenge.push_str(", error=\"");
+                challenge.push_str(reason.error_code());
+                challenge.push('"');
+            }
+        }
+        // Only printable ASCII went in, so this cannot fail; fall back to a bare challenge anyway.
+        Some(
+            HeaderValue::try_from(challenge).unwrap_or_else(|_| HeaderValue::from_static("Bearer")),
+        )
+    }
+}
+
+/// Escapes a value for an HTTP quoted-string, dropping anything that is not printable ASCII.
+fn quoted_string_content(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars().filter(|c| c.is_ascii_graphic() || *c == ' ') {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A configuration mistake found when a verifier or layer is built.
+///
+/// The message says what to set or change.
+///
+/// ```
+/// use tower_machine_auth::MachineVerifier;
+///
+/// let error = MachineVerifier::builder().build().unwrap_err();
+/// assert!(error.to_string().contains("CLERK_JWT_KEY"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigError {
+    message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(response: &Response<String>, name: &str) -> Option<String> {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn missing_credential_has_a_bare_challenge() {
+        let response: Response<String> = AuthError::MissingCredential.to_response("api");
+        assert_eq!(response.status(), 401);
+        assert_eq!(
+            header(&response, "www-authenticate").unwrap(),
+            r#"Bearer realm="api""#
+        );
+        assert_eq!(header(&response, "cache-control").unwrap(), "no-store");
+        let body: serde_json::Value = serde_json::from_str(response.body()).unwrap();
+        assert_eq!(body["reason"], "token-missing");
+    }
+
+    #[test]
+    fn unavailable_has_retry_after_and_no_challenge() {
+        let error = AuthError::Unavailable {
+            cause: Unavailable::KeysNotLoaded,
+            retry_after: Duration::from_secs(7),
+        };
+        let response: Response<String> = error.to_response("api");
+        assert_eq!(response.status(), 503);
+        assert_eq!(header(&response, "retry-after").unwrap(), "7");
+        assert!(header(&response, "www-authenticate").is_none());
+        assert_eq!(response.extensions().get::<AuthError>(), Some(&error));
+    }
+
+    #[test]
+    fn scope_challenge_lists_required_scopes_and_escapes_the_realm() {
+        let error = AuthError::InsufficientScope(ScopeDenied::MissingScopes(vec![
+            "mch_a".into(),
+            "mch_b".into(),
+        ]));
+        let response: Response<String> = error.to_response("my \"realm\"\n");
+        assert_eq!(response.status(), 403);
+        assert_eq!(
+            header(&response, "www-authenticate").unwrap(),
+            r#"Bearer realm="my \"realm\"", error="insufficient_scope", scope="mch_a mch_b""#
+        );
+    }
+}

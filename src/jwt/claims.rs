@@ -1,0 +1,346 @@
+//! Claim checks of a signature-verified M2M JWT, and the identity they yield.
+
+use serde_json::{Map, Value};
+
+use super::{JwtRules, VerifiedJwt};
+use crate::error::{AuthError, ClaimMismatch, InvalidToken, TypeMismatch};
+use crate::machine::{AuthenticatedMachine, MachineId, TokenFormat};
+
+/// 9999-12-31T23:59:59Z. A NumericDate beyond it is treated as malformed, which also rejects
+/// `exp` values such as `1e300` or `u64::MAX` that would otherwise mean "never expires".
+const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
+
+/// Claims that identify and bound the token; every other claim is handed to the handler.
+const STRUCTURAL_CLAIMS: [&str; 6] = ["iss", "sub", "exp", "nbf", "iat", "jti"];
+
+/// Checks the claims of a verified token at `now_ms` and builds the identity.
+///
+/// Order: types of the claims we read, the subject (`mch_…`), issuer and audience, then time.
+pub(super) fn machine_from_claims(
+    mut claims: Map<String, Value>,
+    rules: &JwtRules,
+    now_ms: i64,
+) -> Result<VerifiedJwt, AuthError> {
+    let subject = required_string(&claims, "sub")?;
+    let expires_at_ms = numeric_date(&claims, "exp")?.ok_or(missing("exp"))?;
+    let not_before_ms = numeric_date(&claims, "nbf")?;
+    let issued_at_ms = numeric_date(&claims, "iat")?;
+    let issuer = optional_string(&claims, "iss")?;
+    let token_id = optional_string(&claims, "jti")?.unwrap_or_default();
+    let audiences = audiences(&claims)?;
+    let scopes = match optional_string(&claims, "scopes")? {
+        Some(scopes) => scopes
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        None => audiences.clone(),
+    };
+
+    let machine_id = MachineId::parse(&subject).ok_or(AuthError::TokenTypeMismatch(
+        TypeMismatch::NotAMachineSubject,
+    ))?;
+
+    if let Some(expected) = &rules.issuer {
+        if issuer.as_ref() != Some(expected) {
+            return Err(AuthError::ClaimMismatch(ClaimMismatch::Issuer));
+        }
+    }
+    if !rules.audiences.is_empty() && !audiences.iter().any(|aud| rules.audiences.contains(aud)) {
+        return Err(AuthError::ClaimMismatch(ClaimMismatch::Audience));
+    }
+
+    if expires_at_ms <= now_ms - rules.leeway_ms {
+        return Err(AuthError::Expired);
+    }
+    let in_future = |at_ms: Option<i64>| at_ms.is_some_and(|at| at > now_ms + rules.leeway_ms);
+    if in_future(not_before_ms) || in_future(issued_at_ms) {
+        return Err(AuthError::NotYetActive);
+    }
+    if rules
+        .max_lifetime_ms
+        .is_some_and(|max| expires_at_ms - now_ms > max)
+    {
+        return Err(AuthError::ClaimMismatch(ClaimMismatch::LifetimeTooLong));
+    }
+
+    for name in STRUCTURAL_CLAIMS {
+        claims.remove(name);
+    }
+    let machine = AuthenticatedMachine::builder(machine_id)
+        .token_id(token_id)
+        .token_format(TokenFormat::Jwt)
+        .scopes(scopes)
+        .claims(claims)
+        .expires_at(Some(unix_seconds(expires_at_ms)))
+        .issued_at(issued_at_ms.map(unix_seconds))
+        .issuer(issuer)
+        .build();
+    Ok(VerifiedJwt {
+        machine,
+        expires_at_ms,
+    })
+}
+
+fn missing(name: &'static str) -> AuthError {
+    AuthError::InvalidToken(InvalidToken::MissingClaim(name))
+}
+
+fn malformed(name: &'static str) -> AuthError {
+    AuthError::InvalidToken(InvalidToken::MalformedClaim(name))
+}
+
+fn required_string(claims: &Map<String, Value>, name: &'static str) -> Result<String, AuthError> {
+    optional_string(claims, name)?.ok_or_else(|| missing(name))
+}
+
+fn optional_string(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<String>, AuthError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::String(value)) => Ok(Some(value.clone())),
+        Some(_) => Err(malformed(name)),
+    }
+}
+
+/// A NumericDate (RFC 7519 §2) in Unix milliseconds: a finite, non-negative JSON number, possibly
+/// fractional.
+fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, AuthError> {
+    let Some(value) = claims.get(name) else {
+        return Ok(None);
+    };
+    let seconds = value
+        .as_f64()
+        .filter(|s| s.is_finite() && (0.0..=MAX_NUMERIC_DATE).contains(s))
+        .ok_or_else(|| malformed(name))?;
+    // In range by the filter above: at most about 2.5e14 milliseconds.
+    Ok(Some((seconds * 1000.0).floor() as i64))
+}
+
+/// `aud` as a list: a string, or an array of strings.
+fn audiences(claims: &Map<String, Value>) -> Result<Vec<String>, AuthError> {
+    match claims.get("aud") {
+        None => Ok(Vec::new()),
+        Some(Value::String(aud)) => Ok(vec![aud.clone()]),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| malformed("aud"))
+            })
+            .collect(),
+        Some(_) => Err(malformed("aud")),
+    }
+}
+
+fn unix_seconds(ms: i64) -> u64 {
+    u64::try_from(ms.div_euclid(1000)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwt::AlgorithmSet;
+    use serde_json::json;
+
+    const NOW_MS: i64 = 1_767_225_600_000;
+    const NOW: i64 = NOW_MS / 1000;
+
+    fn rules() -> JwtRules {
+        JwtRules {
+            algorithms: AlgorithmSet::RSA,
+            leeway_ms: 5_000,
+            issuer: None,
+            audiences: Vec::new(),
+            max_lifetime_ms: None,
+        }
+    }
+
+    fn check(claims: Value, rules: &JwtRules) -> Result<VerifiedJwt, AuthError> {
+        machine_from_claims(claims.as_object().unwrap().clone(), rules, NOW_MS)
+    }
+
+    fn valid() -> Value {
+        json!({"iss":"https://clerk.example","sub":"mch_test","jti":"mt_1","iat":NOW,"nbf":NOW-5,"exp":NOW+60})
+    }
+
+    fn with(mut base: Value, name: &str, value: Value) -> Value {
+        base[name] = value;
+        base
+    }
+
+    fn without(mut base: Value, name: &str) -> Value {
+        base.as_object_mut().unwrap().remove(name);
+        base
+    }
+
+    #[test]
+    fn maps_claims_like_clerk() {
+        let claims = with(valid(), "scopes", json!("mch_a  mch_b"));
+        let claims = with(claims, "role", json!("svc"));
+        let verified = check(claims, &rules()).unwrap();
+        let machine = verified.machine;
+        assert_eq!(machine.machine_id().as_str(), "mch_test");
+        assert_eq!(machine.token_id(), "mt_1");
+        assert_eq!(machine.scopes(), ["mch_a", "mch_b"]);
+        assert_eq!(
+            serde_json::Value::Object(machine.claims().clone()),
+            json!({"scopes":"mch_a  mch_b","role":"svc"})
+        );
+        assert_eq!(machine.expires_at(), Some((NOW + 60) as u64));
+        assert_eq!(machine.issued_at(), Some(NOW as u64));
+        assert_eq!(machine.issuer(), Some("https://clerk.example"));
+        assert_eq!(verified.expires_at_ms, (NOW + 60) * 1000);
+    }
+
+    #[test]
+    fn scopes_fall_back_to_aud_then_empty() {
+        let claims = with(without(valid(), "jti"), "aud", json!(["mch_x", "mch_y"]));
+        let machine = check(claims, &rules()).unwrap().machine;
+        assert_eq!(machine.scopes(), ["mch_x", "mch_y"]);
+        assert_eq!(machine.token_id(), "");
+        assert_eq!(machine.claim("aud"), Some(&json!(["mch_x", "mch_y"])));
+        let machine = check(valid(), &rules()).unwrap().machine;
+        assert!(machine.scopes().is_empty());
+    }
+
+    #[test]
+    fn time_boundaries_follow_clerk() {
+        // Expired iff exp <= now - skew; nbf/iat rejected iff > now + skew.
+        assert!(check(with(valid(), "exp", json!(NOW - 4)), &rules()).is_ok());
+        assert_eq!(
+            check(with(valid(), "exp", json!(NOW - 5)), &rules()).unwrap_err(),
+            AuthError::Expired
+        );
+        assert!(check(with(valid(), "nbf", json!(NOW + 5)), &rules()).is_ok());
+        assert_eq!(
+            check(with(valid(), "nbf", json!(NOW + 6)), &rules()).unwrap_err(),
+            AuthError::NotYetActive
+        );
+        assert_eq!(
+            check(with(valid(), "iat", json!(NOW + 60)), &rules()).unwrap_err(),
+            AuthError::NotYetActive
+        );
+        assert!(
+            check(
+                with(valid(), "exp", json!((NOW + 60) as f64 + 0.5)),
+                &rules()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn ill_typed_claims_are_invalid() {
+        for (name, value) in [
+            ("exp", json!("9999999999")),
+            ("exp", json!(null)),
+            ("exp", json!(true)),
+            ("exp", json!(-1)),
+            ("exp", json!(1e300)),
+            ("exp", json!(u64::MAX)),
+            ("nbf", json!("0")),
+            ("iat", json!("0")),
+            ("iat", json!([NOW])),
+            ("iss", json!(["https://clerk.example"])),
+            ("iss", json!(1)),
+            ("aud", json!(7)),
+            ("aud", json!([7])),
+            ("jti", json!(1)),
+            ("scopes", json!(["mch_a"])),
+            ("sub", json!(1)),
+        ] {
+            let error = check(with(valid(), name, value.clone()), &rules()).unwrap_err();
+            assert_eq!(
+                error,
+                AuthError::InvalidToken(InvalidToken::MalformedClaim(match name {
+                    "exp" => "exp",
+                    "nbf" => "nbf",
+                    "iat" => "iat",
+                    "iss" => "iss",
+                    "aud" => "aud",
+                    "jti" => "jti",
+                    "scopes" => "scopes",
+                    _ => "sub",
+                })),
+                "{name}: {value}"
+            );
+        }
+        assert_eq!(
+            check(without(valid(), "exp"), &rules()).unwrap_err(),
+            AuthError::InvalidToken(InvalidToken::MissingClaim("exp"))
+        );
+        assert_eq!(
+            check(without(valid(), "sub"), &rules()).unwrap_err(),
+            AuthError::InvalidToken(InvalidToken::MissingClaim("sub"))
+        );
+    }
+
+    #[test]
+    fn subjects_must_be_machine_ids() {
+        for sub in [
+            "user_123",
+            "MCH_a",
+            "mch_",
+            "mch_a-b",
+            "m\u{441}h_a",
+            "mch_a\u{0}user_b",
+        ] {
+            assert_eq!(
+                check(with(valid(), "sub", json!(sub)), &rules()).unwrap_err(),
+                AuthError::TokenTypeMismatch(TypeMismatch::NotAMachineSubject),
+                "{sub:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn issuer_and_audience_are_strict_when_configured() {
+        let mut rules = rules();
+        rules.issuer = Some("https://clerk.example".into());
+        rules.audiences = vec!["mch_api".into()];
+        let good = with(valid(), "aud", json!(["mch_other", "mch_api"]));
+        assert!(check(good.clone(), &rules).is_ok());
+        assert!(check(with(good.clone(), "aud", json!("mch_api")), &rules).is_ok());
+        for (claims, mismatch) in [
+            (without(good.clone(), "iss"), ClaimMismatch::Issuer),
+            (
+                with(good.clone(), "iss", json!("https://clerk.example.evil")),
+                ClaimMismatch::Issuer,
+            ),
+            (
+                with(good.clone(), "iss", json!("https://clerk.exampl")),
+                ClaimMismatch::Issuer,
+            ),
+            (without(good.clone(), "aud"), ClaimMismatch::Audience),
+            (
+                with(good.clone(), "aud", json!([])),
+                ClaimMismatch::Audience,
+            ),
+            (
+                with(good.clone(), "aud", json!("mch_apix")),
+                ClaimMismatch::Audience,
+            ),
+        ] {
+            assert_eq!(
+                check(claims.clone(), &rules).unwrap_err(),
+                AuthError::ClaimMismatch(mismatch),
+                "{claims}"
+            );
+        }
+    }
+
+    #[test]
+    fn maximum_lifetime_is_enforced_when_configured() {
+        let mut rules = rules();
+        rules.max_lifetime_ms = Some(3_600_000);
+        assert!(check(with(valid(), "exp", json!(NOW + 3600)), &rules).is_ok());
+        assert_eq!(
+            check(with(valid(), "exp", json!(NOW + 3601)), &rules).unwrap_err(),
+            AuthError::ClaimMismatch(ClaimMismatch::LifetimeTooLong)
+        );
+    }
+}

@@ -1,0 +1,109 @@
+//! Verifying one M2M JWT against one key: header checks, the signature, then the claims.
+//!
+//! The order matters. Header checks (`alg`, `typ`, `cat`, `crit`) run first because they decide
+//! which key may be used; the signature runs before any claim is read, so a forged token never
+//! learns whether its claims would have passed (a forged, expired token is `token-invalid`).
+//!
+//! Signatures are checked by `jsonwebtoken::crypto::verify`; parsing is our own so that each part
+//! is decoded once and every JSON object is checked for repeated member names.
+
+mod algorithms;
+mod claims;
+mod header;
+
+pub(crate) use algorithms::AlgorithmSet;
+pub(crate) use header::JwtHeader;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::error::{AuthError, InvalidToken};
+use crate::keys::VerifyingKey;
+use crate::machine::AuthenticatedMachine;
+use crate::strict_json::{self, StrictJsonError};
+
+/// Clerk's JWT category for M2M tokens (header `cat`).
+pub(crate) const M2M_CATEGORY: &str = "cl_B7d4PD333AAA";
+
+/// What an M2M JWT must satisfy, besides its signature.
+#[derive(Debug, Clone)]
+pub(crate) struct JwtRules {
+    /// Algorithms a token may use.
+    pub(crate) algorithms: AlgorithmSet,
+    /// Allowed clock skew, in milliseconds.
+    pub(crate) leeway_ms: i64,
+    /// The required `iss`, if configured.
+    pub(crate) issuer: Option<String>,
+    /// Accepted audiences; a token must name one of them when the list is not empty.
+    pub(crate) audiences: Vec<String>,
+    /// The longest accepted `exp - now`, in milliseconds.
+    pub(crate) max_lifetime_ms: Option<i64>,
+}
+
+/// A verified token, ready for the cache.
+#[derive(Debug, Clone)]
+pub(crate) struct VerifiedJwt {
+    pub(crate) machine: AuthenticatedMachine,
+    pub(crate) expires_at_ms: i64,
+}
+
+/// A JWT whose header has been checked but whose signature has not.
+#[derive(Debug)]
+pub(crate) struct UnverifiedJwt<'a> {
+    pub(crate) header: JwtHeader,
+    signing_input: &'a str,
+    payload: &'a str,
+    signature: &'a str,
+}
+
+impl<'a> UnverifiedJwt<'a> {
+    /// Splits a JWT-shaped token and checks its header.
+    pub(crate) fn parse(token: &'a str, rules: &JwtRules) -> Result<Self, InvalidToken> {
+        let (signing_input, signature) = token.rsplit_once('.').ok_or(InvalidToken::Malformed)?;
+        let (header, payload) = signing_input
+            .split_once('.')
+            .ok_or(InvalidToken::Malformed)?;
+        Ok(Self {
+            header: JwtHeader::parse(&decode_object(header)?, rules)?,
+            signing_input,
+            payload,
+            signature,
+        })
+    }
+
+    /// Checks the signature with `key`, then the claims at `now_ms` (Unix milliseconds).
+    pub(crate) fn verify(
+        &self,
+        key: &VerifyingKey,
+        rules: &JwtRules,
+        now_ms: i64,
+    ) -> Result<VerifiedJwt, AuthError> {
+        let algorithm = self.header.algorithm;
+        if !key.algorithms.contains(algorithm) {
+            return Err(AuthError::InvalidToken(InvalidToken::KeyAlgorithmMismatch));
+        }
+        let valid = jsonwebtoken::crypto::verify(
+            self.signature,
+            self.signing_input.as_bytes(),
+            &key.decoding,
+            algorithm,
+        );
+        if !matches!(valid, Ok(true)) {
+            return Err(AuthError::InvalidToken(InvalidToken::BadSignature));
+        }
+        let claims = decode_object(self.payload)?;
+        claims::machine_from_claims(claims, rules, now_ms)
+    }
+}
+
+fn decode_object(
+    segment: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, InvalidToken> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| InvalidToken::Malformed)?;
+    strict_json::parse_object(&bytes).map_err(|error| match error {
+        StrictJsonError::DuplicateMember => InvalidToken::DuplicateMember,
+        StrictJsonError::Syntax | StrictJsonError::NotAnObject => InvalidToken::Malformed,
+    })
+}

@@ -1,0 +1,213 @@
+//! Reading a JWK Set key by key, keeping only keys that are safe to verify with.
+//!
+//! One unusable key never spoils the set: it is skipped with a log line (no key material logged).
+//! A key is kept only if it has a `kid`, is `RSA` (2048 to 4096 bits), `EC` (P-256 / P-384) or
+//! `OKP` (Ed25519) with a valid public point, has no private members, `use` is absent or `sig`,
+//! `key_ops` is absent or contains `verify`, and its `alg` (if any) is allowed and fits the key.
+//! Keys that share a `kid` are all dropped: the token could not say which one it means.
+
+use std::collections::HashMap;
+
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519, ParsedPublicKey,
+    VerificationAlgorithm,
+};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::{Map, Value};
+
+use super::pem::{MAX_RSA_BITS, MIN_RSA_BITS};
+use super::{VerifyingKey, fingerprint};
+use crate::jwt::AlgorithmSet;
+use crate::strict_json;
+
+/// The most keys a JWKS may hold.
+pub(crate) const MAX_KEYS: usize = 100;
+
+/// Members that only private (or symmetric) keys have.
+const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// Why a whole document was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum JwkSetError {
+    #[error("the JWKS is not a JSON object with a `keys` array")]
+    NotAKeySet,
+    #[error("the JWKS holds more than {MAX_KEYS} keys")]
+    TooManyKeys,
+    #[error("the JWKS holds no usable signing key")]
+    NoUsableKey,
+}
+
+/// The usable keys of a JWKS, and why the others were skipped.
+#[derive(Debug)]
+pub(crate) struct ParsedJwkSet {
+    pub(crate) keys: Vec<VerifyingKey>,
+    /// `(kid, reason)` for every skipped key.
+    pub(crate) skipped: Vec<(Option<String>, &'static str)>,
+}
+
+/// Parses a JWKS document, keeping the keys usable with `allowlist`.
+pub(crate) fn parse_jwk_set(
+    body: &[u8],
+    allowlist: AlgorithmSet,
+) -> Result<ParsedJwkSet, JwkSetError> {
+    let document = strict_json::parse_object(body).map_err(|_| JwkSetError::NotAKeySet)?;
+    let Some(Value::Array(entries)) = document.get("keys") else {
+        return Err(JwkSetError::NotAKeySet);
+    };
+    if entries.len() > MAX_KEYS {
+        return Err(JwkSetError::TooManyKeys);
+    }
+    let mut keys = Vec::new();
+    let mut skipped = Vec::new();
+    for entry in entries {
+        let kid = entry.get("kid").and_then(Value::as_str).map(str::to_owned);
+        match entry
+            .as_object()
+            .ok_or("not a JSON object")
+            .and_then(|jwk| usable_key(jwk, allowlist))
+        {
+            Ok(key) => keys.push(key),
+            Err(reason) => skipped.push((kid, reason)),
+        }
+    }
+    let mut kid_counts: HashMap<String, usize> = HashMap::new();
+    for key in &keys {
+        *kid_counts
+            .entry(key.kid.clone().unwrap_or_default())
+            .or_default() += 1;
+    }
+    keys.retain(|key| {
+        let kid = key.kid.clone().unwrap_or_default();
+        let unique = kid_counts[&kid] == 1;
+        if !unique {
+            skipped.push((key.kid.clone(), "another key has the same kid"));
+        }
+        unique
+    });
+    if keys.is_empty() {
+        return Err(JwkSetError::NoUsableKey);
+    }
+    Ok(ParsedJwkSet { keys, skipped })
+}
+
+fn usable_key(
+    jwk: &Map<String, Value>,
+    allowlist: AlgorithmSet,
+) -> Result<VerifyingKey, &'static str> {
+    let kid = match jwk.get("kid") {
+        Some(Value::String(kid)) if !kid.is_empty() && kid.len() <= 256 => kid.clone(),
+        _ => return Err("no usable kid"),
+    };
+    if PRIVATE_MEMBERS.iter().any(|name| jwk.contains_key(*name)) {
+        return Err("holds private or symmetric key material");
+    }
+    match jwk.get("use") {
+        None => {}
+        Some(Value::String(usage)) if usage == "sig" => {}
+        Some(_) => return Err("not a signing key (use)"),
+    }
+    match jwk.get("key_ops") {
+        None => {}
+        Some(Value::Array(ops)) if ops.iter().any(|op| op == "verify") => {}
+        Some(_) => return Err("not a verification key (key_ops)"),
+    }
+    let (family, decoding, material) = match string(jwk, "kty")? {
+        "RSA" => rsa_key(jwk)?,
+        "EC" => ec_key(jwk)?,
+        "OKP" => okp_key(jwk)?,
+        "oct" => return Err("symmetric key"),
+        _ => return Err("unsupported kty"),
+    };
+    let algorithms = match jwk.get("alg") {
+        None => allowlist.intersection(family),
+        Some(Value::String(name)) => {
+            let algorithm: Algorithm = name.parse().map_err(|_| "unsupported alg")?;
+            if !family.contains(algorithm) {
+                return Err("alg does not fit the key type or curve");
+            }
+            if !allowlist.contains(algorithm) {
+                return Err("alg is not allowed");
+            }
+            AlgorithmSet::of(&[algorithm])
+        }
+        Some(_) => return Err("alg is not a string"),
+    };
+    if algorithms.is_empty() {
+        return Err("no allowed algorithm fits the key");
+    }
+    let alg_bits = format!("{algorithms:?}");
+    let mut parts: Vec<&[u8]> = material.iter().map(Vec::as_slice).collect();
+    parts.push(alg_bits.as_bytes());
+    Ok(VerifyingKey {
+        kid: Some(kid),
+        algorithms,
+        decoding,
+        fingerprint: fingerprint(&parts),
+    })
+}
+
+type KeyParts = (AlgorithmSet, DecodingKey, Vec<Vec<u8>>);
+
+fn rsa_key(jwk: &Map<String, Value>) -> Result<KeyParts, &'static str> {
+    let n = bytes(jwk, "n")?;
+    let e = bytes(jwk, "e")?;
+    let components = aws_lc_rs::rsa::PublicKeyComponents {
+        n: n.as_slice(),
+        e: e.as_slice(),
+    };
+    let key: aws_lc_rs::rsa::PublicEncryptingKey =
+        components.try_into().map_err(|_| "invalid RSA key")?;
+    if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&key.key_size_bits()) {
+        return Err("RSA key size outside 2048..=4096 bits");
+    }
+    let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
+    Ok((AlgorithmSet::RSA, decoding, vec![b"RSA".to_vec(), n, e]))
+}
+
+fn ec_key(jwk: &Map<String, Value>) -> Result<KeyParts, &'static str> {
+    let (family, verification, size): (_, &'static dyn VerificationAlgorithm, _) =
+        match string(jwk, "crv")? {
+            "P-256" => (AlgorithmSet::P256, &ECDSA_P256_SHA256_FIXED, 32),
+            "P-384" => (AlgorithmSet::P384, &ECDSA_P384_SHA384_FIXED, 48),
+            _ => return Err("unsupported curve"),
+        };
+    let x = bytes(jwk, "x")?;
+    let y = bytes(jwk, "y")?;
+    if x.len() != size || y.len() != size {
+        return Err("EC coordinates have the wrong length");
+    }
+    let point: Vec<u8> = [&[4u8][..], &x, &y].concat();
+    ParsedPublicKey::new(verification, &point).map_err(|_| "EC point is not on the curve")?;
+    let decoding =
+        DecodingKey::from_ec_components(&URL_SAFE_NO_PAD.encode(&x), &URL_SAFE_NO_PAD.encode(&y))
+            .map_err(|_| "invalid EC key")?;
+    Ok((family, decoding, vec![b"EC".to_vec(), point]))
+}
+
+fn okp_key(jwk: &Map<String, Value>) -> Result<KeyParts, &'static str> {
+    if string(jwk, "crv")? != "Ed25519" {
+        return Err("unsupported curve");
+    }
+    let x = bytes(jwk, "x")?;
+    if x.len() != 32 {
+        return Err("Ed25519 key has the wrong length");
+    }
+    ParsedPublicKey::new(&ED25519, &x).map_err(|_| "invalid Ed25519 key")?;
+    let decoding = DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(&x))
+        .map_err(|_| "invalid Ed25519 key")?;
+    Ok((AlgorithmSet::ED25519, decoding, vec![b"OKP".to_vec(), x]))
+}
+
+fn string<'a>(jwk: &'a Map<String, Value>, name: &str) -> Result<&'a str, &'static str> {
+    jwk.get(name)
+        .and_then(Value::as_str)
+        .ok_or("missing or non-string member")
+}
+
+fn bytes(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, &'static str> {
+    URL_SAFE_NO_PAD
+        .decode(string(jwk, name)?)
+        .map_err(|_| "member is not base64url")
+}

@@ -1,0 +1,364 @@
+//! A JWKS kept fresh in the background, so the request path only reads.
+//!
+//! - Keys live in an [`ArcSwap`]; a lookup is a pointer load and a hash lookup.
+//! - A background task refreshes the set every `refresh_interval` (default 5 min, Clerk's cache
+//!   TTL), and after a failure retries with exponential backoff (1 s to 30 s, with jitter).
+//! - An unknown `kid` may trigger a fetch at most once per `cooldown` (default 30 s). Concurrent
+//!   requests share one fetch (single-flight): every fetch, background or on demand, runs under one
+//!   lock, and a waiter whose fetch already happened does not fetch again. A flood of made-up kids
+//!   therefore costs at most one fetch per cooldown, and the background refresh does not count
+//!   against the cooldown.
+//! - A failed fetch never removes keys; only a successful fetch that omits a key does. The last
+//!   good set is served for up to `max_stale` (default 24 h) after the last success, then requests
+//!   get 503 until a fetch succeeds.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+use reqwest::Url;
+use tokio::time::Instant;
+
+use super::{KeyLookup, VerifyingKey, parse_jwk_set};
+use crate::error::{AuthError, ConfigError, InvalidToken, Unavailable};
+use crate::fetch::{self, FetchError, Timeouts};
+use crate::jwt::AlgorithmSet;
+use crate::stats::Counters;
+
+/// The largest JWKS document accepted.
+const MAX_JWKS_BYTES: usize = 64 * 1024;
+/// The `Clerk-API-Version` Clerk's backend SDK sends.
+pub(crate) const CLERK_API_VERSION: &str = "2026-05-12";
+/// `Retry-After` for requests answered 503 because no keys are usable.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Where to fetch a JWKS, and the credential to send.
+pub(crate) struct JwksEndpoint {
+    pub(crate) url: Url,
+    /// `Authorization: Bearer <secret>`, marked sensitive.
+    pub(crate) authorization: Option<HeaderValue>,
+    /// Whether to send Clerk's `Clerk-API-Version` header.
+    pub(crate) clerk: bool,
+}
+
+impl JwksEndpoint {
+    /// Any JWKS URL, fetched without credentials.
+    pub(crate) fn url(url: &str) -> Result<Self, ConfigError> {
+        Ok(Self {
+            url: fetch::checked_url(url, "the JWKS URL")?,
+            authorization: None,
+            clerk: false,
+        })
+    }
+
+    /// Clerk's Backend API: `GET {api_url}/v1/jwks` with the instance secret key.
+    pub(crate) fn clerk(api_url: &str, secret_key: &str) -> Result<Self, ConfigError> {
+        let base = api_url.trim().trim_end_matches('/');
+        let base = base.strip_suffix("/v1").unwrap_or(base);
+        let url = fetch::checked_url(&format!("{base}/v1/jwks"), "CLERK_API_URL")?;
+        let mut authorization = HeaderValue::try_from(format!("Bearer {}", secret_key.trim()))
+            .map_err(|_| {
+                ConfigError::new("CLERK_SECRET_KEY holds characters not allowed in a header")
+            })?;
+        authorization.set_sensitive(true);
+        Ok(Self {
+            url,
+            authorization: Some(authorization),
+            clerk: true,
+        })
+    }
+}
+
+impl fmt::Debug for JwksEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwksEndpoint")
+            .field("url", &self.url.as_str())
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
+}
+
+/// Timing and limits of a JWKS source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct JwksSettings {
+    pub(crate) refresh_interval: Duration,
+    pub(crate) cooldown: Duration,
+    pub(crate) max_stale: Duration,
+    pub(crate) timeouts: Timeouts,
+}
+
+impl Default for JwksSettings {
+    fn default() -> Self {
+        Self {
+            refresh_interval: Duration::from_secs(300),
+            cooldown: Duration::from_secs(30),
+            max_stale: Duration::from_secs(24 * 3600),
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// The keys as of the last successful fetch.
+#[derive(Default)]
+struct KeySetState {
+    keys: HashMap<String, Arc<VerifyingKey>>,
+    /// When the last successful fetch completed; `None` until the first one.
+    loaded_at: Option<Instant>,
+}
+
+/// A remote JWKS with background refresh, cooldown-bounded on-demand fetches and a stale window.
+pub(crate) struct JwksSource {
+    endpoint: JwksEndpoint,
+    client: reqwest::Client,
+    settings: JwksSettings,
+    allowlist: AlgorithmSet,
+    state: ArcSwap<KeySetState>,
+    /// Held for the whole of every fetch: at most one is in flight.
+    fetch_lock: tokio::sync::Mutex<()>,
+    /// Completed fetches, successful or not; lets waiters see that a fetch happened meanwhile.
+    fetches_completed: AtomicU64,
+    /// When the last on-demand (unknown-kid) fetch started.
+    last_on_demand: Mutex<Option<Instant>>,
+    counters: Arc<Counters>,
+    on_keys_removed: Box<dyn Fn() + Send + Sync>,
+}
+
+impl fmt::Debug for JwksSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwksSource")
+            .field("endpoint", &self.endpoint)
+            .field("settings", &self.settings)
+            .field("keys", &self.state.load().keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwksSource {
+    /// Creates the source and starts its background refresh on the current Tokio runtime.
+    ///
+    /// `on_keys_removed` runs whenever a successful fetch drops a key or changes the key behind a
+    /// `kid`.
+    pub(crate) fn start(
+        endpoint: JwksEndpoint,
+        settings: JwksSettings,
+        allowlist: AlgorithmSet,
+        counters: Arc<Counters>,
+        on_keys_removed: Box<dyn Fn() + Send + Sync>,
+    ) -> Result<Arc<Self>, ConfigError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            ConfigError::new(
+                "a JWKS key source refreshes in the background: build the verifier inside a Tokio \
+                 runtime (for example in `#[tokio::main]`)",
+            )
+        })?;
+        let source = Arc::new(Self {
+            client: fetch::client(settings.timeouts)?,
+            endpoint,
+            settings,
+            allowlist,
+            state: ArcSwap::from_pointee(KeySetState::default()),
+            fetch_lock: tokio::sync::Mutex::new(()),
+            fetches_completed: AtomicU64::new(0),
+            last_on_demand: Mutex::new(None),
+            counters,
+            on_keys_removed,
+        });
+        runtime.spawn(refresh_in_background(Arc::downgrade(&source)));
+        Ok(source)
+    }
+
+    /// The key for `kid`, without waiting.
+    pub(crate) fn lookup(&self, kid: &str) -> KeyLookup {
+        let state = self.state.load();
+        let problem = match state.loaded_at {
+            None => unavailable(Unavailable::KeysNotLoaded),
+            Some(at) if at.elapsed() > self.settings.max_stale => {
+                unavailable(Unavailable::KeysStale)
+            }
+            Some(_) => match state.keys.get(kid) {
+                Some(key) => return KeyLookup::Found(Arc::clone(key)),
+                None => AuthError::InvalidToken(InvalidToken::UnknownKeyId),
+            },
+        };
+        if self.on_demand_fetch_allowed() {
+            KeyLookup::FetchMayHelp
+        } else {
+            KeyLookup::Failed(problem)
+        }
+    }
+
+    /// Like [`lookup`](Self::lookup), after waiting for (or running) one on-demand fetch.
+    pub(crate) async fn lookup_after_fetch(
+        &self,
+        kid: &str,
+    ) -> Result<Arc<VerifyingKey>, AuthError> {
+        let seen = self.fetches_completed.load(Ordering::Acquire);
+        {
+            let _fetching = self.fetch_lock.lock().await;
+            // Whoever held the lock fetched: use their result rather than fetch again.
+            if self.fetches_completed.load(Ordering::Acquire) == seen
+                && self.claim_on_demand_fetch()
+            {
+                self.fetch_and_apply().await;
+            }
+        }
+        let state = self.state.load();
+        match state.loaded_at {
+            None => Err(unavailable(Unavailable::KeysNotLoaded)),
+            Some(at) if at.elapsed() > self.settings.max_stale => {
+                Err(unavailable(Unavailable::KeysStale))
+            }
+            Some(_) => state
+                .keys
+                .get(kid)
+                .cloned()
+                .ok_or(AuthError::InvalidToken(InvalidToken::UnknownKeyId)),
+        }
+    }
+
+    fn on_demand_fetch_allowed(&self) -> bool {
+        let last = self
+            .last_on_demand
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        last.is_none_or(|at| at.elapsed() >= self.settings.cooldown)
+    }
+
+    /// Takes the cooldown slot if it is free.
+    fn claim_on_demand_fetch(&self) -> bool {
+        let mut last = self
+            .last_on_demand
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|at| at.elapsed() < self.settings.cooldown) {
+            self.counters.add(&self.counters.jwks_fetches_skipped);
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+
+    /// Fetches the JWKS and installs it. Callers hold `fetch_lock`. Returns whether it succeeded.
+    async fn fetch_and_apply(&self) -> bool {
+        let outcome = self.fetch().await;
+        let succeeded = match outcome {
+            Ok(keys) => {
+                self.install(keys);
+                true
+            }
+            Err(error) => {
+                self.counters.add(&self.counters.jwks_fetch_failures);
+                let has_keys = self.state.load().loaded_at.is_some();
+                tracing::warn!(
+                    url = %self.endpoint.url,
+                    %error,
+                    keeping_last_good_keys = has_keys,
+                    "JWKS fetch failed"
+                );
+                false
+            }
+        };
+        self.fetches_completed.fetch_add(1, Ordering::AcqRel);
+        succeeded
+    }
+
+    async fn fetch(&self) -> Result<Vec<VerifyingKey>, FetchError> {
+        self.counters.add(&self.counters.jwks_fetches);
+        let mut request = self
+            .client
+            .get(self.endpoint.url.clone())
+            .header(http::header::ACCEPT, "application/json");
+        if let Some(authorization) = &self.endpoint.authorization {
+            request = request.header(http::header::AUTHORIZATION, authorization.clone());
+        }
+        if self.endpoint.clerk {
+            request = request.header("Clerk-API-Version", CLERK_API_VERSION);
+        }
+        let (status, body) = fetch::send(request, MAX_JWKS_BYTES).await?;
+        if status != reqwest::StatusCode::OK {
+            if status == reqwest::StatusCode::UNAUTHORIZED && self.endpoint.clerk {
+                tracing::error!(
+                    url = %self.endpoint.url,
+                    "Clerk refused CLERK_SECRET_KEY (401): check that the secret key belongs to this instance"
+                );
+            }
+            return Err(FetchError::Status(status.as_u16()));
+        }
+        let parsed = parse_jwk_set(&body, self.allowlist)
+            .map_err(|error| FetchError::Invalid(error.to_string()))?;
+        for (kid, reason) in &parsed.skipped {
+            tracing::warn!(url = %self.endpoint.url, ?kid, reason, "skipping unusable JWKS key");
+        }
+        Ok(parsed.keys)
+    }
+
+    fn install(&self, keys: Vec<VerifyingKey>) {
+        let keys: HashMap<String, Arc<VerifyingKey>> = keys
+            .into_iter()
+            .filter_map(|key| Some((key.kid.clone()?, Arc::new(key))))
+            .collect();
+        let previous = self.state.load();
+        let removed = previous.keys.iter().any(|(kid, old)| {
+            keys.get(kid)
+                .is_none_or(|new| new.fingerprint != old.fingerprint)
+        });
+        tracing::debug!(url = %self.endpoint.url, keys = keys.len(), removed, "JWKS loaded");
+        self.state.store(Arc::new(KeySetState {
+            keys,
+            loaded_at: Some(Instant::now()),
+        }));
+        if removed {
+            (self.on_keys_removed)();
+        }
+    }
+}
+
+fn unavailable(cause: Unavailable) -> AuthError {
+    AuthError::Unavailable {
+        cause,
+        retry_after: RETRY_AFTER,
+    }
+}
+
+/// Refreshes the key set until the source is dropped.
+async fn refresh_in_background(source: Weak<JwksSource>) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let Some(strong) = source.upgrade() else {
+            return;
+        };
+        let succeeded = {
+            let _fetching = strong.fetch_lock.lock().await;
+            strong.fetch_and_apply().await
+        };
+        let delay = if succeeded {
+            backoff = MIN_BACKOFF;
+            strong.settings.refresh_interval
+        } else {
+            let delay = with_jitter(backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            delay
+        };
+        drop(strong);
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Somewhere between half of `delay` and all of it.
+fn with_jitter(delay: Duration) -> Duration {
+    let mut random = [0u8; 2];
+    let fraction = match aws_lc_rs::rand::fill(&mut random) {
+        Ok(()) => f64::from(u16::from_le_bytes(random)) / f64::from(u16::MAX),
+        Err(_) => 1.0,
+    };
+    delay.mul_f64(0.5 + fraction / 2.0)
+}

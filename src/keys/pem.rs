@@ -1,0 +1,136 @@
+//! Loading a public key from PEM, the way Clerk's dashboard shows it (`CLERK_JWT_KEY`).
+//!
+//! Accepted: an SPKI `PUBLIC KEY` for RSA (2048 to 4096 bits), EC P-256 / P-384 or Ed25519, with or
+//! without the `-----BEGIN/END PUBLIC KEY-----` lines, with real or `\n`-escaped line breaks.
+//! Refused, with a message that says why: private keys, certificates, PKCS#1 `RSA PUBLIC KEY`,
+//! small RSA keys, and a key whose algorithms are all outside the allowlist.
+
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED,
+    ECDSA_P384_SHA384_FIXED_SIGNING, ED25519, EcdsaKeyPair, Ed25519KeyPair, ParsedPublicKey,
+};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use jsonwebtoken::DecodingKey;
+
+use super::{VerifyingKey, fingerprint};
+use crate::error::ConfigError;
+use crate::jwt::AlgorithmSet;
+
+pub(crate) const MIN_RSA_BITS: usize = 2048;
+pub(crate) const MAX_RSA_BITS: usize = 4096;
+
+/// Parses a PEM (or bare base64 SPKI) public key for the algorithms in `allowlist`.
+pub(crate) fn key_from_pem(
+    text: &str,
+    allowlist: AlgorithmSet,
+) -> Result<VerifyingKey, ConfigError> {
+    let der = spki_der(text)?;
+    let (family, description, decoding) = classify(&der)?;
+    let algorithms = allowlist.intersection(family);
+    if algorithms.is_empty() {
+        return Err(ConfigError::new(format!(
+            "the PEM public key is {description}, but none of the allowed algorithms ({allowlist}) \
+             uses it: allow one of {family} with `algorithms(…)`"
+        )));
+    }
+    Ok(VerifyingKey {
+        kid: None,
+        algorithms,
+        decoding,
+        fingerprint: fingerprint(&[b"spki", &der]),
+    })
+}
+
+/// The DER bytes of an SPKI public key given as PEM, or as the bare base64 body of one.
+fn spki_der(text: &str) -> Result<Vec<u8>, ConfigError> {
+    let text = text.trim().replace("\\n", "\n").replace("\\r", "");
+    if text.is_empty() {
+        return Err(ConfigError::new("the PEM public key is empty"));
+    }
+    if text.contains("-----BEGIN") {
+        let block = pem::parse(&text).map_err(|error| {
+            ConfigError::new(format!("the PEM public key cannot be read: {error}"))
+        })?;
+        match block.tag() {
+            "PUBLIC KEY" => Ok(block.into_contents()),
+            tag if tag.contains("PRIVATE") => Err(private_key_error()),
+            "RSA PUBLIC KEY" => Err(ConfigError::new(
+                "the PEM key is a PKCS#1 `RSA PUBLIC KEY`; give the SPKI `PUBLIC KEY` form \
+                 (`openssl rsa -RSAPublicKey_in -pubout`), as Clerk's dashboard shows it",
+            )),
+            tag => Err(ConfigError::new(format!(
+                "the PEM block is a `{tag}`; a `PUBLIC KEY` (SPKI) block is needed, as Clerk's \
+                 dashboard shows it under API keys → Show JWT public key"
+            ))),
+        }
+    } else {
+        let body: String = text.split_ascii_whitespace().collect();
+        STANDARD.decode(body).map_err(|_| {
+            ConfigError::new(
+                "the public key is neither PEM nor base64: paste the PEM public key from Clerk's \
+                 dashboard (API keys → Show JWT public key)",
+            )
+        })
+    }
+}
+
+fn private_key_error() -> ConfigError {
+    ConfigError::new(
+        "a private key was given where the public key belongs: use the PEM *public* key \
+         (Clerk's dashboard: API keys → Show JWT public key), and keep the private key secret",
+    )
+}
+
+/// The family, a description, and the decoding key of an SPKI public key.
+fn classify(der: &[u8]) -> Result<(AlgorithmSet, String, DecodingKey), ConfigError> {
+    let pem_text = pem::encode(&pem::Pem::new("PUBLIC KEY", der.to_vec()));
+    let unreadable = |_| ConfigError::new("the PEM public key cannot be read");
+    if let Ok(rsa) = aws_lc_rs::rsa::PublicEncryptingKey::from_der(der) {
+        let bits = rsa.key_size_bits();
+        if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+            return Err(ConfigError::new(format!(
+                "the PEM public key is a {bits}-bit RSA key; RSA keys must have \
+                 {MIN_RSA_BITS} to {MAX_RSA_BITS} bits"
+            )));
+        }
+        let decoding = DecodingKey::from_rsa_pem(pem_text.as_bytes()).map_err(unreadable)?;
+        return Ok((AlgorithmSet::RSA, format!("a {bits}-bit RSA key"), decoding));
+    }
+    for (verification, family, description) in [
+        (
+            &ECDSA_P256_SHA256_FIXED,
+            AlgorithmSet::P256,
+            "an EC P-256 key",
+        ),
+        (
+            &ECDSA_P384_SHA384_FIXED,
+            AlgorithmSet::P384,
+            "an EC P-384 key",
+        ),
+    ] {
+        if ParsedPublicKey::new(verification, der).is_ok() {
+            let decoding = DecodingKey::from_ec_pem(pem_text.as_bytes()).map_err(unreadable)?;
+            return Ok((family, description.to_owned(), decoding));
+        }
+    }
+    if ParsedPublicKey::new(&ED25519, der).is_ok() {
+        let decoding = DecodingKey::from_ed_pem(pem_text.as_bytes()).map_err(unreadable)?;
+        return Ok((AlgorithmSet::ED25519, "an Ed25519 key".to_owned(), decoding));
+    }
+    if is_private_key(der) {
+        return Err(private_key_error());
+    }
+    Err(ConfigError::new(
+        "the PEM public key is not an RSA, EC P-256, EC P-384 or Ed25519 public key",
+    ))
+}
+
+/// Whether `der` is a PKCS#8 or PKCS#1 private key of a kind we know.
+fn is_private_key(der: &[u8]) -> bool {
+    aws_lc_rs::rsa::KeyPair::from_pkcs8(der).is_ok()
+        || aws_lc_rs::rsa::KeyPair::from_der(der).is_ok()
+        || EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).is_ok()
+        || EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, der).is_ok()
+        || Ed25519KeyPair::from_pkcs8(der).is_ok()
+}

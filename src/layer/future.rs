@@ -1,0 +1,127 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower::Service;
+
+use super::layer::LayerSettings;
+use crate::error::AuthError;
+use crate::machine::AuthenticatedMachine;
+
+type Verification = Pin<Box<dyn Future<Output = Result<AuthenticatedMachine, AuthError>> + Send>>;
+
+pin_project! {
+    /// The response future of [`MachineAuth`](super::MachineAuth).
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        // Waiting for a key fetch before the token can be verified.
+        Verifying {
+            verification: Verification,
+            request: Option<Request<ReqBody>>,
+            inner: S,
+            settings: Arc<LayerSettings>,
+        },
+        Inner {
+            #[pin]
+            future: S::Future,
+        },
+        Rejected {
+            response: Option<S::Response>,
+        },
+    }
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    pub(crate) fn inner(future: S::Future) -> Self {
+        Self {
+            state: State::Inner { future },
+        }
+    }
+
+    pub(crate) fn rejected(response: S::Response) -> Self {
+        Self {
+            state: State::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(crate) fn verifying(
+        verification: Verification,
+        request: Request<ReqBody>,
+        inner: S,
+        settings: Arc<LayerSettings>,
+    ) -> Self {
+        Self {
+            state: State::Verifying {
+                verification,
+                request: Some(request),
+                inner,
+                settings,
+            },
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<String>,
+{
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut this = self.as_mut().project();
+            match this.state.as_mut().project() {
+                StateProj::Verifying {
+                    verification,
+                    request,
+                    inner,
+                    settings,
+                } => {
+                    let verified = ready!(verification.as_mut().poll(cx))
+                        .and_then(|machine| settings.policy.check(&machine).map(|()| machine));
+                    let mut request = request.take().expect("future polled after completion");
+                    match verified {
+                        Ok(machine) => {
+                            request.extensions_mut().insert(machine);
+                            let future = inner.call(request);
+                            this.state.set(State::Inner { future });
+                        }
+                        Err(error) => {
+                            let response = error.to_response(&settings.realm);
+                            this.state.set(State::Rejected { response: None });
+                            return Poll::Ready(Ok(response));
+                        }
+                    }
+                }
+                StateProj::Inner { future } => return future.poll(cx),
+                StateProj::Rejected { response } => {
+                    return Poll::Ready(Ok(response
+                        .take()
+                        .expect("future polled after completion")));
+                }
+            }
+        }
+    }
+}

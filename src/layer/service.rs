@@ -1,0 +1,115 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower::Service;
+
+use super::AuthMode;
+use super::future::ResponseFuture;
+use super::layer::LayerSettings;
+use crate::credential;
+use crate::error::{AuthError, MalformedRequest};
+use crate::machine::AuthenticatedMachine;
+use crate::verifier::{Attempt, MachineVerifier};
+
+/// The service [`MachineAuthLayer`](super::MachineAuthLayer) wraps around an inner service.
+#[derive(Debug, Clone)]
+pub struct MachineAuth<S> {
+    inner: S,
+    verifier: MachineVerifier,
+    settings: Arc<LayerSettings>,
+}
+
+/// What to do with a request, decided without waiting where possible.
+enum Decision {
+    Pass(Option<AuthenticatedMachine>),
+    Reject(AuthError),
+    /// The token's key must be fetched first.
+    Wait(String),
+}
+
+impl<S> MachineAuth<S> {
+    pub(crate) fn new(inner: S, verifier: MachineVerifier, settings: Arc<LayerSettings>) -> Self {
+        Self {
+            inner,
+            verifier,
+            settings,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    fn decide<B>(&self, request: &Request<B>) -> Decision {
+        let token = match credential::bearer_token(request.headers()) {
+            Ok(token) => token,
+            Err(AuthError::MissingCredential) if self.settings.mode == AuthMode::Optional => {
+                return Decision::Pass(None);
+            }
+            Err(error) => return Decision::Reject(error),
+        };
+        if credential::has_access_token_query(request.uri()) {
+            return Decision::Reject(AuthError::MalformedRequest(
+                MalformedRequest::SeveralMethods,
+            ));
+        }
+        match self.verifier.try_verify_now(token) {
+            Attempt::Done(Ok(machine)) => match self.settings.policy.check(&machine) {
+                Ok(()) => Decision::Pass(Some(machine)),
+                Err(error) => Decision::Reject(error),
+            },
+            Attempt::Done(Err(error)) => Decision::Reject(error),
+            Attempt::NeedsKeyFetch => Decision::Wait(token.to_owned()),
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for MachineAuth<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ResBody: From<String>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        match self.decide(&request) {
+            Decision::Pass(machine) => {
+                if let Some(machine) = machine {
+                    request.extensions_mut().insert(machine);
+                }
+                ResponseFuture::inner(self.inner.call(request))
+            }
+            Decision::Reject(error) => {
+                ResponseFuture::rejected(error.to_response(&self.settings.realm))
+            }
+            Decision::Wait(token) => {
+                // The ready service goes with the request; keep a fresh clone for later calls
+                // (https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services).
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                let verifier = self.verifier.clone();
+                let verification =
+                    Box::pin(async move { verifier.verify_after_key_fetch(&token).await });
+                ResponseFuture::verifying(verification, request, inner, Arc::clone(&self.settings))
+            }
+        }
+    }
+}

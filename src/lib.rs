@@ -1,0 +1,68 @@
+//! Machine-to-machine authentication for Tower servers (Axum, Hyper, Tonic).
+//!
+//! [`MachineAuthLayer`] reads `Authorization: Bearer <token>`, verifies the machine token, and
+//! hands handlers an [`AuthenticatedMachine`]. It mirrors Clerk's
+//! `authenticateRequest(req, { acceptsToken: 'm2m_token' })`: M2M JWTs are verified locally,
+//! with a PEM public key (no network at all) or a JWKS fetched and refreshed in the background
+//! (no network on the request path).
+//!
+//! ```
+//! use axum::{Router, routing::post};
+//! use tower_machine_auth::{AuthenticatedMachine, MachineAuthLayer, MachineVerifier};
+//!
+//! async fn run_cron(machine: AuthenticatedMachine) -> &'static str {
+//!     tracing::info!(machine = %machine.machine_id(), "cron run requested");
+//!     "ok"
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower_machine_auth::ConfigError> {
+//! # // SAFETY of the example: set the variable the way a deployment would.
+//! # let pem = include_str!("../tests/data/rsa_public.pem");
+//! // CLERK_JWT_KEY, or CLERK_SECRET_KEY (+ CLERK_API_URL), as with Clerk's SDKs.
+//! # let verifier = MachineVerifier::builder().env_from(|name| (name == "CLERK_JWT_KEY").then(|| pem.to_owned())).build()?;
+//! # /*
+//! let verifier = MachineVerifier::from_env()?;
+//! # */
+//! let app: Router = Router::new()
+//!     .route("/cron/run", post(run_cron))
+//!     .layer(MachineAuthLayer::new(verifier));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Rejections follow one contract (status, `WWW-Authenticate`, and a JSON body with a stable
+//! `reason`): see [`error`]. The verifier works without Tower too:
+//! [`MachineVerifier::verify`] and [`MachineVerifier::authenticate`].
+//!
+//! Features: `axum` (default) adds extractors for [`AuthenticatedMachine`] and
+//! `Option<AuthenticatedMachine>`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
+
+#[cfg(feature = "axum")]
+pub mod axum;
+mod cache;
+pub mod clock;
+mod credential;
+pub mod error;
+mod fetch;
+mod jwt;
+mod keys;
+pub mod layer;
+mod machine;
+mod stats;
+mod strict_json;
+mod verifier;
+
+pub use error::{AuthError, ConfigError, Reason};
+pub use jsonwebtoken::Algorithm;
+pub use layer::{AuthMode, MachineAuthLayer};
+pub use machine::{
+    AuthenticatedMachine, AuthenticatedMachineBuilder, MAX_MACHINE_ID_LEN, MachineId, TokenFormat,
+};
+pub use stats::VerifierStats;
+pub use verifier::{
+    DEFAULT_CLERK_API_URL, MAX_CLOCK_SKEW, MachineVerifier, MachineVerifierBuilder,
+};

@@ -1,0 +1,226 @@
+//! [`MachineVerifier`]: verifies machine tokens, with or without Tower.
+//!
+//! ```
+//! use tower_machine_auth::{AuthError, MachineVerifier, Reason};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let pem = include_str!("../../tests/data/rsa_public.pem");
+//! let verifier = MachineVerifier::from_pem(pem)?;
+//!
+//! let mut headers = http::HeaderMap::new();
+//! headers.insert("authorization", "Bearer not-a-jwt".parse()?);
+//! let error = verifier.authenticate(&headers).await.unwrap_err();
+//! assert_eq!(error.reason(), Reason::TokenTypeMismatch);
+//! # Ok(())
+//! # }
+//! ```
+
+mod builder;
+
+pub use builder::{DEFAULT_CLERK_API_URL, MAX_CLOCK_SKEW, MachineVerifierBuilder};
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+use crate::cache::{self, TokenCache, TokenDigest};
+use crate::clock::{Clock, unix_millis};
+use crate::credential::{self, MAX_TOKEN_LEN, TokenKind};
+use crate::error::{AuthError, ConfigError, InvalidToken, TypeMismatch};
+use crate::jwt::{JwtRules, UnverifiedJwt};
+use crate::keys::{KeyLookup, KeySource, VerifyingKey};
+use crate::machine::AuthenticatedMachine;
+use crate::stats::{Counters, VerifierStats};
+
+/// Verifies machine tokens: the core of [`MachineAuthLayer`](crate::MachineAuthLayer), usable on
+/// its own.
+///
+/// Cloning is cheap and clones share keys, caches and counters. Build one per key source with
+/// [`builder`](Self::builder), [`from_env`](Self::from_env), [`from_pem`](Self::from_pem),
+/// [`from_jwks_url`](Self::from_jwks_url) or
+/// [`from_clerk_secret_key`](Self::from_clerk_secret_key).
+///
+/// Verification is local: with a PEM key it never touches the network; with a JWKS the keys are
+/// fetched and refreshed in the background, and only a token with an unknown `kid` can wait for a
+/// fetch (at most one per cooldown).
+#[derive(Clone)]
+pub struct MachineVerifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    keys: KeySource,
+    rules: JwtRules,
+    cache: Arc<TokenCache>,
+    clock: Arc<dyn Clock>,
+    counters: Arc<Counters>,
+}
+
+impl fmt::Debug for MachineVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MachineVerifier")
+            .field("keys", &self.inner.keys)
+            .field("rules", &self.inner.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of verifying without waiting.
+pub(crate) enum Attempt {
+    Done(Result<AuthenticatedMachine, AuthError>),
+    /// The token's key is unknown and a JWKS fetch may find it.
+    NeedsKeyFetch,
+}
+
+impl MachineVerifier {
+    /// A builder with the defaults: RS256 only, 5 s clock skew, a 10 000-token cache.
+    pub fn builder() -> MachineVerifierBuilder {
+        MachineVerifierBuilder::new()
+    }
+
+    /// A verifier configured from Clerk's environment variables; see
+    /// [`MachineVerifierBuilder::env`].
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::builder().env().build()
+    }
+
+    /// A networkless verifier for one PEM public key (Clerk's `CLERK_JWT_KEY`).
+    pub fn from_pem(pem: &str) -> Result<Self, ConfigError> {
+        Self::builder().pem_key(pem).build()
+    }
+
+    /// A verifier for any JWKS URL, such as a Clerk Frontend API's `/.well-known/jwks.json`.
+    /// Must be called inside a Tokio runtime.
+    pub fn from_jwks_url(url: &str) -> Result<Self, ConfigError> {
+        Self::builder().jwks_url(url).build()
+    }
+
+    /// A verifier that reads the JWKS from Clerk's Backend API (`GET https://api.clerk.com/v1/jwks`)
+    /// with the instance secret key (`CLERK_SECRET_KEY`). Must be called inside a Tokio runtime.
+    pub fn from_clerk_secret_key(secret_key: &str) -> Result<Self, ConfigError> {
+        Self::builder().clerk_secret_key(secret_key).build()
+    }
+
+    /// Verifies the bearer token of a request's headers.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<AuthenticatedMachine, AuthError> {
+        self.verify(credential::bearer_token(headers)?).await
+    }
+
+    /// Verifies one token (without the `Bearer ` prefix).
+    pub async fn verify(&self, token: &str) -> Result<AuthenticatedMachine, AuthError> {
+        match self.try_verify_now(token) {
+            Attempt::Done(result) => result,
+            Attempt::NeedsKeyFetch => self.verify_after_key_fetch(token).await,
+        }
+    }
+
+    /// Counters of signature checks, cache hits and JWKS fetches so far.
+    pub fn stats(&self) -> VerifierStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// Verifies without waiting, unless the token's key must be fetched first.
+    pub(crate) fn try_verify_now(&self, token: &str) -> Attempt {
+        let token_kind = match classify(token) {
+            Ok(kind) => kind,
+            Err(error) => return Attempt::Done(Err(log_rejection(error, None))),
+        };
+        match token_kind {
+            TokenKind::Jwt => self.try_verify_jwt_now(token),
+            TokenKind::OpaqueMachineToken => Attempt::Done(Err(log_rejection(
+                AuthError::TokenTypeMismatch(TypeMismatch::OpaqueNotAccepted),
+                None,
+            ))),
+        }
+    }
+
+    fn try_verify_jwt_now(&self, token: &str) -> Attempt {
+        let inner = &*self.inner;
+        let digest = cache::digest(token);
+        let now_ms = unix_millis(&*inner.clock);
+        if let Some(hit) = inner.cache.get(&digest, now_ms, inner.rules.leeway_ms) {
+            inner.counters.add(&inner.counters.cache_hits);
+            return Attempt::Done(hit.map_err(|error| log_rejection(error, Some(&digest))));
+        }
+        let jwt = match UnverifiedJwt::parse(token, &inner.rules) {
+            Ok(jwt) => jwt,
+            Err(error) => {
+                return Attempt::Done(Err(log_rejection(
+                    AuthError::InvalidToken(error),
+                    Some(&digest),
+                )));
+            }
+        };
+        match inner.keys.lookup(&jwt.header) {
+            KeyLookup::Found(key) => Attempt::Done(self.finish(&jwt, &key, digest, now_ms)),
+            KeyLookup::FetchMayHelp => Attempt::NeedsKeyFetch,
+            KeyLookup::Failed(error) => Attempt::Done(Err(log_rejection(error, Some(&digest)))),
+        }
+    }
+
+    /// The slow path: wait for (or run) one JWKS fetch, then verify.
+    pub(crate) async fn verify_after_key_fetch(
+        &self,
+        token: &str,
+    ) -> Result<AuthenticatedMachine, AuthError> {
+        let inner = &*self.inner;
+        let digest = cache::digest(token);
+        let jwt = UnverifiedJwt::parse(token, &inner.rules)
+            .map_err(|error| log_rejection(AuthError::InvalidToken(error), Some(&digest)))?;
+        let key = match (&inner.keys, jwt.header.kid.as_deref()) {
+            (KeySource::Jwks(source), Some(kid)) => source.lookup_after_fetch(kid).await,
+            (KeySource::Static(key), _) => Ok(Arc::clone(key)),
+            (KeySource::Jwks(_), None) => Err(AuthError::InvalidToken(InvalidToken::MissingKeyId)),
+        }
+        .map_err(|error| log_rejection(error, Some(&digest)))?;
+        self.finish(&jwt, &key, digest, unix_millis(&*inner.clock))
+    }
+
+    fn finish(
+        &self,
+        jwt: &UnverifiedJwt<'_>,
+        key: &VerifyingKey,
+        digest: TokenDigest,
+        now_ms: i64,
+    ) -> Result<AuthenticatedMachine, AuthError> {
+        let inner = &*self.inner;
+        inner.counters.add(&inner.counters.signature_checks);
+        let verified = jwt
+            .verify(key, &inner.rules, now_ms)
+            .map_err(|error| log_rejection(error, Some(&digest)))?;
+        inner.cache.insert(
+            digest,
+            verified.machine.clone(),
+            verified.expires_at_ms,
+            now_ms,
+            inner.rules.leeway_ms,
+        );
+        Ok(verified.machine)
+    }
+}
+
+fn classify(token: &str) -> Result<TokenKind, AuthError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(AuthError::InvalidToken(InvalidToken::TooLong));
+    }
+    credential::classify(token).map_err(AuthError::TokenTypeMismatch)
+}
+
+/// Logs a rejection at debug level with the token's fingerprint (never the token).
+fn log_rejection(error: AuthError, digest: Option<&TokenDigest>) -> AuthError {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let fingerprint = digest.map(|d| {
+            d[..4]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        });
+        tracing::debug!(reason = %error.reason(), %error, token = fingerprint.as_deref(), "machine token rejected");
+    }
+    error
+}
