@@ -5,7 +5,9 @@
 //!   TTL), and after a failure retries with exponential backoff (1 s to 30 s, with jitter).
 //! - An unknown `kid` may trigger a fetch at most once per `cooldown` (default 30 s). Concurrent
 //!   requests share one fetch (single-flight): every fetch, background or on demand, runs under one
-//!   lock, and a waiter whose fetch already happened does not fetch again. A flood of made-up kids
+//!   lock, a request that finds a fetch in flight waits for it, and a waiter whose fetch already
+//!   happened does not fetch again. The first requests wait for the initial fetch instead of
+//!   failing while it runs. A flood of made-up kids
 //!   therefore costs at most one fetch per cooldown, and the background refresh does not count
 //!   against the cooldown.
 //! - A failed fetch never removes keys; only a successful fetch that omits a key does. The last
@@ -126,6 +128,8 @@ pub(crate) struct JwksSource {
     fetch_lock: tokio::sync::Mutex<()>,
     /// Completed fetches, successful or not; lets waiters see that a fetch happened meanwhile.
     fetches_completed: AtomicU64,
+    /// Becomes `true` when the first (background) fetch has completed.
+    first_fetch_done: tokio::sync::watch::Sender<bool>,
     /// When the last on-demand (unknown-kid) fetch started.
     last_on_demand: Mutex<Option<Instant>>,
     counters: Arc<Counters>,
@@ -168,6 +172,7 @@ impl JwksSource {
             state: ArcSwap::from_pointee(KeySetState::default()),
             fetch_lock: tokio::sync::Mutex::new(()),
             fetches_completed: AtomicU64::new(0),
+            first_fetch_done: tokio::sync::watch::Sender::new(false),
             last_on_demand: Mutex::new(None),
             counters,
             on_keys_removed,
@@ -189,9 +194,14 @@ impl JwksSource {
                 None => AuthError::InvalidToken(InvalidToken::UnknownKeyId),
             },
         };
-        if self.on_demand_fetch_allowed() {
+        // Wait for a fetch in flight (the first one included) rather than fail; start one if the
+        // cooldown allows.
+        let fetch_in_flight =
+            !*self.first_fetch_done.borrow() || self.fetch_lock.try_lock().is_err();
+        if fetch_in_flight || self.on_demand_fetch_allowed() {
             KeyLookup::FetchMayHelp
         } else {
+            self.counters.add(&self.counters.jwks_fetches_skipped);
             KeyLookup::Failed(problem)
         }
     }
@@ -201,8 +211,13 @@ impl JwksSource {
         &self,
         kid: &str,
     ) -> Result<Arc<VerifyingKey>, AuthError> {
-        let seen = self.fetches_completed.load(Ordering::Acquire);
-        {
+        let mut first_fetch_done = self.first_fetch_done.subscribe();
+        if !*first_fetch_done.borrow_and_update() {
+            // The background task is fetching for the first time: its result is ours. The fetch
+            // is bounded by the HTTP timeouts.
+            let _ = first_fetch_done.wait_for(|done| *done).await;
+        } else {
+            let seen = self.fetches_completed.load(Ordering::Acquire);
             let _fetching = self.fetch_lock.lock().await;
             // Whoever held the lock fetched: use their result rather than fetch again.
             if self.fetches_completed.load(Ordering::Acquire) == seen
@@ -268,6 +283,7 @@ impl JwksSource {
             }
         };
         self.fetches_completed.fetch_add(1, Ordering::AcqRel);
+        self.first_fetch_done.send_replace(true);
         succeeded
     }
 
@@ -336,20 +352,27 @@ async fn refresh_in_background(source: Weak<JwksSource>) {
         let Some(strong) = source.upgrade() else {
             return;
         };
-        let succeeded = {
+        let wake_at = {
             let _fetching = strong.fetch_lock.lock().await;
-            strong.fetch_and_apply().await
-        };
-        let delay = if succeeded {
-            backoff = MIN_BACKOFF;
-            strong.settings.refresh_interval
-        } else {
-            let delay = with_jitter(backoff);
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-            delay
+            let interval = strong.settings.refresh_interval;
+            match strong.state.load().loaded_at {
+                // An on-demand fetch refreshed the keys meanwhile: refresh an interval after it.
+                Some(loaded_at) if loaded_at.elapsed() < interval && backoff == MIN_BACKOFF => {
+                    loaded_at + interval
+                }
+                _ if strong.fetch_and_apply().await => {
+                    backoff = MIN_BACKOFF;
+                    Instant::now() + interval
+                }
+                _ => {
+                    let delay = with_jitter(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    Instant::now() + delay
+                }
+            }
         };
         drop(strong);
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep_until(wake_at).await;
     }
 }
 

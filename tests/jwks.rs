@@ -1,0 +1,436 @@
+//! The JWKS source against a real loopback server: fetch limits, cooldown, single-flight, stale
+//! window, key removal, and Clerk's Backend API. Timing runs on Tokio's paused clock.
+
+mod common;
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use common::*;
+use serde_json::json;
+use tower_machine_auth::clock::{Clock, TokioClock};
+use tower_machine_auth::{MachineAuthLayer, MachineVerifier, MachineVerifierBuilder};
+
+/// Claims valid at the clock's current time.
+fn claims_now(clock: &TokioClock) -> serde_json::Value {
+    claims_at(clock.now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64)
+}
+
+fn builder(server: &JwksServer, clock: TokioClock) -> MachineVerifierBuilder {
+    MachineVerifier::builder()
+        .jwks_url(server.url())
+        .clock(clock)
+}
+
+/// Lets background tasks (the refresher, the server) run until they are idle.
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn clerk_backend_api_path_and_headers() {
+    let key = TestKey::shared_rsa();
+    let server = JwksServer::start(key_set(&[key.jwk("ins_2abc", Some("RS256"))])).await;
+    for api_url in [
+        format!("http://{}", server.addr),
+        format!("http://{}/v1/", server.addr),
+    ] {
+        let verifier = MachineVerifier::builder()
+            .clerk_secret_key("sk_test_instance")
+            .clerk_api_url(api_url)
+            .build()
+            .unwrap();
+        let machine = verifier
+            .verify(&key.token("ins_2abc", &claims()))
+            .await
+            .unwrap();
+        assert_eq!(machine.machine_id().as_str(), "mch_cron_service");
+        assert_eq!(server.last_path().as_deref(), Some("/v1/jwks"));
+        let headers = server.last_headers();
+        assert_eq!(headers["authorization"], "Bearer sk_test_instance");
+        assert_eq!(headers["clerk-api-version"], "2026-05-12");
+    }
+}
+
+#[tokio::test]
+async fn clerk_env_variables_select_the_backend_api() {
+    let key = TestKey::shared_rsa();
+    let server = JwksServer::start(key_set(&[key.jwk("ins_2abc", None)])).await;
+    let api_url = format!("http://{}", server.addr);
+    let verifier = MachineVerifier::builder()
+        .env_from(|name| match name {
+            "CLERK_SECRET_KEY" => Some("sk_test_from_env".to_owned()),
+            "CLERK_API_URL" => Some(api_url.clone()),
+            _ => None,
+        })
+        .build()
+        .unwrap();
+    verifier
+        .verify(&key.token("ins_2abc", &claims()))
+        .await
+        .unwrap();
+    assert_eq!(
+        server.last_headers()["authorization"],
+        "Bearer sk_test_from_env"
+    );
+}
+
+#[tokio::test]
+async fn plain_jwks_url_sends_no_credentials() {
+    let key = TestKey::shared_rsa();
+    let server = JwksServer::start(key_set(&[key.jwk("k1", None)])).await;
+    let verifier = MachineVerifier::from_jwks_url(&server.url()).unwrap();
+    verifier.verify(&key.token("k1", &claims())).await.unwrap();
+    assert!(server.last_headers().get("authorization").is_none());
+    assert!(server.last_headers().get("clerk-api-version").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_requests_wait_for_the_initial_fetch_instead_of_failing() {
+    let key = TestKey::shared_rsa();
+    let server = JwksServer::start(key_set(&[key.jwk("k1", None)])).await;
+    let clock = TokioClock::new();
+    let app = app(MachineAuthLayer::new(
+        builder(&server, clock).build().unwrap(),
+    ));
+    let reply = send_bearer(&app, "/cron/run", &key.token("k1", &claims_now(&clock))).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(server.hits(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_unknown_kids_costs_at_most_one_fetch_per_cooldown() {
+    let key = TestKey::shared_rsa();
+    let server = JwksServer::start(key_set(&[key.jwk("k1", None)])).await;
+    let clock = TokioClock::new();
+    let verifier = builder(&server, clock).build().unwrap();
+    let app = app(MachineAuthLayer::new(verifier.clone()));
+    assert_eq!(
+        send_bearer(&app, "/cron/run", &key.token("k1", &claims_now(&clock)))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(server.hits(), 1);
+
+    let mut expected_hits = 1;
+    for (advance, fetches) in [(0, 1), (10, 0), (15, 0), (10, 1), (29, 0), (1, 1)] {
+        tokio::time::advance(Duration::from_secs(advance)).await;
+        for i in 0..50 {
+            let token = key.token(&format!("made-up-{advance}-{i}"), &claims_now(&clock));
+            send_bearer(&app, "/cron/run", &token)
+                .await
+                .assert_rejected(401, "token-invalid", None);
+        }
+        expected_hits += fetches;
+        assert_eq!(server.hits(), expected_hits, "after advancing {advance}s");
+    }
+    assert!(verifier.stats().jwks_fetches_skipped > 0);
+    // Known keys kept working all along.
+    assert_eq!(
+        send_bearer(&app, "/cron/run", &key.token("k1", &claims_now(&clock)))
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn rotation_is_picked_up_with_a_single_fetch_for_concurrent_requests() {
+    let old = TestKey::shared_rsa();
+    let new = TestKey::rsa();
+    let server = JwksServer::start(key_set(&[old.jwk("old", None)])).await;
+    let clock = TokioClock::new();
+    let app = app(MachineAuthLayer::new(
+        builder(&server, clock).build().unwrap(),
+    ));
+    assert_eq!(
+        send_bearer(&app, "/cron/run", &old.token("old", &claims_now(&clock)))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(server.hits(), 1);
+
+    server.set(key_set(&[old.jwk("old", None), new.jwk("new", None)]));
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let app = app.clone();
+        let token = new.token("new", &claims_now(&clock));
+        requests.spawn(async move { send_bearer(&app, "/cron/run", &token).await.status });
+    }
+    while let Some(status) = requests.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    assert_eq!(
+        server.hits(),
+        2,
+        "100 concurrent requests with a new kid caused more than one fetch"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn last_good_keys_survive_an_outage_for_the_stale_window_then_503() {
+    let key = TestKey::shared_rsa();
+    let server = JwksServer::start(key_set(&[key.jwk("k1", None)])).await;
+    let clock = TokioClock::new();
+    let verifier = builder(&server, clock).build().unwrap();
+    let app = app(MachineAuthLayer::new(verifier.clone()));
+    assert_eq!(
+        send_bearer(&app, "/cron/run", &key.token("k1", &claims_now(&clock)))
+            .await
+            .status,
+        200
+    );
+
+    server.set(JwksReply::Status(500));
+    for _ in 0..23 {
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        settle().await;
+        let reply = send_bearer(&app, "/cron/run", &key.token("k1", &claims_now(&clock))).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+    }
+    assert!(verifier.stats().jwks_fetch_failures >= 23);
+
+    tokio::time::advance(Duration::from_secs(3601)).await;
+    settle().await;
+    let reply = send_bearer(&app, "/cron/run", &key.token("k1", &claims_now(&clock))).await;
+    reply.assert_rejected(503, "verifier-unavailable", None);
+
+    server.set(key_set(&[key.jwk("k1", None)]));
+    tokio::time::advance(Duration::from_secs(31)).await;
+    settle().await;
+    let reply = send_bearer(&app, "/cron/run", &key.token("k1", &claims_now(&clock))).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn cold_start_with_the_endpoint_down_answers_503_then_recovers_by_itself() {
+    let key = TestKey::shared_rsa();
+    let server = JwksServer::start(JwksReply::Status(503)).await;
+    let clock = TokioClock::new();
+    let app = app(MachineAuthLayer::new(
+        builder(&server, clock).build().unwrap(),
+    ));
+    let reply = send_bearer(&app, "/cron/run", &key.token("k1", &claims_now(&clock))).await;
+    reply.assert_rejected(503, "verifier-unavailable", None);
+
+    server.set(key_set(&[key.jwk("k1", None)]));
+    let hits_before = server.hits();
+    tokio::time::advance(Duration::from_secs(30)).await;
+    settle().await;
+    assert!(
+        server.hits() > hits_before,
+        "no background retry within 30 s"
+    );
+    let reply = send_bearer(&app, "/cron/run", &key.token("k1", &claims_now(&clock))).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_are_refreshed_in_the_background_without_requests() {
+    let key = TestKey::shared_rsa();
+    let server = JwksServer::start(key_set(&[key.jwk("k1", None)])).await;
+    let verifier = builder(&server, TokioClock::new())
+        .jwks_refresh_interval(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    settle().await;
+    assert_eq!(server.hits(), 1);
+    for expected in 2..5 {
+        tokio::time::advance(Duration::from_secs(120)).await;
+        settle().await;
+        assert_eq!(server.hits(), expected);
+    }
+    drop(verifier);
+    tokio::time::advance(Duration::from_secs(600)).await;
+    settle().await;
+    assert_eq!(server.hits(), 4, "the refresher outlived its verifier");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_removed_key_stops_verifying_even_for_cached_tokens() {
+    let removed = TestKey::shared_rsa();
+    let kept = TestKey::rsa();
+    let server = JwksServer::start(key_set(&[
+        removed.jwk("removed", None),
+        kept.jwk("kept", None),
+    ]))
+    .await;
+    let clock = TokioClock::new();
+    let verifier = builder(&server, clock).build().unwrap();
+    let app = app(MachineAuthLayer::new(verifier.clone()));
+    let token = removed.token("removed", &claims_now(&clock));
+    assert_eq!(send_bearer(&app, "/cron/run", &token).await.status, 200);
+    assert_eq!(send_bearer(&app, "/cron/run", &token).await.status, 200);
+    assert_eq!(verifier.stats().cache_hits, 1);
+
+    server.set(key_set(&[kept.jwk("kept", None)]));
+    tokio::time::advance(Duration::from_secs(300)).await;
+    settle().await;
+    send_bearer(&app, "/cron/run", &token)
+        .await
+        .assert_rejected(401, "token-invalid", Some(&token));
+    assert_eq!(
+        send_bearer(&app, "/cron/run", &kept.token("kept", &claims_now(&clock)))
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kid_whose_key_changed_stops_verifying_old_tokens() {
+    let first = TestKey::shared_rsa();
+    let second = TestKey::rsa();
+    let server = JwksServer::start(key_set(&[first.jwk("k1", None)])).await;
+    let clock = TokioClock::new();
+    let app = app(MachineAuthLayer::new(
+        builder(&server, clock).build().unwrap(),
+    ));
+    let old_token = first.token("k1", &claims_now(&clock));
+    assert_eq!(send_bearer(&app, "/cron/run", &old_token).await.status, 200);
+
+    server.set(key_set(&[second.jwk("k1", None)]));
+    tokio::time::advance(Duration::from_secs(300)).await;
+    settle().await;
+    send_bearer(&app, "/cron/run", &old_token)
+        .await
+        .assert_rejected(401, "token-invalid", None);
+    assert_eq!(
+        send_bearer(&app, "/cron/run", &second.token("k1", &claims_now(&clock)))
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn oversized_jwks_documents_are_refused() {
+    let key = TestKey::shared_rsa();
+    let mut jwk = key.jwk("k1", None);
+    jwk["x-padding"] = json!("x".repeat(70 * 1024));
+    let server = JwksServer::start(key_set(&[jwk])).await;
+    let verifier = MachineVerifier::from_jwks_url(&server.url()).unwrap();
+    let app = app(MachineAuthLayer::new(verifier.clone()));
+    let reply = send_bearer(&app, "/cron/run", &key.token("k1", &claims())).await;
+    reply.assert_rejected(503, "verifier-unavailable", None);
+    assert!(verifier.stats().jwks_fetch_failures >= 1);
+}
+
+#[tokio::test]
+async fn redirecting_jwks_endpoints_are_refused_and_not_followed() {
+    let key = TestKey::shared_rsa();
+    let target = JwksServer::start(key_set(&[key.jwk("k1", None)])).await;
+    let server = JwksServer::start(JwksReply::Redirect(target.url())).await;
+    let app = app(MachineAuthLayer::new(
+        MachineVerifier::from_jwks_url(&server.url()).unwrap(),
+    ));
+    let reply = send_bearer(&app, "/cron/run", &key.token("k1", &claims())).await;
+    reply.assert_rejected(503, "verifier-unavailable", None);
+    assert!(server.hits() >= 1);
+    assert_eq!(target.hits(), 0, "the redirect was followed");
+}
+
+#[tokio::test]
+async fn garbage_jwks_documents_are_failed_fetches() {
+    let key = TestKey::shared_rsa();
+    for body in [
+        "not json",
+        "[]",
+        r#"{"keys": 5}"#,
+        r#"{"keys": []}"#,
+        r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"k1"}]}"#,
+    ] {
+        let server = JwksServer::start(JwksReply::Raw(body.to_owned())).await;
+        let app = app(MachineAuthLayer::new(
+            MachineVerifier::from_jwks_url(&server.url()).unwrap(),
+        ));
+        let reply = send_bearer(&app, "/cron/run", &key.token("k1", &claims())).await;
+        reply.assert_rejected(503, "verifier-unavailable", None);
+    }
+}
+
+#[tokio::test]
+async fn one_bad_key_does_not_spoil_the_set() {
+    let good = TestKey::shared_rsa();
+    let other = TestKey::rsa();
+    let ec = TestKey::p256();
+    let mut private = good.jwk("private", None);
+    private["d"] = json!("AQAB");
+    let mut encryption = other.jwk("enc", None);
+    encryption["use"] = json!("enc");
+    let mut verify_ops = other.jwk("ops", None);
+    verify_ops["key_ops"] = json!(["encrypt"]);
+    let mut small = good.jwk("small", None);
+    small["n"] = json!(b64(&[0xc5; 128]));
+    let server = JwksServer::start(key_set(&[
+        json!({"kty":"oct","k":"c2VjcmV0","kid":"hmac"}),
+        json!({"kty":"AKP","alg":"ML-DSA-44","pub":"AAAA","kid":"pq"}),
+        json!("not an object"),
+        json!({"kty":"RSA","kid":"incomplete"}),
+        private,
+        encryption,
+        verify_ops,
+        small,
+        ec.jwk("curve-mismatch", Some("ES384")),
+        other.jwk("dup", None),
+        good.jwk("dup", None),
+        good.jwk("no-kid-below", None),
+        json!({"kty":"RSA","n":good.jwk("x", None)["n"],"e":"AQAB"}),
+        good.jwk("good", None),
+    ]))
+    .await;
+    let app = app(MachineAuthLayer::new(
+        MachineVerifier::from_jwks_url(&server.url()).unwrap(),
+    ));
+    assert_eq!(
+        send_bearer(&app, "/cron/run", &good.token("good", &claims()))
+            .await
+            .status,
+        200
+    );
+    for kid in ["private", "dup", "small", "hmac"] {
+        let reply = send_bearer(&app, "/cron/run", &good.token(kid, &claims())).await;
+        reply.assert_rejected(401, "token-invalid", None);
+    }
+    for kid in ["enc", "ops"] {
+        let reply = send_bearer(&app, "/cron/run", &other.token(kid, &claims())).await;
+        reply.assert_rejected(401, "token-invalid", None);
+    }
+}
+
+#[tokio::test]
+async fn ec_and_ed25519_jwks_keys_verify_when_allowed() {
+    let ec = TestKey::p256();
+    let ed = TestKey::ed25519();
+    let server =
+        JwksServer::start(key_set(&[ec.jwk("ec", Some("ES256")), ed.jwk("ed", None)])).await;
+    let verifier = MachineVerifier::builder()
+        .jwks_url(server.url())
+        .algorithms([
+            tower_machine_auth::Algorithm::ES256,
+            tower_machine_auth::Algorithm::EdDSA,
+        ])
+        .build()
+        .unwrap();
+    let app = app(MachineAuthLayer::new(verifier));
+    assert_eq!(
+        send_bearer(&app, "/cron/run", &ec.token("ec", &claims()))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send_bearer(&app, "/cron/run", &ed.token("ed", &claims()))
+            .await
+            .status,
+        200
+    );
+    // The EC key verifies only ES256 tokens, even when signed by the right key.
+    let wrong_kid = ed.token("ec", &claims());
+    send_bearer(&app, "/cron/run", &wrong_kid)
+        .await
+        .assert_rejected(401, "token-invalid", None);
+}
