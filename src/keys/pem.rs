@@ -86,13 +86,20 @@ fn private_key_error() -> ConfigError {
 fn classify(der: &[u8]) -> Result<(AlgorithmSet, String, DecodingKey), ConfigError> {
     let pem_text = pem::encode(&pem::Pem::new("PUBLIC KEY", der.to_vec()));
     let unreadable = |_| ConfigError::new("the PEM public key cannot be read");
-    if let Ok(rsa) = aws_lc_rs::rsa::PublicEncryptingKey::from_der(der) {
+    let rsa = aws_lc_rs::rsa::PublicEncryptingKey::from_der(der);
+    if let Err(rejected) = &rsa {
+        if matches!(rejected.description_(), "TooSmall" | "TooLarge") {
+            return Err(rsa_size_error(if rejected.description_() == "TooSmall" {
+                "a smaller than 2048-bit"
+            } else {
+                "a larger than 8192-bit"
+            }));
+        }
+    }
+    if let Ok(rsa) = rsa {
         let bits = rsa.key_size_bits();
         if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
-            return Err(ConfigError::new(format!(
-                "the PEM public key is a {bits}-bit RSA key; RSA keys must have \
-                 {MIN_RSA_BITS} to {MAX_RSA_BITS} bits"
-            )));
+            return Err(rsa_size_error(&format!("a {bits}-bit")));
         }
         let decoding = DecodingKey::from_rsa_pem(pem_text.as_bytes()).map_err(unreadable)?;
         return Ok((AlgorithmSet::RSA, format!("a {bits}-bit RSA key"), decoding));
@@ -123,6 +130,12 @@ fn classify(der: &[u8]) -> Result<(AlgorithmSet, String, DecodingKey), ConfigErr
     }
     Err(ConfigError::new(
         "the PEM public key is not an RSA, EC P-256, EC P-384 or Ed25519 public key",
+    ))
+}
+
+fn rsa_size_error(size: &str) -> ConfigError {
+    ConfigError::new(format!(
+        "the PEM public key is {size} RSA key; RSA keys must have {MIN_RSA_BITS} to {MAX_RSA_BITS} bits"
     ))
 }
 

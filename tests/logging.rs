@@ -1,0 +1,88 @@
+//! Tokens and secrets never appear in logs, even at trace level.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use serde_json::json;
+use tower_machine_auth::{MachineAuthLayer, MachineVerifier};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn tokens_and_secret_keys_never_reach_the_logs() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let secret = "sk_test_d0NotLogThisSecretValue";
+    let key = TestKey::shared_rsa();
+    let server = JwksServer::start(JwksReply::Status(401)).await;
+    let clerk = MachineVerifier::builder()
+        .clerk_secret_key(secret)
+        .clerk_api_url(format!("http://{}", server.addr))
+        .build()
+        .unwrap();
+    let clerk_app = app(MachineAuthLayer::new(clerk));
+    let pem_app = app(MachineAuthLayer::new(pem_verifier()));
+
+    let now = now();
+    let tokens = [
+        key.token("k", &claims()),
+        TestKey::rsa().token("k", &claims()),
+        key.token("k", &with(claims_at(now - 7200), "exp", json!(now - 60))),
+        key.token("k", &with(claims(), "sub", json!("user_123"))),
+        "mt_0123456789abcdef0123456789abcdef".to_owned(),
+        "ak_machine_secret_key_value".to_owned(),
+    ];
+    for token in &tokens {
+        send_bearer(&clerk_app, "/cron/run", token).await;
+        send_bearer(&pem_app, "/cron/run", token).await;
+    }
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("Clerk refused CLERK_SECRET_KEY"),
+        "the wrong-key error was not logged:\n{logs}"
+    );
+    assert!(
+        logs.contains("machine token rejected"),
+        "rejections were not logged:\n{logs}"
+    );
+    assert!(!logs.contains(secret), "the secret key was logged:\n{logs}");
+    assert!(
+        !logs.contains("d0NotLogThis"),
+        "part of the secret key was logged"
+    );
+    for token in &tokens {
+        assert!(
+            !logs.contains(token.as_str()),
+            "a token was logged:\n{logs}"
+        );
+        for segment in token.split('.').filter(|s| s.len() > 16) {
+            assert!(
+                !logs.contains(segment),
+                "a token segment was logged:\n{logs}"
+            );
+        }
+    }
+}
