@@ -1,0 +1,156 @@
+//! The examples' public interface: `axum_cron` configured by env, and the quickstart's exit code.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The example binary `cargo test` built next to this test (building it if needed).
+fn example(name: &str) -> PathBuf {
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = deps.parent().unwrap().join("examples").join(name);
+    if !path.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--example", name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot build example {name}");
+    }
+    path
+}
+
+/// Starts `axum_cron` with exactly these variables and waits for `listening on <addr>`.
+async fn start_cron(vars: &[(&str, String)]) -> (Child, String) {
+    let mut command = Command::new(example("axum_cron"));
+    command
+        .env_clear()
+        .env("PORT", "0")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("no `listening on` line within 20 s")
+        .unwrap()
+        .unwrap();
+    let addr = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+    (child, format!("http://{addr}"))
+}
+
+#[tokio::test]
+async fn axum_cron_verifies_with_clerk_jwt_key() {
+    let key = TestKey::shared_rsa();
+    let (_child, url) = start_cron(&[("CLERK_JWT_KEY", key.public_pem())]).await;
+    let client = reqwest::Client::new();
+    let healthz = client.get(format!("{url}/healthz")).send().await.unwrap();
+    assert_eq!(healthz.status(), 200);
+
+    let token = key.token("k", &claims());
+    let run = client
+        .post(format!("{url}/cron/run"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(run.status(), 200);
+    assert_eq!(run.text().await.unwrap(), r#"{"message":"Success"}"#);
+    let whoami = client
+        .get(format!("{url}/whoami"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let identity: serde_json::Value =
+        serde_json::from_slice(&whoami.bytes().await.unwrap()).unwrap();
+    assert_eq!(identity["machine_id"], "mch_cron_service");
+    assert_eq!(identity["token_format"], "jwt");
+
+    let anonymous = client.post(format!("{url}/cron/run")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
+
+#[tokio::test]
+async fn axum_cron_starts_while_the_jwks_endpoint_is_unreachable() {
+    // A port that was just free: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (_child, url) = start_cron(&[
+        ("CLERK_SECRET_KEY", "sk_test_unreachable".to_owned()),
+        ("CLERK_API_URL", format!("http://{closed}")),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{url}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let token = TestKey::shared_rsa().token("k", &claims());
+    let run = client
+        .post(format!("{url}/cron/run"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(run.status(), 503);
+    assert!(run.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn axum_cron_explains_a_missing_configuration() {
+    let output = Command::new(example("axum_cron"))
+        .env_clear()
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("CLERK_JWT_KEY") && stderr.contains("CLERK_SECRET_KEY"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn quickstart_runs_the_whole_story_and_exits_zero() {
+    let output = Command::new(example("quickstart")).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        "→ 200",
+        "token-expired",
+        "token-type-mismatch",
+        "token-invalid",
+        "token-missing",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "the quickstart did not show {expected}:\n{stdout}"
+        );
+    }
+}
