@@ -41,10 +41,12 @@ pub(super) fn machine_from_claims(
         TypeMismatch::NotAMachineSubject,
     ))?;
 
-    if let Some(expected) = &rules.issuer {
-        if issuer.as_ref() != Some(expected) {
-            return Err(AuthError::ClaimMismatch(ClaimMismatch::Issuer));
-        }
+    if rules
+        .issuer
+        .as_ref()
+        .is_some_and(|expected| issuer.as_ref() != Some(expected))
+    {
+        return Err(AuthError::ClaimMismatch(ClaimMismatch::Issuer));
     }
     if !rules.audiences.is_empty() && !audiences.iter().any(|aud| rules.audiences.contains(aud)) {
         return Err(AuthError::ClaimMismatch(ClaimMismatch::Audience));

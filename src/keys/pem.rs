@@ -86,23 +86,22 @@ fn private_key_error() -> ConfigError {
 fn classify(der: &[u8]) -> Result<(AlgorithmSet, String, DecodingKey), ConfigError> {
     let pem_text = pem::encode(&pem::Pem::new("PUBLIC KEY", der.to_vec()));
     let unreadable = |_| ConfigError::new("the PEM public key cannot be read");
-    let rsa = aws_lc_rs::rsa::PublicEncryptingKey::from_der(der);
-    if let Err(rejected) = &rsa {
-        if matches!(rejected.description_(), "TooSmall" | "TooLarge") {
-            return Err(rsa_size_error(if rejected.description_() == "TooSmall" {
-                "a smaller than 2048-bit"
-            } else {
-                "a larger than 8192-bit"
-            }));
+    match aws_lc_rs::rsa::PublicEncryptingKey::from_der(der) {
+        Ok(rsa) => {
+            let bits = rsa.key_size_bits();
+            if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+                return Err(rsa_size_error(&format!("a {bits}-bit")));
+            }
+            let decoding = DecodingKey::from_rsa_pem(pem_text.as_bytes()).map_err(unreadable)?;
+            return Ok((AlgorithmSet::RSA, format!("a {bits}-bit RSA key"), decoding));
         }
-    }
-    if let Ok(rsa) = rsa {
-        let bits = rsa.key_size_bits();
-        if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
-            return Err(rsa_size_error(&format!("a {bits}-bit")));
+        Err(rejected) if rejected.description_() == "TooSmall" => {
+            return Err(rsa_size_error("a smaller than 2048-bit"));
         }
-        let decoding = DecodingKey::from_rsa_pem(pem_text.as_bytes()).map_err(unreadable)?;
-        return Ok((AlgorithmSet::RSA, format!("a {bits}-bit RSA key"), decoding));
+        Err(rejected) if rejected.description_() == "TooLarge" => {
+            return Err(rsa_size_error("a larger than 8192-bit"));
+        }
+        Err(_) => {}
     }
     for (verification, family, description) in [
         (

@@ -14,10 +14,10 @@ pub(crate) struct RoutePolicy {
 
 impl RoutePolicy {
     pub(crate) fn check(&self, machine: &AuthenticatedMachine) -> Result<(), AuthError> {
-        if let Some(allowed) = &self.allowed_machines {
-            if !allowed.contains(machine.machine_id()) {
-                return Err(AuthError::InsufficientScope(ScopeDenied::MachineNotAllowed));
-            }
+        if let Some(allowed) = &self.allowed_machines
+            && !allowed.contains(machine.machine_id())
+        {
+            return Err(AuthError::InsufficientScope(ScopeDenied::MachineNotAllowed));
         }
         if !self
             .required_scopes
