@@ -32,6 +32,7 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,tower_machine_auth=info".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
 
     let verifier = match MachineVerifier::from_env() {

@@ -88,6 +88,16 @@ pub(crate) fn checked_url(url: &str, what: &str) -> Result<Url, ConfigError> {
     }
 }
 
+/// `url` without user info or query, safe to log.
+pub(crate) fn shown(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
+}
+
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
@@ -135,6 +145,12 @@ pub(crate) async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_urls_carry_no_credentials() {
+        let url = Url::parse("https://user:secret@jwks.example/keys?token=abc#x").unwrap();
+        assert_eq!(shown(&url), "https://jwks.example/keys");
+    }
 
     #[test]
     fn only_https_or_loopback_http() {

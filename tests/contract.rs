@@ -360,3 +360,24 @@ async fn verifier_works_without_tower() {
         AuthError::MissingCredential
     );
 }
+
+#[tokio::test]
+async fn the_credential_is_marked_sensitive_for_inner_services() {
+    let jwt = token(&claims());
+    let service = tower::ServiceBuilder::new()
+        .layer(MachineAuthLayer::new(pem_verifier()))
+        .service_fn(|request: Request<String>| async move {
+            Ok::<_, std::convert::Infallible>(http::Response::new(format!(
+                "{:?}",
+                request.headers()
+            )))
+        });
+    let request = Request::get("/")
+        .header("authorization", format!("Bearer {jwt}"))
+        .body(String::new())
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.body().contains("Sensitive"), "{}", response.body());
+    assert!(!response.body().contains(&jwt));
+}

@@ -43,6 +43,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Where to fetch a JWKS, and the credential to send.
 pub(crate) struct JwksEndpoint {
     pub(crate) url: Url,
+    /// The URL without credentials or query, for logs.
+    shown: String,
     /// `Authorization: Bearer <secret>`, marked sensitive.
     pub(crate) authorization: Option<HeaderValue>,
     /// Whether to send Clerk's `Clerk-API-Version` header.
@@ -52,8 +54,10 @@ pub(crate) struct JwksEndpoint {
 impl JwksEndpoint {
     /// Any JWKS URL, fetched without credentials.
     pub(crate) fn url(url: &str) -> Result<Self, ConfigError> {
+        let url = fetch::checked_url(url, "the JWKS URL")?;
         Ok(Self {
-            url: fetch::checked_url(url, "the JWKS URL")?,
+            shown: fetch::shown(&url),
+            url,
             authorization: None,
             clerk: false,
         })
@@ -70,6 +74,7 @@ impl JwksEndpoint {
             })?;
         authorization.set_sensitive(true);
         Ok(Self {
+            shown: fetch::shown(&url),
             url,
             authorization: Some(authorization),
             clerk: true,
@@ -80,7 +85,7 @@ impl JwksEndpoint {
 impl fmt::Debug for JwksEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwksEndpoint")
-            .field("url", &self.url.as_str())
+            .field("url", &self.shown)
             .field(
                 "authorization",
                 &self.authorization.as_ref().map(|_| "[redacted]"),
@@ -274,7 +279,7 @@ impl JwksSource {
                 self.counters.add(&self.counters.jwks_fetch_failures);
                 let has_keys = self.state.load().loaded_at.is_some();
                 tracing::warn!(
-                    url = %self.endpoint.url,
+                    url = %self.endpoint.shown,
                     %error,
                     keeping_last_good_keys = has_keys,
                     "JWKS fetch failed"
@@ -303,7 +308,7 @@ impl JwksSource {
         if status != reqwest::StatusCode::OK {
             if status == reqwest::StatusCode::UNAUTHORIZED && self.endpoint.clerk {
                 tracing::error!(
-                    url = %self.endpoint.url,
+                    url = %self.endpoint.shown,
                     "Clerk refused CLERK_SECRET_KEY (401): check that the secret key belongs to this instance"
                 );
             }
@@ -312,7 +317,7 @@ impl JwksSource {
         let parsed = parse_jwk_set(&body, self.allowlist)
             .map_err(|error| FetchError::Invalid(error.to_string()))?;
         for (kid, reason) in &parsed.skipped {
-            tracing::warn!(url = %self.endpoint.url, ?kid, reason, "skipping unusable JWKS key");
+            tracing::warn!(url = %self.endpoint.shown, ?kid, reason, "skipping unusable JWKS key");
         }
         Ok(parsed.keys)
     }
@@ -327,7 +332,7 @@ impl JwksSource {
             keys.get(kid)
                 .is_none_or(|new| new.fingerprint != old.fingerprint)
         });
-        tracing::debug!(url = %self.endpoint.url, keys = keys.len(), removed, "JWKS loaded");
+        tracing::debug!(url = %self.endpoint.shown, keys = keys.len(), removed, "JWKS loaded");
         self.state.store(Arc::new(KeySetState {
             keys,
             loaded_at: Some(Instant::now()),

@@ -1,6 +1,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use tower::Service;
 
@@ -90,7 +91,12 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        match self.decide(&request) {
+        let decision = self.decide(&request);
+        // Keep the credential out of `Debug` output of the headers further down the stack.
+        if let Some(authorization) = request.headers_mut().get_mut(AUTHORIZATION) {
+            authorization.set_sensitive(true);
+        }
+        match decision {
             Decision::Pass(machine) => {
                 if let Some(machine) = machine {
                     request.extensions_mut().insert(machine);
