@@ -17,7 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
-use super::pem::{MAX_RSA_BITS, MIN_RSA_BITS};
+use super::rsa::{RsaKeyProblem, rsa_decoding_key};
 use super::{VerifyingKey, fingerprint};
 use crate::jwt::AlgorithmSet;
 use crate::strict_json;
@@ -153,16 +153,12 @@ type KeyParts = (AlgorithmSet, DecodingKey, Vec<Vec<u8>>);
 fn rsa_key(jwk: &Map<String, Value>) -> Result<KeyParts, &'static str> {
     let n = bytes(jwk, "n")?;
     let e = bytes(jwk, "e")?;
-    let components = aws_lc_rs::rsa::PublicKeyComponents {
-        n: n.as_slice(),
-        e: e.as_slice(),
-    };
-    let key: aws_lc_rs::rsa::PublicEncryptingKey =
-        components.try_into().map_err(|_| "invalid RSA key")?;
-    if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&key.key_size_bits()) {
-        return Err("RSA key size outside 2048..=4096 bits");
-    }
-    let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
+    let decoding = rsa_decoding_key(&n, &e).map_err(|problem| match problem {
+        RsaKeyProblem::Size(_) => "RSA key size outside 2048..=4096 bits",
+        RsaKeyProblem::Exponent => "unsafe RSA public exponent",
+        RsaKeyProblem::Roca => "RSA key with the ROCA weakness (CVE-2017-15361)",
+        RsaKeyProblem::Invalid => "invalid RSA key",
+    })?;
     Ok((AlgorithmSet::RSA, decoding, vec![b"RSA".to_vec(), n, e]))
 }
 

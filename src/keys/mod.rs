@@ -3,6 +3,7 @@
 mod jwk;
 mod jwks;
 mod pem;
+mod rsa;
 
 pub(crate) use jwk::parse_jwk_set;
 pub(crate) use jwks::{JwksEndpoint, JwksSettings, JwksSource};

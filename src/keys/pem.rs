@@ -13,12 +13,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::DecodingKey;
 
+use super::rsa::rsa_decoding_key;
 use super::{VerifyingKey, fingerprint};
 use crate::error::ConfigError;
 use crate::jwt::AlgorithmSet;
-
-pub(crate) const MIN_RSA_BITS: usize = 2048;
-pub(crate) const MAX_RSA_BITS: usize = 4096;
 
 /// Parses a PEM (or bare base64 SPKI) public key for the algorithms in `allowlist`.
 pub(crate) fn key_from_pem(
@@ -86,22 +84,12 @@ fn private_key_error() -> ConfigError {
 fn classify(der: &[u8]) -> Result<(AlgorithmSet, String, DecodingKey), ConfigError> {
     let pem_text = pem::encode(&pem::Pem::new("PUBLIC KEY", der.to_vec()));
     let unreadable = |_| ConfigError::new("the PEM public key cannot be read");
-    match aws_lc_rs::rsa::PublicEncryptingKey::from_der(der) {
-        Ok(rsa) => {
-            let bits = rsa.key_size_bits();
-            if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
-                return Err(rsa_size_error(&format!("a {bits}-bit")));
-            }
-            let decoding = DecodingKey::from_rsa_pem(pem_text.as_bytes()).map_err(unreadable)?;
-            return Ok((AlgorithmSet::RSA, format!("a {bits}-bit RSA key"), decoding));
-        }
-        Err(rejected) if rejected.description_() == "TooSmall" => {
-            return Err(rsa_size_error("a smaller than 2048-bit"));
-        }
-        Err(rejected) if rejected.description_() == "TooLarge" => {
-            return Err(rsa_size_error("a larger than 8192-bit"));
-        }
-        Err(_) => {}
+    if let Ok(rsa) = aws_lc_rs::rsa::PublicKey::from_der(der) {
+        let components = aws_lc_rs::rsa::PublicKeyComponents::<Vec<u8>>::from(&rsa);
+        let decoding = rsa_decoding_key(&components.n, &components.e).map_err(|problem| {
+            ConfigError::new(format!("the PEM public key is {}", problem.describe()))
+        })?;
+        return Ok((AlgorithmSet::RSA, "an RSA key".to_owned(), decoding));
     }
     for (verification, family, description) in [
         (
@@ -129,12 +117,6 @@ fn classify(der: &[u8]) -> Result<(AlgorithmSet, String, DecodingKey), ConfigErr
     }
     Err(ConfigError::new(
         "the PEM public key is not an RSA, EC P-256, EC P-384 or Ed25519 public key",
-    ))
-}
-
-fn rsa_size_error(size: &str) -> ConfigError {
-    ConfigError::new(format!(
-        "the PEM public key is {size} RSA key; RSA keys must have {MIN_RSA_BITS} to {MAX_RSA_BITS} bits"
     ))
 }
 
