@@ -7,7 +7,7 @@
 //!   signed by a removed key is verified again (and rejected).
 //! - Only successful verifications are cached.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use moka::sync::Cache;
 
@@ -29,21 +29,6 @@ struct CachedToken {
     machine: AuthenticatedMachine,
     expires_at_ms: i64,
     cached_until_ms: i64,
-    /// How long moka keeps the entry (real time), for eviction only.
-    lifetime: Duration,
-}
-
-struct EntryLifetime;
-
-impl moka::Expiry<TokenDigest, CachedToken> for EntryLifetime {
-    fn expire_after_create(
-        &self,
-        _: &TokenDigest,
-        entry: &CachedToken,
-        _: Instant,
-    ) -> Option<Duration> {
-        Some(entry.lifetime)
-    }
 }
 
 /// Verified tokens, by digest.
@@ -58,7 +43,8 @@ impl TokenCache {
         let entries = (capacity > 0 && !ttl.is_zero()).then(|| {
             Cache::builder()
                 .max_capacity(capacity)
-                .expire_after(EntryLifetime)
+                // Eviction only: freshness is decided on every hit with the verifier's clock.
+                .time_to_live(ttl)
                 .build()
         });
         Self {
@@ -94,13 +80,8 @@ impl TokenCache {
         machine: AuthenticatedMachine,
         expires_at_ms: i64,
         now_ms: i64,
-        leeway_ms: i64,
     ) {
         let Some(entries) = &self.entries else {
-            return;
-        };
-        let valid_for_ms = (expires_at_ms + leeway_ms - now_ms).min(self.ttl_ms);
-        let Ok(valid_for) = u64::try_from(valid_for_ms) else {
             return;
         };
         entries.insert(
@@ -109,7 +90,6 @@ impl TokenCache {
                 machine,
                 expires_at_ms,
                 cached_until_ms: now_ms.saturating_add(self.ttl_ms),
-                lifetime: Duration::from_millis(valid_for),
             },
         );
     }

@@ -63,9 +63,24 @@ fn parse_bearer(value: &[u8]) -> Result<&str, AuthError> {
 fn is_b64token(token: &[u8]) -> bool {
     let body_len = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
     body_len > 0
-        && token[..body_len].iter().all(|&b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        && all_bytes(&token[..body_len], |b| {
+            is_base64url(b) | (b == b'.') | (b == b'~') | (b == b'+') | (b == b'/')
         })
+}
+
+/// `[A-Za-z0-9_-]`, written without branches so that byte scans vectorise.
+fn is_base64url(b: u8) -> bool {
+    let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+    let digit = b.wrapping_sub(b'0') < 10;
+    letter | digit | (b == b'-') | (b == b'_')
+}
+
+/// Whether every byte satisfies `allowed`. Scans whole chunks without early exit, which the
+/// compiler vectorises: a ~1 KB token takes tens of nanoseconds instead of a microsecond.
+fn all_bytes(bytes: &[u8], allowed: impl Fn(u8) -> bool) -> bool {
+    bytes
+        .chunks(64)
+        .all(|chunk| chunk.iter().fold(true, |ok, &b| ok & allowed(b)))
 }
 
 fn malformed(kind: MalformedRequest) -> AuthError {
@@ -107,19 +122,19 @@ pub(crate) fn classify(token: &str) -> Result<TokenKind, TypeMismatch> {
 
 /// Exactly three non-empty segments of base64url characters (no padding).
 fn is_jwt_shaped(token: &str) -> bool {
-    let mut segments = 0;
-    for segment in token.split('.') {
-        segments += 1;
-        if segments > 3
-            || segment.is_empty()
-            || !segment
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return false;
-        }
-    }
-    segments == 3
+    let bytes = token.as_bytes();
+    let Some(first_dot) = bytes.iter().position(|&b| b == b'.') else {
+        return false;
+    };
+    let Some(last_dot) = bytes.iter().rposition(|&b| b == b'.') else {
+        return false;
+    };
+    first_dot > 0
+        && last_dot > first_dot + 1
+        && last_dot + 1 < bytes.len()
+        && all_bytes(&bytes[first_dot + 1..last_dot], is_base64url)
+        && all_bytes(&bytes[..first_dot], is_base64url)
+        && all_bytes(&bytes[last_dot + 1..], is_base64url)
 }
 
 #[cfg(test)]
@@ -200,6 +215,14 @@ mod tests {
             bearer_token(&HeaderMap::new()),
             Err(AuthError::MissingCredential)
         );
+    }
+
+    #[test]
+    fn byte_classes_match_their_definitions() {
+        for b in 0..=255u8 {
+            let base64url = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+            assert_eq!(is_base64url(b), base64url, "{b:#04x}");
+        }
     }
 
     #[test]

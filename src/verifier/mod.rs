@@ -126,27 +126,35 @@ impl MachineVerifier {
 
     /// Verifies without waiting, unless the token's key must be fetched first.
     pub(crate) fn try_verify_now(&self, token: &str) -> Attempt {
-        let token_kind = match classify(token) {
-            Ok(kind) => kind,
-            Err(error) => return Attempt::Done(Err(log_rejection(error, None))),
-        };
-        match token_kind {
-            TokenKind::Jwt => self.try_verify_jwt_now(token),
-            TokenKind::OpaqueMachineToken => Attempt::Done(Err(log_rejection(
-                AuthError::TokenTypeMismatch(TypeMismatch::OpaqueNotAccepted),
-                None,
-            ))),
-        }
-    }
-
-    fn try_verify_jwt_now(&self, token: &str) -> Attempt {
         let inner = &*self.inner;
+        if token.len() > MAX_TOKEN_LEN {
+            return Attempt::Done(Err(log_rejection(
+                AuthError::InvalidToken(InvalidToken::TooLong),
+                None,
+            )));
+        }
+        // A hit is a token verified before, so it needs no classification either.
         let digest = cache::digest(token);
         let now_ms = unix_millis(&*inner.clock);
         if let Some(hit) = inner.cache.get(&digest, now_ms, inner.rules.leeway_ms) {
             inner.counters.add(&inner.counters.cache_hits);
             return Attempt::Done(hit.map_err(|error| log_rejection(error, Some(&digest))));
         }
+        match credential::classify(token) {
+            Ok(TokenKind::Jwt) => self.try_verify_jwt_now(token, digest, now_ms),
+            Ok(TokenKind::OpaqueMachineToken) => Attempt::Done(Err(log_rejection(
+                AuthError::TokenTypeMismatch(TypeMismatch::OpaqueNotAccepted),
+                Some(&digest),
+            ))),
+            Err(mismatch) => Attempt::Done(Err(log_rejection(
+                AuthError::TokenTypeMismatch(mismatch),
+                Some(&digest),
+            ))),
+        }
+    }
+
+    fn try_verify_jwt_now(&self, token: &str, digest: TokenDigest, now_ms: i64) -> Attempt {
+        let inner = &*self.inner;
         let jwt = match UnverifiedJwt::parse(token, &inner.rules) {
             Ok(jwt) => jwt,
             Err(error) => {
@@ -198,17 +206,9 @@ impl MachineVerifier {
             verified.machine.clone(),
             verified.expires_at_ms,
             now_ms,
-            inner.rules.leeway_ms,
         );
         Ok(verified.machine)
     }
-}
-
-fn classify(token: &str) -> Result<TokenKind, AuthError> {
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(AuthError::InvalidToken(InvalidToken::TooLong));
-    }
-    credential::classify(token).map_err(AuthError::TokenTypeMismatch)
 }
 
 /// Logs a rejection at debug level with the token's fingerprint (never the token).
