@@ -17,8 +17,8 @@ use crate::machine::AuthenticatedMachine;
 /// The SHA-256 of a token.
 pub(crate) type TokenDigest = [u8; 32];
 
-pub(crate) fn digest(token: &str) -> TokenDigest {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+pub(crate) fn digest(token: &[u8]) -> TokenDigest {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token);
     let mut out = [0; 32];
     out.copy_from_slice(digest.as_ref());
     out
@@ -43,6 +43,9 @@ impl TokenCache {
         let entries = (capacity > 0 && !ttl.is_zero()).then(|| {
             Cache::builder()
                 .max_capacity(capacity)
+                // LRU admits every new token at once; TinyLFU could keep refusing a freshly
+                // refreshed token while older, often-seen tokens fill the cache.
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 // Eviction only: freshness is decided on every hit with the verifier's clock.
                 .time_to_live(ttl)
                 .build()

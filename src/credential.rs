@@ -12,11 +12,13 @@ use crate::error::{AuthError, InvalidToken, MalformedRequest, TypeMismatch};
 /// Tokens longer than this are rejected before any decoding.
 pub(crate) const MAX_TOKEN_LEN: usize = 8 * 1024;
 
-/// The bearer token of a request.
+/// The bearer credential of a request: the bytes after `Bearer `, at most [`MAX_TOKEN_LEN`] long.
+/// Its characters are checked by [`b64token`], which a verifier can skip for a token it has
+/// already verified.
 ///
 /// Returns [`AuthError::MissingCredential`] when there is no `Authorization` header or its scheme is
 /// not `Bearer`, and [`AuthError::MalformedRequest`] when the header is repeated or ill-formed.
-pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
+pub(crate) fn bearer_credential(headers: &HeaderMap) -> Result<&[u8], AuthError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Err(AuthError::MissingCredential);
@@ -27,7 +29,7 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
     parse_bearer(value.as_bytes())
 }
 
-fn parse_bearer(value: &[u8]) -> Result<&str, AuthError> {
+fn parse_bearer(value: &[u8]) -> Result<&[u8], AuthError> {
     const SCHEME: &[u8] = b"bearer";
     let Some(scheme) = value.get(..SCHEME.len()) else {
         return Err(AuthError::MissingCredential);
@@ -52,11 +54,16 @@ fn parse_bearer(value: &[u8]) -> Result<&str, AuthError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(AuthError::InvalidToken(InvalidToken::TooLong));
     }
-    if !is_b64token(token) {
+    Ok(token)
+}
+
+/// The credential as a token, if it follows RFC 6750's `b64token` grammar.
+pub(crate) fn b64token(credential: &[u8]) -> Result<&str, AuthError> {
+    if !is_b64token(credential) {
         return Err(malformed(MalformedRequest::BadTokenCharacters));
     }
     // `is_b64token` admits ASCII only.
-    std::str::from_utf8(token).map_err(|_| malformed(MalformedRequest::BadTokenCharacters))
+    std::str::from_utf8(credential).map_err(|_| malformed(MalformedRequest::BadTokenCharacters))
 }
 
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
@@ -143,7 +150,7 @@ mod tests {
     use http::HeaderValue;
 
     fn parse(value: &str) -> Result<&str, AuthError> {
-        parse_bearer(value.as_bytes())
+        parse_bearer(value.as_bytes()).and_then(b64token)
     }
 
     #[test]
@@ -208,11 +215,11 @@ mod tests {
         headers.append(AUTHORIZATION, HeaderValue::from_static("Bearer a.b.c"));
         headers.append(AUTHORIZATION, HeaderValue::from_static("Bearer a.b.c"));
         assert_eq!(
-            bearer_token(&headers),
+            bearer_credential(&headers),
             Err(malformed(MalformedRequest::SeveralAuthorizationHeaders))
         );
         assert_eq!(
-            bearer_token(&HeaderMap::new()),
+            bearer_credential(&HeaderMap::new()),
             Err(AuthError::MissingCredential)
         );
     }

@@ -259,3 +259,9 @@ async fn debug_output_never_shows_the_secret_key() {
         "{verifier:?}"
     );
 }
+
+#[tokio::test]
+async fn rsa_4096_keys_load_and_verify() {
+    let key = TestKey::rsa_bits(aws_lc_rs::rsa::KeySize::Rsa4096);
+    accepts(build_pem(&key.public_pem()).unwrap(), &key).await;
+}

@@ -8,17 +8,13 @@
 
 use std::collections::HashMap;
 
-use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519, ParsedPublicKey,
-    VerificationAlgorithm,
-};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use super::rsa::{RsaKeyProblem, rsa_decoding_key};
-use super::{VerifyingKey, fingerprint};
+use super::rsa::{RsaKeyProblem, rsa_public_key};
+use super::{PublicKey, VerifyingKey};
 use crate::jwt::AlgorithmSet;
 use crate::strict_json;
 
@@ -113,7 +109,7 @@ fn usable_key(
         Some(Value::Array(ops)) if ops.iter().any(|op| op == "verify") => {}
         Some(_) => return Err("not a verification key (key_ops)"),
     }
-    let (family, decoding, material) = match string(jwk, "kty")? {
+    let key = match string(jwk, "kty")? {
         "RSA" => rsa_key(jwk)?,
         "EC" => ec_key(jwk)?,
         "OKP" => okp_key(jwk)?,
@@ -121,10 +117,10 @@ fn usable_key(
         _ => return Err("unsupported kty"),
     };
     let algorithms = match jwk.get("alg") {
-        None => allowlist.intersection(family),
+        None => allowlist.intersection(key.family()),
         Some(Value::String(name)) => {
             let algorithm: Algorithm = name.parse().map_err(|_| "unsupported alg")?;
-            if !family.contains(algorithm) {
+            if !key.family().contains(algorithm) {
                 return Err("alg does not fit the key type or curve");
             }
             if !allowlist.contains(algorithm) {
@@ -134,55 +130,36 @@ fn usable_key(
         }
         Some(_) => return Err("alg is not a string"),
     };
-    if algorithms.is_empty() {
-        return Err("no allowed algorithm fits the key");
-    }
-    let alg_bits = format!("{algorithms:?}");
-    let mut parts: Vec<&[u8]> = material.iter().map(Vec::as_slice).collect();
-    parts.push(alg_bits.as_bytes());
-    Ok(VerifyingKey {
-        kid: Some(kid),
-        algorithms,
-        decoding,
-        fingerprint: fingerprint(&parts),
-    })
+    VerifyingKey::new(Some(kid), &key, algorithms)
 }
 
-type KeyParts = (AlgorithmSet, DecodingKey, Vec<Vec<u8>>);
-
-fn rsa_key(jwk: &Map<String, Value>) -> Result<KeyParts, &'static str> {
-    let n = bytes(jwk, "n")?;
-    let e = bytes(jwk, "e")?;
-    let decoding = rsa_decoding_key(&n, &e).map_err(|problem| match problem {
+fn rsa_key(jwk: &Map<String, Value>) -> Result<PublicKey, &'static str> {
+    rsa_public_key(&bytes(jwk, "n")?, &bytes(jwk, "e")?).map_err(|problem| match problem {
         RsaKeyProblem::Size(_) => "RSA key size outside 2048..=4096 bits",
         RsaKeyProblem::Exponent => "unsafe RSA public exponent",
         RsaKeyProblem::Roca => "RSA key with the ROCA weakness (CVE-2017-15361)",
         RsaKeyProblem::Invalid => "invalid RSA key",
-    })?;
-    Ok((AlgorithmSet::RSA, decoding, vec![b"RSA".to_vec(), n, e]))
+    })
 }
 
-fn ec_key(jwk: &Map<String, Value>) -> Result<KeyParts, &'static str> {
-    let (family, verification, size): (_, &'static dyn VerificationAlgorithm, _) =
-        match string(jwk, "crv")? {
-            "P-256" => (AlgorithmSet::P256, &ECDSA_P256_SHA256_FIXED, 32),
-            "P-384" => (AlgorithmSet::P384, &ECDSA_P384_SHA384_FIXED, 48),
-            _ => return Err("unsupported curve"),
-        };
+fn ec_key(jwk: &Map<String, Value>) -> Result<PublicKey, &'static str> {
+    let (family, size) = match string(jwk, "crv")? {
+        "P-256" => (AlgorithmSet::P256, 32),
+        "P-384" => (AlgorithmSet::P384, 48),
+        _ => return Err("unsupported curve"),
+    };
     let x = bytes(jwk, "x")?;
     let y = bytes(jwk, "y")?;
     if x.len() != size || y.len() != size {
         return Err("EC coordinates have the wrong length");
     }
-    let point: Vec<u8> = [&[4u8][..], &x, &y].concat();
-    ParsedPublicKey::new(verification, &point).map_err(|_| "EC point is not on the curve")?;
-    let decoding =
-        DecodingKey::from_ec_components(&URL_SAFE_NO_PAD.encode(&x), &URL_SAFE_NO_PAD.encode(&y))
-            .map_err(|_| "invalid EC key")?;
-    Ok((family, decoding, vec![b"EC".to_vec(), point]))
+    Ok(PublicKey::Ec {
+        family,
+        encoded: [&[4u8][..], &x, &y].concat(),
+    })
 }
 
-fn okp_key(jwk: &Map<String, Value>) -> Result<KeyParts, &'static str> {
+fn okp_key(jwk: &Map<String, Value>) -> Result<PublicKey, &'static str> {
     if string(jwk, "crv")? != "Ed25519" {
         return Err("unsupported curve");
     }
@@ -190,10 +167,7 @@ fn okp_key(jwk: &Map<String, Value>) -> Result<KeyParts, &'static str> {
     if x.len() != 32 {
         return Err("Ed25519 key has the wrong length");
     }
-    ParsedPublicKey::new(&ED25519, &x).map_err(|_| "invalid Ed25519 key")?;
-    let decoding = DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(&x))
-        .map_err(|_| "invalid Ed25519 key")?;
-    Ok((AlgorithmSet::ED25519, decoding, vec![b"OKP".to_vec(), x]))
+    Ok(PublicKey::Ed25519 { encoded: x })
 }
 
 fn string<'a>(jwk: &'a Map<String, Value>, name: &str) -> Result<&'a str, &'static str> {

@@ -4,38 +4,17 @@ mod jwk;
 mod jwks;
 mod pem;
 mod rsa;
+mod verifying_key;
 
 pub(crate) use jwk::parse_jwk_set;
 pub(crate) use jwks::{JwksEndpoint, JwksSettings, JwksSource};
 pub(crate) use pem::key_from_pem;
+pub(crate) use verifying_key::{PublicKey, VerifyingKey};
 
-use std::fmt;
 use std::sync::Arc;
 
-use jsonwebtoken::DecodingKey;
-
 use crate::error::{AuthError, InvalidToken};
-use crate::jwt::{AlgorithmSet, JwtHeader};
-
-/// One public key, bound to the algorithms it may verify.
-pub(crate) struct VerifyingKey {
-    /// The JWK `kid`; `None` for a PEM key.
-    pub(crate) kid: Option<String>,
-    /// The algorithms this key verifies: its JWK `alg` alone, or the allowlist within its family.
-    pub(crate) algorithms: AlgorithmSet,
-    pub(crate) decoding: DecodingKey,
-    /// A digest of the key material and algorithms, to notice a `kid` whose key changed.
-    pub(crate) fingerprint: [u8; 32],
-}
-
-impl fmt::Debug for VerifyingKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerifyingKey")
-            .field("kid", &self.kid)
-            .field("algorithms", &self.algorithms)
-            .finish_non_exhaustive()
-    }
-}
+use crate::jwt::JwtHeader;
 
 /// Where a verifier's keys come from.
 #[derive(Debug, Clone)]
@@ -68,16 +47,4 @@ impl KeySource {
             }
         }
     }
-}
-
-/// The SHA-256 of `parts`, each length-prefixed.
-pub(crate) fn fingerprint(parts: &[&[u8]]) -> [u8; 32] {
-    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    for part in parts {
-        context.update(&(part.len() as u64).to_be_bytes());
-        context.update(part);
-    }
-    let mut out = [0; 32];
-    out.copy_from_slice(context.finish().as_ref());
-    out
 }

@@ -11,10 +11,9 @@ use aws_lc_rs::signature::{
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use jsonwebtoken::DecodingKey;
 
-use super::rsa::rsa_decoding_key;
-use super::{VerifyingKey, fingerprint};
+use super::rsa::rsa_public_key;
+use super::{PublicKey, VerifyingKey};
 use crate::error::ConfigError;
 use crate::jwt::AlgorithmSet;
 
@@ -24,20 +23,17 @@ pub(crate) fn key_from_pem(
     allowlist: AlgorithmSet,
 ) -> Result<VerifyingKey, ConfigError> {
     let der = spki_der(text)?;
-    let (family, description, decoding) = classify(&der)?;
-    let algorithms = allowlist.intersection(family);
+    let (key, description) = classify(der)?;
+    let algorithms = allowlist.intersection(key.family());
     if algorithms.is_empty() {
         return Err(ConfigError::new(format!(
             "the PEM public key is {description}, but none of the allowed algorithms ({allowlist}) \
-             uses it: allow one of {family} with `algorithms(…)`"
+             uses it: allow one of {} with `algorithms(…)`",
+            key.family()
         )));
     }
-    Ok(VerifyingKey {
-        kid: None,
-        algorithms,
-        decoding,
-        fingerprint: fingerprint(&[b"spki", &der]),
-    })
+    VerifyingKey::new(None, &key, algorithms)
+        .map_err(|reason| ConfigError::new(format!("the PEM public key is unusable: {reason}")))
 }
 
 /// The DER bytes of an SPKI public key given as PEM, or as the bare base64 body of one.
@@ -80,39 +76,33 @@ fn private_key_error() -> ConfigError {
     )
 }
 
-/// The family, a description, and the decoding key of an SPKI public key.
-fn classify(der: &[u8]) -> Result<(AlgorithmSet, String, DecodingKey), ConfigError> {
-    let pem_text = pem::encode(&pem::Pem::new("PUBLIC KEY", der.to_vec()));
-    let unreadable = |_| ConfigError::new("the PEM public key cannot be read");
-    if let Ok(rsa) = aws_lc_rs::rsa::PublicKey::from_der(der) {
+/// The key in an SPKI document, and a description of it.
+fn classify(der: Vec<u8>) -> Result<(PublicKey, &'static str), ConfigError> {
+    if let Ok(rsa) = aws_lc_rs::rsa::PublicKey::from_der(&der) {
         let components = aws_lc_rs::rsa::PublicKeyComponents::<Vec<u8>>::from(&rsa);
-        let decoding = rsa_decoding_key(&components.n, &components.e).map_err(|problem| {
+        let key = rsa_public_key(&components.n, &components.e).map_err(|problem| {
             ConfigError::new(format!("the PEM public key is {}", problem.describe()))
         })?;
-        return Ok((AlgorithmSet::RSA, "an RSA key".to_owned(), decoding));
+        return Ok((key, "an RSA key"));
     }
-    for (verification, family, description) in [
-        (
-            &ECDSA_P256_SHA256_FIXED,
-            AlgorithmSet::P256,
-            "an EC P-256 key",
-        ),
-        (
-            &ECDSA_P384_SHA384_FIXED,
-            AlgorithmSet::P384,
-            "an EC P-384 key",
-        ),
-    ] {
-        if ParsedPublicKey::new(verification, der).is_ok() {
-            let decoding = DecodingKey::from_ec_pem(pem_text.as_bytes()).map_err(unreadable)?;
-            return Ok((family, description.to_owned(), decoding));
-        }
+    if ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &der).is_ok() {
+        let key = PublicKey::Ec {
+            family: AlgorithmSet::P256,
+            encoded: der,
+        };
+        return Ok((key, "an EC P-256 key"));
     }
-    if ParsedPublicKey::new(&ED25519, der).is_ok() {
-        let decoding = DecodingKey::from_ed_pem(pem_text.as_bytes()).map_err(unreadable)?;
-        return Ok((AlgorithmSet::ED25519, "an Ed25519 key".to_owned(), decoding));
+    if ParsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, &der).is_ok() {
+        let key = PublicKey::Ec {
+            family: AlgorithmSet::P384,
+            encoded: der,
+        };
+        return Ok((key, "an EC P-384 key"));
     }
-    if is_private_key(der) {
+    if ParsedPublicKey::new(&ED25519, &der).is_ok() {
+        return Ok((PublicKey::Ed25519 { encoded: der }, "an Ed25519 key"));
+    }
+    if is_private_key(&der) {
         return Err(private_key_error());
     }
     Err(ConfigError::new(

@@ -1,6 +1,6 @@
 //! Checks on RSA public keys, whatever form they came in (JWK or PEM).
 
-use jsonwebtoken::DecodingKey;
+use super::PublicKey;
 
 pub(crate) const MIN_RSA_BITS: usize = 2048;
 pub(crate) const MAX_RSA_BITS: usize = 4096;
@@ -33,8 +33,8 @@ impl RsaKeyProblem {
     }
 }
 
-/// Checks a public key given as big-endian modulus and exponent, and builds its decoding key.
-pub(crate) fn rsa_decoding_key(n: &[u8], e: &[u8]) -> Result<DecodingKey, RsaKeyProblem> {
+/// Checks a public key given as big-endian modulus and exponent.
+pub(crate) fn rsa_public_key(n: &[u8], e: &[u8]) -> Result<PublicKey, RsaKeyProblem> {
     let n = strip_leading_zeros(n);
     let e = strip_leading_zeros(e);
     let bits = n
@@ -55,7 +55,10 @@ pub(crate) fn rsa_decoding_key(n: &[u8], e: &[u8]) -> Result<DecodingKey, RsaKey
     let components = aws_lc_rs::rsa::PublicKeyComponents { n, e };
     let _: aws_lc_rs::rsa::PublicEncryptingKey =
         components.try_into().map_err(|_| RsaKeyProblem::Invalid)?;
-    Ok(DecodingKey::from_rsa_raw_components(n, e))
+    Ok(PublicKey::Rsa {
+        n: n.to_vec(),
+        e: e.to_vec(),
+    })
 }
 
 fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
@@ -119,16 +122,16 @@ mod tests {
     #[test]
     fn size_and_exponent_rules() {
         assert_eq!(
-            rsa_decoding_key(&[0xff; 128], &[1, 0, 1]).unwrap_err(),
+            rsa_public_key(&[0xff; 128], &[1, 0, 1]).unwrap_err(),
             RsaKeyProblem::Size(1024)
         );
         assert_eq!(
-            rsa_decoding_key(&[0xff; 513], &[1, 0, 1]).unwrap_err(),
+            rsa_public_key(&[0xff; 513], &[1, 0, 1]).unwrap_err(),
             RsaKeyProblem::Size(4104)
         );
         for e in [&[1u8][..], &[2], &[1, 0, 0], &[0], &[], &[1; 9]] {
             assert_eq!(
-                rsa_decoding_key(&plain_modulus(), e).unwrap_err(),
+                rsa_public_key(&plain_modulus(), e).unwrap_err(),
                 RsaKeyProblem::Exponent,
                 "{e:?}"
             );
@@ -145,7 +148,7 @@ mod tests {
         *n.last_mut().unwrap() += 1; // M * 251^k is odd, so its last byte is not 0xff.
         assert!(has_roca_fingerprint(&n));
         assert_eq!(
-            rsa_decoding_key(&n, &[1, 0, 1]).unwrap_err(),
+            rsa_public_key(&n, &[1, 0, 1]).unwrap_err(),
             RsaKeyProblem::Roca
         );
         assert!(!has_roca_fingerprint(&plain_modulus()));

@@ -11,7 +11,7 @@ use super::layer::LayerSettings;
 use crate::credential;
 use crate::error::{AuthError, MalformedRequest};
 use crate::machine::AuthenticatedMachine;
-use crate::verifier::{Attempt, MachineVerifier};
+use crate::verifier::{Attempt, MachineVerifier, Presented};
 
 /// The service [`MachineAuthLayer`](super::MachineAuthLayer) wraps around an inner service.
 #[derive(Debug, Clone)]
@@ -26,7 +26,7 @@ enum Decision {
     Pass(Option<AuthenticatedMachine>),
     Reject(AuthError),
     /// The token's key must be fetched first.
-    Wait(String),
+    Wait(Vec<u8>),
 }
 
 impl<S> MachineAuth<S> {
@@ -54,8 +54,8 @@ impl<S> MachineAuth<S> {
     }
 
     fn decide<B>(&self, request: &Request<B>) -> Decision {
-        let token = match credential::bearer_token(request.headers()) {
-            Ok(token) => token,
+        let credential = match credential::bearer_credential(request.headers()) {
+            Ok(credential) => credential,
             Err(AuthError::MissingCredential) if self.settings.mode == AuthMode::Optional => {
                 return Decision::Pass(None);
             }
@@ -66,13 +66,16 @@ impl<S> MachineAuth<S> {
                 MalformedRequest::SeveralMethods,
             ));
         }
-        match self.verifier.try_verify_now(token) {
+        match self
+            .verifier
+            .try_verify_now(credential, Presented::InHeader)
+        {
             Attempt::Done(Ok(machine)) => match self.settings.policy.check(&machine) {
                 Ok(()) => Decision::Pass(Some(machine)),
                 Err(error) => Decision::Reject(error),
             },
             Attempt::Done(Err(error)) => Decision::Reject(error),
-            Attempt::NeedsKeyFetch => Decision::Wait(token.to_owned()),
+            Attempt::NeedsKeyFetch => Decision::Wait(credential.to_vec()),
         }
     }
 }

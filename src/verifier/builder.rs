@@ -246,11 +246,6 @@ impl MachineVerifierBuilder {
     /// Checks the configuration and builds the verifier. A JWKS source starts its background
     /// refresh, so it must be built inside a Tokio runtime; it does not wait for the first fetch.
     pub fn build(self) -> Result<MachineVerifier, ConfigError> {
-        // Pin the aws-lc-rs backend even if another crate enables a second jsonwebtoken backend,
-        // which would otherwise make every verification panic. A provider already installed by
-        // the application is kept.
-        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-
         let algorithms = self.checked_algorithms()?;
         if self.clock_skew > MAX_CLOCK_SKEW {
             return Err(ConfigError::new(format!(

@@ -67,6 +67,26 @@ impl fmt::Debug for MachineVerifier {
     }
 }
 
+/// How a token reached the verifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Presented {
+    /// In an `Authorization: Bearer` header: characters outside RFC 6750's `b64token` make the
+    /// request malformed.
+    InHeader,
+    /// Passed to [`MachineVerifier::verify`].
+    Directly,
+}
+
+impl Presented {
+    fn token(self, token: &[u8]) -> Result<&str, AuthError> {
+        match self {
+            Self::InHeader => credential::b64token(token),
+            Self::Directly => std::str::from_utf8(token)
+                .map_err(|_| AuthError::TokenTypeMismatch(TypeMismatch::UnknownFormat)),
+        }
+    }
+}
+
 /// The outcome of verifying without waiting.
 pub(crate) enum Attempt {
     Done(Result<AuthenticatedMachine, AuthError>),
@@ -108,14 +128,18 @@ impl MachineVerifier {
         &self,
         headers: &HeaderMap,
     ) -> Result<AuthenticatedMachine, AuthError> {
-        self.verify(credential::bearer_token(headers)?).await
+        let credential = credential::bearer_credential(headers)?;
+        match self.try_verify_now(credential, Presented::InHeader) {
+            Attempt::Done(result) => result,
+            Attempt::NeedsKeyFetch => self.verify_after_key_fetch(credential).await,
+        }
     }
 
     /// Verifies one token (without the `Bearer ` prefix).
     pub async fn verify(&self, token: &str) -> Result<AuthenticatedMachine, AuthError> {
-        match self.try_verify_now(token) {
+        match self.try_verify_now(token.as_bytes(), Presented::Directly) {
             Attempt::Done(result) => result,
-            Attempt::NeedsKeyFetch => self.verify_after_key_fetch(token).await,
+            Attempt::NeedsKeyFetch => self.verify_after_key_fetch(token.as_bytes()).await,
         }
     }
 
@@ -125,7 +149,7 @@ impl MachineVerifier {
     }
 
     /// Verifies without waiting, unless the token's key must be fetched first.
-    pub(crate) fn try_verify_now(&self, token: &str) -> Attempt {
+    pub(crate) fn try_verify_now(&self, token: &[u8], presented: Presented) -> Attempt {
         let inner = &*self.inner;
         if token.len() > MAX_TOKEN_LEN {
             return Attempt::Done(Err(log_rejection(
@@ -133,13 +157,17 @@ impl MachineVerifier {
                 None,
             )));
         }
-        // A hit is a token verified before, so it needs no classification either.
+        // A hit is a token verified before: its characters and kind need no checking either.
         let digest = cache::digest(token);
         let now_ms = unix_millis(&*inner.clock);
         if let Some(hit) = inner.cache.get(&digest, now_ms, inner.rules.leeway_ms) {
             inner.counters.add(&inner.counters.cache_hits);
             return Attempt::Done(hit.map_err(|error| log_rejection(error, Some(&digest))));
         }
+        let token = match presented.token(token) {
+            Ok(token) => token,
+            Err(error) => return Attempt::Done(Err(log_rejection(error, Some(&digest)))),
+        };
         match credential::classify(token) {
             Ok(TokenKind::Jwt) => self.try_verify_jwt_now(token, digest, now_ms),
             Ok(TokenKind::OpaqueMachineToken) => Attempt::Done(Err(log_rejection(
@@ -174,10 +202,12 @@ impl MachineVerifier {
     /// The slow path: wait for (or run) one JWKS fetch, then verify.
     pub(crate) async fn verify_after_key_fetch(
         &self,
-        token: &str,
+        token: &[u8],
     ) -> Result<AuthenticatedMachine, AuthError> {
         let inner = &*self.inner;
         let digest = cache::digest(token);
+        // Only a checked JWT-shaped token gets here.
+        let token = Presented::Directly.token(token)?;
         let jwt = UnverifiedJwt::parse(token, &inner.rules)
             .map_err(|error| log_rejection(AuthError::InvalidToken(error), Some(&digest)))?;
         let key = match (&inner.keys, jwt.header.kid.as_deref()) {
