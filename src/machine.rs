@@ -36,6 +36,11 @@ impl MachineId {
         Self::is_valid(value).then(|| Self(value.into()))
     }
 
+    /// Like [`parse`](Self::parse), keeping the string's allocation.
+    pub(crate) fn from_string(value: String) -> Option<Self> {
+        Self::is_valid(&value).then(|| Self(value.into_boxed_str()))
+    }
+
     /// Whether `value` follows the machine-id grammar.
     pub fn is_valid(value: &str) -> bool {
         value.len() <= MAX_MACHINE_ID_LEN

@@ -10,9 +10,6 @@ use crate::machine::{AuthenticatedMachine, MachineId, TokenFormat};
 /// `exp` values such as `1e300` or `u64::MAX` that would otherwise mean "never expires".
 const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
 
-/// Claims that identify and bound the token; every other claim is handed to the handler.
-const STRUCTURAL_CLAIMS: [&str; 6] = ["iss", "sub", "exp", "nbf", "iat", "jti"];
-
 /// Checks the claims of a verified token at `now_ms` and builds the identity.
 ///
 /// Order: types of the claims we read, the subject (`mch_…`), issuer and audience, then time.
@@ -21,23 +18,25 @@ pub(super) fn machine_from_claims(
     rules: &JwtRules,
     now_ms: i64,
 ) -> Result<VerifiedJwt, AuthError> {
-    let subject = required_string(&claims, "sub")?;
-    let expires_at_ms = numeric_date(&claims, "exp")?.ok_or(missing("exp"))?;
-    let not_before_ms = numeric_date(&claims, "nbf")?;
-    let issued_at_ms = numeric_date(&claims, "iat")?;
-    let issuer = optional_string(&claims, "iss")?;
-    let token_id = optional_string(&claims, "jti")?.unwrap_or_default();
+    // The structural claims are taken out of the map: the rest is what handlers see.
+    let subject = take_string(&mut claims, "sub")?.ok_or_else(|| missing("sub"))?;
+    let expires_at_ms = take_numeric_date(&mut claims, "exp")?.ok_or_else(|| missing("exp"))?;
+    let not_before_ms = take_numeric_date(&mut claims, "nbf")?;
+    let issued_at_ms = take_numeric_date(&mut claims, "iat")?;
+    let issuer = take_string(&mut claims, "iss")?;
+    let token_id = take_string(&mut claims, "jti")?.unwrap_or_default();
     let audiences = audiences(&claims)?;
-    let scopes = match optional_string(&claims, "scopes")? {
-        Some(scopes) => scopes
+    let scopes: Vec<String> = match claims.get("scopes") {
+        None => audiences.iter().map(|aud| (*aud).to_owned()).collect(),
+        Some(Value::String(scopes)) => scopes
             .split(' ')
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect(),
-        None => audiences.clone(),
+        Some(_) => return Err(malformed("scopes")),
     };
 
-    let machine_id = MachineId::parse(&subject).ok_or(AuthError::TokenTypeMismatch(
+    let machine_id = MachineId::from_string(subject).ok_or(AuthError::TokenTypeMismatch(
         TypeMismatch::NotAMachineSubject,
     ))?;
 
@@ -48,7 +47,11 @@ pub(super) fn machine_from_claims(
     {
         return Err(AuthError::ClaimMismatch(ClaimMismatch::Issuer));
     }
-    if !rules.audiences.is_empty() && !audiences.iter().any(|aud| rules.audiences.contains(aud)) {
+    if !rules.audiences.is_empty()
+        && !audiences
+            .iter()
+            .any(|aud| rules.audiences.iter().any(|accepted| accepted == aud))
+    {
         return Err(AuthError::ClaimMismatch(ClaimMismatch::Audience));
     }
 
@@ -66,9 +69,6 @@ pub(super) fn machine_from_claims(
         return Err(AuthError::ClaimMismatch(ClaimMismatch::LifetimeTooLong));
     }
 
-    for name in STRUCTURAL_CLAIMS {
-        claims.remove(name);
-    }
     let machine = AuthenticatedMachine::builder(machine_id)
         .token_id(token_id)
         .token_format(TokenFormat::Jwt)
@@ -92,25 +92,25 @@ fn malformed(name: &'static str) -> AuthError {
     AuthError::InvalidToken(InvalidToken::MalformedClaim(name))
 }
 
-fn required_string(claims: &Map<String, Value>, name: &'static str) -> Result<String, AuthError> {
-    optional_string(claims, name)?.ok_or_else(|| missing(name))
-}
-
-fn optional_string(
-    claims: &Map<String, Value>,
+/// Removes a claim that must be a string if present.
+fn take_string(
+    claims: &mut Map<String, Value>,
     name: &'static str,
 ) -> Result<Option<String>, AuthError> {
-    match claims.get(name) {
+    match claims.remove(name) {
         None => Ok(None),
-        Some(Value::String(value)) => Ok(Some(value.clone())),
+        Some(Value::String(value)) => Ok(Some(value)),
         Some(_) => Err(malformed(name)),
     }
 }
 
-/// A NumericDate (RFC 7519 §2) in Unix milliseconds: a finite, non-negative JSON number, possibly
-/// fractional.
-fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, AuthError> {
-    let Some(value) = claims.get(name) else {
+/// Removes a NumericDate claim (RFC 7519 §2) and returns it in Unix milliseconds: a finite,
+/// non-negative JSON number, possibly fractional.
+fn take_numeric_date(
+    claims: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<i64>, AuthError> {
+    let Some(value) = claims.remove(name) else {
         return Ok(None);
     };
     let seconds = value
@@ -122,17 +122,13 @@ fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Optio
 }
 
 /// `aud` as a list: a string, or an array of strings.
-fn audiences(claims: &Map<String, Value>) -> Result<Vec<String>, AuthError> {
+fn audiences(claims: &Map<String, Value>) -> Result<Vec<&str>, AuthError> {
     match claims.get("aud") {
         None => Ok(Vec::new()),
-        Some(Value::String(aud)) => Ok(vec![aud.clone()]),
+        Some(Value::String(aud)) => Ok(vec![aud]),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|item| {
-                item.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| malformed("aud"))
-            })
+            .map(|item| item.as_str().ok_or_else(|| malformed("aud")))
             .collect(),
         Some(_) => Err(malformed("aud")),
     }
