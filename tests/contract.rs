@@ -199,10 +199,9 @@ async fn wrong_issuer_or_audience_is_token_verification_failed() {
         .unwrap();
     let app = app(MachineAuthLayer::new(verifier));
     let good = with(claims(), "aud", json!(["mch_reports_api"]));
-    assert_eq!(
-        send_bearer(&app, "/cron/run", &token(&good)).await.status,
-        200
-    );
+    send_bearer(&app, "/cron/run", &token(&good))
+        .await
+        .assert_ok();
     for claims in [
         with(good.clone(), "iss", json!("https://evil.example.test")),
         with(good.clone(), "aud", json!("mch_other")),
@@ -228,12 +227,9 @@ async fn machine_outside_the_allow_list_is_insufficient_scope() {
     let layer = MachineAuthLayer::new(pem_verifier())
         .allow_machines(["mch_cron_service"])
         .unwrap();
-    assert_eq!(
-        send_bearer(&app(layer), "/cron/run", &token(&claims()))
-            .await
-            .status,
-        200
-    );
+    send_bearer(&app(layer), "/cron/run", &token(&claims()))
+        .await
+        .assert_ok();
 }
 
 #[tokio::test]
@@ -246,12 +242,9 @@ async fn missing_scope_is_insufficient_scope_with_the_scope_named() {
         Some(r#"Bearer realm="api", error="insufficient_scope", scope="mch_payroll""#)
     );
     let layer = MachineAuthLayer::new(pem_verifier()).require_scopes(["mch_reports_api"]);
-    assert_eq!(
-        send_bearer(&app(layer), "/cron/run", &token(&claims()))
-            .await
-            .status,
-        200
-    );
+    send_bearer(&app(layer), "/cron/run", &token(&claims()))
+        .await
+        .assert_ok();
 }
 
 #[tokio::test]

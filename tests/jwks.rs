@@ -106,12 +106,9 @@ async fn a_flood_of_unknown_kids_costs_at_most_one_fetch_per_cooldown() {
     let clock = TokioClock::new();
     let verifier = builder(&server, clock).build().unwrap();
     let app = app(MachineAuthLayer::new(verifier.clone()));
-    assert_eq!(
-        send_bearer(&app, "/cron/run", &key.token("k1", &claims_now(&clock)))
-            .await
-            .status,
-        200
-    );
+    send_bearer(&app, "/cron/run", &key.token("k1", &claims_now(&clock)))
+        .await
+        .assert_ok();
     assert_eq!(server.hits(), 1);
 
     let mut expected_hits = 1;
@@ -128,12 +125,9 @@ async fn a_flood_of_unknown_kids_costs_at_most_one_fetch_per_cooldown() {
     }
     assert!(verifier.stats().jwks_fetches_skipped > 0);
     // Known keys kept working all along.
-    assert_eq!(
-        send_bearer(&app, "/cron/run", &key.token("k1", &claims_now(&clock)))
-            .await
-            .status,
-        200
-    );
+    send_bearer(&app, "/cron/run", &key.token("k1", &claims_now(&clock)))
+        .await
+        .assert_ok();
 }
 
 #[tokio::test(start_paused = true)]
@@ -145,12 +139,9 @@ async fn rotation_is_picked_up_with_a_single_fetch_for_concurrent_requests() {
     let app = app(MachineAuthLayer::new(
         builder(&server, clock).build().unwrap(),
     ));
-    assert_eq!(
-        send_bearer(&app, "/cron/run", &old.token("old", &claims_now(&clock)))
-            .await
-            .status,
-        200
-    );
+    send_bearer(&app, "/cron/run", &old.token("old", &claims_now(&clock)))
+        .await
+        .assert_ok();
     assert_eq!(server.hits(), 1);
 
     server.set(key_set(&[old.jwk("old", None), new.jwk("new", None)]));
@@ -177,12 +168,9 @@ async fn last_good_keys_survive_an_outage_for_the_stale_window_then_503() {
     let clock = TokioClock::new();
     let verifier = builder(&server, clock).build().unwrap();
     let app = app(MachineAuthLayer::new(verifier.clone()));
-    assert_eq!(
-        send_bearer(&app, "/cron/run", &key.token("k1", &claims_now(&clock)))
-            .await
-            .status,
-        200
-    );
+    send_bearer(&app, "/cron/run", &key.token("k1", &claims_now(&clock)))
+        .await
+        .assert_ok();
 
     server.set(JwksReply::Status(500));
     for _ in 0..23 {
@@ -262,8 +250,8 @@ async fn a_removed_key_stops_verifying_even_for_cached_tokens() {
     let verifier = builder(&server, clock).build().unwrap();
     let app = app(MachineAuthLayer::new(verifier.clone()));
     let token = removed.token("removed", &claims_now(&clock));
-    assert_eq!(send_bearer(&app, "/cron/run", &token).await.status, 200);
-    assert_eq!(send_bearer(&app, "/cron/run", &token).await.status, 200);
+    send_bearer(&app, "/cron/run", &token).await.assert_ok();
+    send_bearer(&app, "/cron/run", &token).await.assert_ok();
     assert_eq!(verifier.stats().cache_hits, 1);
 
     server.set(key_set(&[kept.jwk("kept", None)]));
@@ -272,12 +260,9 @@ async fn a_removed_key_stops_verifying_even_for_cached_tokens() {
     send_bearer(&app, "/cron/run", &token)
         .await
         .assert_rejected(401, "token-invalid", Some(&token));
-    assert_eq!(
-        send_bearer(&app, "/cron/run", &kept.token("kept", &claims_now(&clock)))
-            .await
-            .status,
-        200
-    );
+    send_bearer(&app, "/cron/run", &kept.token("kept", &claims_now(&clock)))
+        .await
+        .assert_ok();
 }
 
 #[tokio::test(start_paused = true)]
@@ -290,7 +275,7 @@ async fn a_kid_whose_key_changed_stops_verifying_old_tokens() {
         builder(&server, clock).build().unwrap(),
     ));
     let old_token = first.token("k1", &claims_now(&clock));
-    assert_eq!(send_bearer(&app, "/cron/run", &old_token).await.status, 200);
+    send_bearer(&app, "/cron/run", &old_token).await.assert_ok();
 
     server.set(key_set(&[second.jwk("k1", None)]));
     tokio::time::advance(Duration::from_secs(300)).await;
@@ -298,12 +283,9 @@ async fn a_kid_whose_key_changed_stops_verifying_old_tokens() {
     send_bearer(&app, "/cron/run", &old_token)
         .await
         .assert_rejected(401, "token-invalid", None);
-    assert_eq!(
-        send_bearer(&app, "/cron/run", &second.token("k1", &claims_now(&clock)))
-            .await
-            .status,
-        200
-    );
+    send_bearer(&app, "/cron/run", &second.token("k1", &claims_now(&clock)))
+        .await
+        .assert_ok();
 }
 
 #[tokio::test]
@@ -385,12 +367,9 @@ async fn one_bad_key_does_not_spoil_the_set() {
     let app = app(MachineAuthLayer::new(
         MachineVerifier::from_jwks_url(&server.url()).unwrap(),
     ));
-    assert_eq!(
-        send_bearer(&app, "/cron/run", &good.token("good", &claims()))
-            .await
-            .status,
-        200
-    );
+    send_bearer(&app, "/cron/run", &good.token("good", &claims()))
+        .await
+        .assert_ok();
     for kid in ["private", "dup", "small", "hmac"] {
         let reply = send_bearer(&app, "/cron/run", &good.token(kid, &claims())).await;
         reply.assert_rejected(401, "token-invalid", None);
@@ -416,18 +395,12 @@ async fn ec_and_ed25519_jwks_keys_verify_when_allowed() {
         .build()
         .unwrap();
     let app = app(MachineAuthLayer::new(verifier));
-    assert_eq!(
-        send_bearer(&app, "/cron/run", &ec.token("ec", &claims()))
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        send_bearer(&app, "/cron/run", &ed.token("ed", &claims()))
-            .await
-            .status,
-        200
-    );
+    send_bearer(&app, "/cron/run", &ec.token("ec", &claims()))
+        .await
+        .assert_ok();
+    send_bearer(&app, "/cron/run", &ed.token("ed", &claims()))
+        .await
+        .assert_ok();
     // The EC key verifies only ES256 tokens, even when signed by the right key.
     let wrong_kid = ed.token("ec", &claims());
     send_bearer(&app, "/cron/run", &wrong_kid)

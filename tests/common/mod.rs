@@ -232,6 +232,11 @@ impl Reply {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
 
+    /// Asserts the request was let through to the handler.
+    pub fn assert_ok(&self) {
+        assert_eq!(self.status, StatusCode::OK, "{self:?}");
+    }
+
     /// Asserts a rejection's status, reason and challenge, and that the body never echoes `token`.
     pub fn assert_rejected(&self, status: u16, reason: &str, token: Option<&str>) {
         assert_eq!(self.status.as_u16(), status, "{self:?}");
