@@ -6,7 +6,7 @@
 //! with a PEM public key (no network at all) or a JWKS fetched and refreshed in the background
 //! (no network on the request path).
 //!
-//! ```
+//! ```no_run
 //! use axum::{Router, routing::post};
 //! use tower_machine_auth::{AuthenticatedMachine, MachineAuthLayer, MachineVerifier};
 //!
@@ -17,13 +17,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), tower_machine_auth::ConfigError> {
-//! # // SAFETY of the example: set the variable the way a deployment would.
-//! # let pem = include_str!("../tests/data/rsa_public.pem");
 //! // CLERK_JWT_KEY, or CLERK_SECRET_KEY (+ CLERK_API_URL), as with Clerk's SDKs.
-//! # let verifier = MachineVerifier::builder().env_from(|name| (name == "CLERK_JWT_KEY").then(|| pem.to_owned())).build()?;
-//! # /*
 //! let verifier = MachineVerifier::from_env()?;
-//! # */
 //! let app: Router = Router::new()
 //!     .route("/cron/run", post(run_cron))
 //!     .layer(MachineAuthLayer::new(verifier));
