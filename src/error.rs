@@ -4,13 +4,34 @@
 //! `reason` field of the JSON body); its `Display` text is a short human explanation that never
 //! contains the token, a secret, or a claim value taken from the token.
 //!
-//! | reason | status | `WWW-Authenticate` |
-//! |---|---|---|
-//! | `token-missing` | 401 | `Bearer realm="…"` |
-//! | `malformed-request` | 400 | `Bearer realm="…", error="invalid_request"` |
-//! | `token-type-mismatch`, `token-invalid`, `token-verification-failed`, `token-expired`, `token-not-active` | 401 | `Bearer realm="…", error="invalid_token"` |
-//! | `insufficient-scope` | 403 | `Bearer realm="…", error="insufficient_scope"` |
-//! | `verifier-unavailable` | 503 + `Retry-After` | none |
+//! | reason | status | `WWW-Authenticate` | body `error` |
+//! |---|---|---|---|
+//! | `token-missing` | 401 | `Bearer realm="…"` | `unauthorized` |
+//! | `malformed-request` | 400 | `Bearer realm="…", error="invalid_request"` | `invalid_request` |
+//! | `token-type-mismatch`, `token-invalid`, `token-verification-failed`, `token-expired`, `token-not-active` | 401 | `Bearer realm="…", error="invalid_token"` | `invalid_token` |
+//! | `insufficient-scope` | 403 | `Bearer realm="…", error="insufficient_scope"`, plus `scope="…"` listing the route's required scopes when scopes are missing | `insufficient_scope` |
+//! | `verifier-unavailable` | 503 + `Retry-After` | none | `temporarily_unavailable` |
+//!
+//! Every rejection also carries `Content-Type: application/json` and `Cache-Control: no-store`
+//! (see [`AuthError::to_response`]).
+//!
+//! ```
+//! use tower_machine_auth::{AuthError, Reason};
+//! use tower_machine_auth::error::ClaimMismatch;
+//!
+//! let error = AuthError::ClaimMismatch(ClaimMismatch::Issuer);
+//! assert_eq!(error.reason(), Reason::TokenVerificationFailed);
+//! let response: http::Response<String> = error.to_response("api");
+//! assert_eq!(response.status(), 401);
+//! assert_eq!(
+//!     response.headers()["www-authenticate"],
+//!     r#"Bearer realm="api", error="invalid_token""#
+//! );
+//! let body: serde_json::Value = serde_json::from_str(response.body())?;
+//! assert_eq!(body["reason"], "token-verification-failed");
+//! assert_eq!(body["error"], "invalid_token");
+//! # Ok::<(), serde_json::Error>(())
+//! ```
 
 use std::fmt;
 use std::time::Duration;
@@ -19,9 +40,10 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
-/// The stable, machine-readable reason for a rejection.
+/// The stable, machine-readable reason for a rejection: the `reason` field of the response body.
 ///
-/// The strings follow Clerk's `authenticateRequest` reasons where Clerk has one.
+/// The strings follow Clerk's `authenticateRequest` reasons where Clerk has one. It displays and
+/// serializes as [`as_str`](Self::as_str).
 ///
 /// ```
 /// use tower_machine_auth::Reason;
@@ -32,28 +54,40 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Reason {
-    /// No `Authorization` header, or a scheme other than `Bearer`.
+    /// No `Authorization` header, or a scheme other than `Bearer` (401).
     TokenMissing,
-    /// Several `Authorization` fields, or a `Bearer` credential that breaks RFC 6750's grammar.
+    /// Several `Authorization` fields, a `Bearer` credential that breaks RFC 6750's grammar, or a
+    /// token sent both in the header and as an `access_token` query parameter (400).
     MalformedRequest,
-    /// A credential that is not a machine token, or a kind of token this layer does not accept.
+    /// A credential that is not a machine token, or a kind of token this layer does not accept
+    /// (401); see [`TypeMismatch`].
     TokenTypeMismatch,
-    /// A token that is malformed, badly signed, or fails a header check.
+    /// A token that is too long, malformed, badly signed, fails a header check, or lacks or
+    /// mistypes a claim (401); see [`InvalidToken`].
     TokenInvalid,
-    /// An authentic token whose issuer, audience or lifetime does not match the configuration.
+    /// An authentic token whose issuer, audience or lifetime does not match the configuration
+    /// (401); see [`ClaimMismatch`].
     TokenVerificationFailed,
-    /// The token's `exp` has passed (after the clock skew).
+    /// The token's `exp` has passed, allowing for the clock skew (401).
     TokenExpired,
-    /// The token's `nbf` or `iat` lies in the future (after the clock skew).
+    /// The token's `nbf` or `iat` lies in the future, allowing for the clock skew (401).
     TokenNotActive,
-    /// A valid machine token that this route does not admit.
+    /// A valid machine token that this route does not admit (403); see [`ScopeDenied`].
     InsufficientScope,
-    /// Keys or the introspection endpoint are unavailable; the request may be retried.
+    /// The verification keys are unavailable (503); the request may be retried. See
+    /// [`Unavailable`].
     VerifierUnavailable,
 }
 
 impl Reason {
     /// The reason as it appears in response bodies and logs, e.g. `"token-invalid"`.
+    ///
+    /// ```
+    /// use tower_machine_auth::Reason;
+    ///
+    /// assert_eq!(Reason::InsufficientScope.as_str(), "insufficient-scope");
+    /// assert_eq!(Reason::InsufficientScope.to_string(), "insufficient-scope");
+    /// ```
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::TokenMissing => "token-missing",
@@ -68,7 +102,19 @@ impl Reason {
         }
     }
 
-    /// The HTTP status a rejection with this reason is answered with.
+    /// The HTTP status a rejection with this reason is answered with: 400 for
+    /// [`MalformedRequest`](Self::MalformedRequest), 403 for
+    /// [`InsufficientScope`](Self::InsufficientScope), 503 for
+    /// [`VerifierUnavailable`](Self::VerifierUnavailable), 401 for the others.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower_machine_auth::Reason;
+    ///
+    /// assert_eq!(Reason::MalformedRequest.status(), StatusCode::BAD_REQUEST);
+    /// assert_eq!(Reason::InsufficientScope.status(), StatusCode::FORBIDDEN);
+    /// assert_eq!(Reason::VerifierUnavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+    /// ```
     pub const fn status(self) -> StatusCode {
         match self {
             Self::TokenMissing
@@ -109,8 +155,13 @@ impl Serialize for Reason {
 
 /// Why a request was not authenticated.
 ///
-/// The layer turns it into a response (see the [module docs](self)) and also puts it into that
-/// response's extensions, so outer layers can log or count rejections by cause.
+/// The layer turns it into a response with [`to_response`](Self::to_response) (see the
+/// [module docs](self)), which also puts the error into that response's extensions, so outer
+/// layers can log or count rejections by cause. [`MachineVerifier::verify`] and
+/// [`MachineVerifier::authenticate`] return it directly.
+///
+/// [`MachineVerifier::verify`]: crate::MachineVerifier::verify
+/// [`MachineVerifier::authenticate`]: crate::MachineVerifier::authenticate
 ///
 /// ```
 /// use tower_machine_auth::{AuthError, Reason};
@@ -124,54 +175,74 @@ impl Serialize for Reason {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
-    /// No `Authorization: Bearer …` credential was sent.
+    /// No `Authorization` header was sent, or its scheme is not `Bearer`. Also the rejection of
+    /// the Axum extractor for [`AuthenticatedMachine`](crate::AuthenticatedMachine) when the
+    /// request carries no identity.
     #[error("no bearer token: send `Authorization: Bearer <token>`")]
     MissingCredential,
-    /// The request carries a credential that breaks RFC 6750's grammar.
+    /// The request's credential breaks RFC 6750's grammar, or is sent more than once.
     #[error("malformed request: {0}")]
     MalformedRequest(MalformedRequest),
     /// The credential is not a machine token this verifier accepts.
     #[error("not an accepted machine token: {0}")]
     TokenTypeMismatch(TypeMismatch),
-    /// The token is malformed, badly signed, or fails a header check.
+    /// The token is too long, malformed, badly signed, fails a header check, or lacks or mistypes
+    /// a claim.
     #[error("invalid token: {0}")]
     InvalidToken(InvalidToken),
     /// The token is authentic but its claims do not match the verifier's configuration.
     #[error("token rejected: {0}")]
     ClaimMismatch(ClaimMismatch),
-    /// The token has expired.
+    /// The token has expired: its `exp` is at or before now minus the clock skew.
     #[error("the token has expired")]
     Expired,
-    /// The token is not valid yet (`nbf` or `iat` in the future).
+    /// The token is not valid yet: its `nbf` or `iat` lies after now plus the clock skew.
     #[error("the token is not valid yet")]
     NotYetActive,
     /// The machine is authenticated but this route does not admit it.
     #[error("forbidden: {0}")]
     InsufficientScope(ScopeDenied),
-    /// The verifier cannot decide now: keys or the introspection endpoint are unavailable.
+    /// The verifier cannot decide now: its JWKS keys are not loaded or too stale.
     #[error("verifier unavailable: {cause}")]
     Unavailable {
         /// What is unavailable.
         cause: Unavailable,
-        /// When the client may retry (sent as `Retry-After`).
+        /// When the client may retry (sent as `Retry-After`, in whole seconds, at least 1).
         retry_after: Duration,
     },
 }
 
-/// Details of [`AuthError::MalformedRequest`].
+/// Details of [`AuthError::MalformedRequest`] (400 `malformed-request`).
+///
+/// ```
+/// use tower_machine_auth::error::MalformedRequest;
+/// use tower_machine_auth::{AuthError, MachineVerifier};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let verifier = MachineVerifier::from_pem(include_str!("../tests/data/rsa_public.pem"))?;
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("authorization", "Bearer ".parse()?);
+/// let error = verifier.authenticate(&headers).await.unwrap_err();
+/// assert_eq!(error, AuthError::MalformedRequest(MalformedRequest::EmptyToken));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum MalformedRequest {
     /// More than one `Authorization` field.
     #[error("several Authorization headers")]
     SeveralAuthorizationHeaders,
-    /// `Bearer` with nothing after it.
+    /// `Bearer` with nothing but spaces, or nothing at all, after it.
     #[error("the Bearer credential is empty")]
     EmptyToken,
-    /// `Bearer` followed by something other than spaces.
+    /// `Bearer` followed by a tab instead of spaces. (`Bearer` directly followed by another
+    /// character, as in `Bearerx`, is a different scheme: [`AuthError::MissingCredential`].)
     #[error("Bearer must be followed by one or more spaces")]
     BadSeparator,
-    /// The token holds characters outside RFC 6750's `b64token`.
+    /// The token holds characters outside RFC 6750's `b64token`, such as a space before a
+    /// second word.
     #[error("the Bearer token contains characters outside RFC 6750's b64token grammar")]
     BadTokenCharacters,
     /// The token was sent both in the header and in the `access_token` query parameter.
@@ -179,7 +250,23 @@ pub enum MalformedRequest {
     SeveralMethods,
 }
 
-/// Details of [`AuthError::TokenTypeMismatch`].
+/// Details of [`AuthError::TokenTypeMismatch`] (401 `token-type-mismatch`).
+///
+/// A token is told apart by its shape: three base64url segments make a JWT; otherwise its prefix
+/// (`mt_`, `oat_`, `ak_`) decides.
+///
+/// ```
+/// use tower_machine_auth::error::TypeMismatch;
+/// use tower_machine_auth::{AuthError, MachineVerifier};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_machine_auth::ConfigError> {
+/// # let verifier = MachineVerifier::from_pem(include_str!("../tests/data/rsa_public.pem"))?;
+/// let error = verifier.verify("ak_machine_secret").await.unwrap_err();
+/// assert_eq!(error, AuthError::TokenTypeMismatch(TypeMismatch::ApiKey));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TypeMismatch {
@@ -189,7 +276,8 @@ pub enum TypeMismatch {
     /// An opaque machine token (`mt_…`), which this verifier does not accept.
     #[error("opaque machine tokens (mt_…) are not accepted here")]
     OpaqueNotAccepted,
-    /// A JWT, which this verifier does not accept.
+    /// A JWT, which this verifier does not accept. (Not returned by this version, whose verifier
+    /// accepts only JWTs.)
     #[error("JWT machine tokens are not accepted here")]
     JwtNotAccepted,
     /// An API key (`ak_…`), for example a machine secret key sent by mistake.
@@ -203,41 +291,58 @@ pub enum TypeMismatch {
     UnknownFormat,
 }
 
-/// Details of [`AuthError::InvalidToken`].
+/// Details of [`AuthError::InvalidToken`] (401 `token-invalid`).
+///
+/// ```
+/// use tower_machine_auth::error::InvalidToken;
+/// use tower_machine_auth::{AuthError, MachineVerifier};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_machine_auth::ConfigError> {
+/// # let verifier = MachineVerifier::from_pem(include_str!("../tests/data/rsa_public.pem"))?;
+/// let too_long = "a".repeat(8 * 1024 + 1);
+/// let error = verifier.verify(&too_long).await.unwrap_err();
+/// assert_eq!(error, AuthError::InvalidToken(InvalidToken::TooLong));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidToken {
-    /// The token is longer than the 8 KiB cap.
+    /// The token is longer than 8 KiB (8192 bytes); checked before any decoding.
     #[error("the token is too long")]
     TooLong,
-    /// The token is not a well-formed compact JWS.
+    /// The token is not a well-formed compact JWS: a part that is not base64url or not a JSON
+    /// object, or a `kid` that is not a string of at most 256 bytes.
     #[error("the token is not a well-formed JWT")]
     Malformed,
     /// A JSON object in the token repeats a member name.
     #[error("the token repeats a header or claim name")]
     DuplicateMember,
-    /// The `alg` is unknown or `none`.
+    /// The `alg` is absent, not a string, unknown, or `none`.
     #[error("the token's algorithm is not supported")]
     UnsupportedAlgorithm,
-    /// The `alg` is not in the verifier's allowlist.
+    /// The `alg` is not in the verifier's allowlist (see
+    /// [`MachineVerifierBuilder::algorithms`](crate::MachineVerifierBuilder::algorithms)).
     #[error("the token's algorithm is not allowed")]
     AlgorithmNotAllowed,
-    /// The key set needs a `kid` and the token has none.
+    /// The key set (a JWKS) needs a `kid` and the token has none.
     #[error("the token has no key id (kid)")]
     MissingKeyId,
     /// No key in the key set has the token's `kid`.
     #[error("no key matches the token's key id")]
     UnknownKeyId,
-    /// The key that matches the `kid` is not for the token's `alg`.
+    /// The selected key (the JWKS key with the token's `kid`, or the PEM key) is not usable with
+    /// the token's `alg`.
     #[error("the token's algorithm does not match its key")]
     KeyAlgorithmMismatch,
-    /// The `typ` header is present and not `JWT`.
+    /// The `typ` header is present and not `JWT` (compared case-insensitively).
     #[error("the token's typ header is not JWT")]
     TypeHeader,
-    /// The `cat` header is present and not Clerk's M2M category.
+    /// The `cat` header is present and not Clerk's M2M category (`cl_B7d4PD333AAA`).
     #[error("the token's cat header is not the machine-token category")]
     Category,
-    /// The token has a `crit` header.
+    /// The token has a `crit` header (even an empty one).
     #[error("the token has critical header extensions (crit)")]
     CriticalHeader,
     /// The token is encrypted or compressed (`enc` / `zip` / `b64` headers).
@@ -246,49 +351,99 @@ pub enum InvalidToken {
     /// The signature does not verify.
     #[error("the token's signature is invalid")]
     BadSignature,
-    /// A required claim is absent.
+    /// A required claim (`sub` or `exp`) is absent.
     #[error("the token has no `{0}` claim")]
     MissingClaim(&'static str),
-    /// A claim has the wrong type or an out-of-range value.
+    /// A claim has the wrong type or an out-of-range value (for example an `exp` that is negative
+    /// or after the year 9999).
     #[error("the token's `{0}` claim is malformed")]
     MalformedClaim(&'static str),
 }
 
-/// Details of [`AuthError::ClaimMismatch`].
+/// Details of [`AuthError::ClaimMismatch`] (401 `token-verification-failed`).
+///
+/// These are checked only after the signature, so they describe authentic tokens.
+///
+/// ```
+/// use tower_machine_auth::error::ClaimMismatch;
+/// use tower_machine_auth::{AuthError, Reason};
+///
+/// let error = AuthError::ClaimMismatch(ClaimMismatch::Audience);
+/// assert_eq!(error.reason(), Reason::TokenVerificationFailed);
+/// assert_eq!(error.to_string(), "token rejected: the audience is not accepted");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClaimMismatch {
-    /// `iss` is absent or differs from the configured issuer.
+    /// `iss` is absent or differs from the configured
+    /// [`issuer`](crate::MachineVerifierBuilder::issuer).
     #[error("the issuer is not accepted")]
     Issuer,
-    /// `aud` is absent or names none of the configured audiences.
+    /// `aud` is absent or names none of the configured
+    /// [`audiences`](crate::MachineVerifierBuilder::audiences).
     #[error("the audience is not accepted")]
     Audience,
-    /// `exp` lies further ahead than the configured maximum token lifetime.
+    /// `exp` lies further ahead than the configured
+    /// [`max_token_lifetime`](crate::MachineVerifierBuilder::max_token_lifetime).
     #[error("the token's lifetime exceeds the allowed maximum")]
     LifetimeTooLong,
 }
 
-/// Details of [`AuthError::InsufficientScope`].
+/// Details of [`AuthError::InsufficientScope`] (403 `insufficient-scope`), set by
+/// [`MachineAuthLayer::allow_machines`](crate::MachineAuthLayer::allow_machines) and
+/// [`MachineAuthLayer::require_scopes`](crate::MachineAuthLayer::require_scopes).
+///
+/// ```
+/// use tower_machine_auth::AuthError;
+/// use tower_machine_auth::error::ScopeDenied;
+///
+/// let error = AuthError::InsufficientScope(ScopeDenied::MissingScopes(vec!["mch_reports".into()]));
+/// let response: http::Response<String> = error.to_response("api");
+/// assert_eq!(response.status(), 403);
+/// assert_eq!(
+///     response.headers()["www-authenticate"],
+///     r#"Bearer realm="api", error="insufficient_scope", scope="mch_reports""#
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScopeDenied {
     /// The route admits only certain machines, and this is not one of them.
     #[error("this machine may not call this route")]
     MachineNotAllowed,
-    /// The token lacks scopes the route requires.
+    /// The token lacks at least one scope the route requires; holds every scope the route
+    /// requires, not only the missing ones.
     #[error("the token lacks a required scope ({})", .0.join(" "))]
     MissingScopes(Vec<String>),
 }
 
-/// Details of [`AuthError::Unavailable`].
+/// Details of [`AuthError::Unavailable`] (503 `verifier-unavailable`). Only a JWKS key source is
+/// ever unavailable; a PEM key is always available.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_machine_auth::AuthError;
+/// use tower_machine_auth::error::Unavailable;
+///
+/// let error = AuthError::Unavailable {
+///     cause: Unavailable::KeysNotLoaded,
+///     retry_after: Duration::from_secs(5),
+/// };
+/// let response: http::Response<String> = error.to_response("api");
+/// assert_eq!(response.status(), 503);
+/// assert_eq!(response.headers()["retry-after"], "5");
+/// assert!(response.headers().get("www-authenticate").is_none());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Unavailable {
-    /// No key set has been fetched yet (the JWKS endpoint has not answered successfully).
+    /// No key set has been fetched yet (the JWKS endpoint has not answered successfully since the
+    /// verifier was built).
     #[error("no verification keys have been loaded yet")]
     KeysNotLoaded,
-    /// The last good key set is older than the stale window and could not be refreshed.
+    /// The last good key set is older than the stale window
+    /// ([`jwks_max_stale`](crate::MachineVerifierBuilder::jwks_max_stale)) and could not be
+    /// refreshed.
     #[error("the verification keys are stale and could not be refreshed")]
     KeysStale,
 }
@@ -301,6 +456,13 @@ impl From<InvalidToken> for AuthError {
 
 impl AuthError {
     /// The stable reason for this rejection.
+    ///
+    /// ```
+    /// use tower_machine_auth::{AuthError, Reason};
+    ///
+    /// assert_eq!(AuthError::Expired.reason(), Reason::TokenExpired);
+    /// assert_eq!(AuthError::NotYetActive.reason(), Reason::TokenNotActive);
+    /// ```
     pub fn reason(&self) -> Reason {
         match self {
             Self::MissingCredential => Reason::TokenMissing,
@@ -315,16 +477,41 @@ impl AuthError {
         }
     }
 
-    /// The HTTP status of the rejection response.
+    /// The HTTP status of the rejection response: [`Reason::status`] of [`reason`](Self::reason).
+    ///
+    /// ```
+    /// use tower_machine_auth::AuthError;
+    ///
+    /// assert_eq!(AuthError::MissingCredential.status(), http::StatusCode::UNAUTHORIZED);
+    /// ```
     pub fn status(&self) -> StatusCode {
         self.reason().status()
     }
 
     /// Builds the rejection response of the response contract (see the [module docs](self)).
     ///
-    /// `realm` is the `realm` parameter of `WWW-Authenticate`. The body is JSON:
-    /// `{"error": …, "reason": …, "message": …}`, and the error itself is stored in the response's
-    /// extensions.
+    /// - The status is [`status`](Self::status).
+    /// - The body is JSON, `{"error": …, "reason": …, "message": …}`: the error code of the
+    ///   module docs' table, the [`Reason`], and this error's `Display` text.
+    /// - Headers: `Content-Type: application/json`, `Cache-Control: no-store`, a
+    ///   `WWW-Authenticate` challenge (except for 503), and for [`AuthError::Unavailable`] a
+    ///   `Retry-After` in whole seconds (at least 1).
+    /// - `realm` is the `realm` parameter of the challenge; `"` and `\` in it are escaped and
+    ///   characters other than printable ASCII and spaces are dropped.
+    /// - A clone of the error is stored in the response's extensions.
+    ///
+    /// ```
+    /// use tower_machine_auth::AuthError;
+    ///
+    /// let response: http::Response<String> = AuthError::Expired.to_response("cron");
+    /// assert_eq!(response.status(), 401);
+    /// assert_eq!(
+    ///     response.headers()["www-authenticate"],
+    ///     r#"Bearer realm="cron", error="invalid_token""#
+    /// );
+    /// assert_eq!(response.headers()["cache-control"], "no-store");
+    /// assert_eq!(response.extensions().get::<AuthError>(), Some(&AuthError::Expired));
+    /// ```
     pub fn to_response<B: From<String>>(&self, realm: &str) -> Response<B> {
         let reason = self.reason();
         let body = serde_json::json!({
@@ -385,9 +572,11 @@ fn quoted_string_content(value: &str) -> String {
     out
 }
 
-/// A configuration mistake found when a verifier or layer is built.
+/// A configuration mistake found when a verifier is built
+/// ([`MachineVerifierBuilder::build`](crate::MachineVerifierBuilder::build)) or a layer is
+/// configured ([`MachineAuthLayer::allow_machines`](crate::MachineAuthLayer::allow_machines)).
 ///
-/// The message says what to set or change.
+/// Its `Display` text says what to set or change; there is nothing else to inspect.
 ///
 /// ```
 /// use tower_machine_auth::MachineVerifier;

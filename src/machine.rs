@@ -6,13 +6,21 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// The longest machine id accepted, prefix included.
+/// The longest machine id accepted, in bytes, prefix included: `mch_` and up to 92 characters.
+///
+/// ```
+/// use tower_machine_auth::{MAX_MACHINE_ID_LEN, MachineId};
+///
+/// let longest = format!("mch_{}", "a".repeat(MAX_MACHINE_ID_LEN - 4));
+/// assert!(MachineId::is_valid(&longest));
+/// assert!(!MachineId::is_valid(&format!("{longest}a")));
+/// ```
 pub const MAX_MACHINE_ID_LEN: usize = 96;
 
 /// A machine id: `mch_` followed by 1 to 92 ASCII letters, digits or `_`.
 ///
 /// Clerk issues mixed-case ids such as `mch_2xhFjEI5X2qWRvtV13BzSj8H6Dk`; the comparison is exact
-/// and case-sensitive.
+/// and case-sensitive. It displays, and serializes, as the bare id string.
 ///
 /// ```
 /// use tower_machine_auth::MachineId;
@@ -28,10 +36,25 @@ pub const MAX_MACHINE_ID_LEN: usize = 96;
 pub struct MachineId(Box<str>);
 
 impl MachineId {
-    /// The prefix every machine id starts with.
+    /// The prefix every machine id starts with (lowercase; `MCH_…` is not a machine id).
+    ///
+    /// ```
+    /// use tower_machine_auth::MachineId;
+    ///
+    /// let id = MachineId::parse("mch_cron").unwrap();
+    /// assert!(id.as_str().starts_with(MachineId::PREFIX));
+    /// ```
     pub const PREFIX: &'static str = "mch_";
 
-    /// Parses a machine id, or returns `None` if `value` does not follow the grammar.
+    /// Parses a machine id, or returns `None` if `value` does not follow the grammar (see
+    /// [`is_valid`](Self::is_valid)). Surrounding whitespace is not trimmed.
+    ///
+    /// ```
+    /// use tower_machine_auth::MachineId;
+    ///
+    /// assert_eq!(MachineId::parse("mch_cron").unwrap().to_string(), "mch_cron");
+    /// assert!(MachineId::parse(" mch_cron").is_none());
+    /// ```
     pub fn parse(value: &str) -> Option<Self> {
         Self::is_valid(value).then(|| Self(value.into()))
     }
@@ -41,7 +64,16 @@ impl MachineId {
         Self::is_valid(&value).then(|| Self(value.into_boxed_str()))
     }
 
-    /// Whether `value` follows the machine-id grammar.
+    /// Whether `value` follows the machine-id grammar: `mch_` followed by 1 to 92 ASCII letters,
+    /// digits or `_` ([`MAX_MACHINE_ID_LEN`] bytes in all).
+    ///
+    /// ```
+    /// use tower_machine_auth::MachineId;
+    ///
+    /// assert!(MachineId::is_valid("mch_cron_service"));
+    /// assert!(!MachineId::is_valid("MCH_cron"));
+    /// assert!(!MachineId::is_valid("mch_cron.service"));
+    /// ```
     pub fn is_valid(value: &str) -> bool {
         value.len() <= MAX_MACHINE_ID_LEN
             && value.strip_prefix(Self::PREFIX).is_some_and(|rest| {
@@ -50,6 +82,13 @@ impl MachineId {
     }
 
     /// The id as a string slice.
+    ///
+    /// ```
+    /// use tower_machine_auth::MachineId;
+    ///
+    /// let id = MachineId::parse("mch_cron").unwrap();
+    /// assert_eq!(id.as_str(), "mch_cron");
+    /// ```
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -73,18 +112,37 @@ impl AsRef<str> for MachineId {
     }
 }
 
-/// How the machine token was presented.
+/// How the machine token was presented. It serializes as [`as_str`](Self::as_str).
+///
+/// This version's verifier accepts only JWTs, so the identities it produces are always
+/// [`TokenFormat::Jwt`]; [`TokenFormat::Opaque`] exists for identities built with
+/// [`AuthenticatedMachine::builder`].
+///
+/// ```
+/// use tower_machine_auth::TokenFormat;
+///
+/// assert_eq!(serde_json::to_string(&TokenFormat::Jwt)?, r#""jwt""#);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenFormat {
     /// A signed JWT, verified locally.
     Jwt,
-    /// An opaque `mt_…` token, verified by the issuer.
+    /// An opaque `mt_…` token, verified by the issuer. (Not produced by this version's
+    /// verifier, which rejects opaque tokens with `token-type-mismatch`.)
     Opaque,
 }
 
 impl TokenFormat {
     /// `"jwt"` or `"opaque"`.
+    ///
+    /// ```
+    /// use tower_machine_auth::TokenFormat;
+    ///
+    /// assert_eq!(TokenFormat::Jwt.as_str(), "jwt");
+    /// assert_eq!(TokenFormat::Opaque.as_str(), "opaque");
+    /// ```
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Jwt => "jwt",
@@ -105,7 +163,12 @@ impl TokenFormat {
 /// ```
 ///
 /// The fields mirror what Clerk's `toAuth()` returns for an M2M token: `claims` holds every claim
-/// except `iss`, `sub`, `exp`, `nbf`, `iat` and `jti` (so `aud` and `scopes` stay in it).
+/// except `iss`, `sub`, `exp`, `nbf`, `iat` and `jti` (so `aud` and `scopes` stay in it). The
+/// `nbf` value is checked during verification but not kept. Its `Debug` output shows the machine
+/// id, token id, format, scopes and expiry, but not the claims.
+///
+/// The layer puts it in the request extensions; with the `axum` feature, Axum handlers can take it
+/// (or `Option<AuthenticatedMachine>`) as an extractor.
 ///
 /// ```
 /// use tower_machine_auth::{AuthenticatedMachine, MachineId, TokenFormat};
@@ -135,6 +198,18 @@ struct Identity {
 impl AuthenticatedMachine {
     /// Starts an identity for `machine_id` (a JWT with no other data). Verifiers build these;
     /// the builder exists for tests of handlers and for custom verification paths.
+    ///
+    /// The defaults: empty token id, [`TokenFormat::Jwt`], no scopes, no claims, and no expiry,
+    /// issue time or issuer. The builder checks nothing beyond the [`MachineId`] itself.
+    ///
+    /// ```
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    ///
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap()).build();
+    /// assert_eq!(machine.token_id(), "");
+    /// assert!(machine.scopes().is_empty());
+    /// assert_eq!(machine.expires_at(), None);
+    /// ```
     pub fn builder(machine_id: MachineId) -> AuthenticatedMachineBuilder {
         AuthenticatedMachineBuilder(Identity {
             machine_id,
@@ -149,52 +224,140 @@ impl AuthenticatedMachine {
     }
 
     /// The machine's id: the token's `sub`.
+    ///
+    /// ```
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    ///
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap()).build();
+    /// assert_eq!(machine.machine_id().as_str(), "mch_cron");
+    /// ```
     pub fn machine_id(&self) -> &MachineId {
         &self.0.machine_id
     }
 
     /// The token's id: `jti` for a JWT (empty when absent), the `mt_…` id for an opaque token.
+    ///
+    /// ```
+    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
+    ///     .token_id("mt_2xhFjEI5X2qWRvtV13BzSj8H6Dk")
+    ///     .build();
+    /// assert_eq!(machine.token_id(), "mt_2xhFjEI5X2qWRvtV13BzSj8H6Dk");
+    /// ```
     pub fn token_id(&self) -> &str {
         &self.0.token_id
     }
 
-    /// Whether the token was a JWT or an opaque token.
+    /// Whether the token was a JWT or an opaque token (always a JWT for identities produced by
+    /// this version's verifier).
+    ///
+    /// ```
+    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId, TokenFormat};
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap()).build();
+    /// assert_eq!(machine.token_format(), TokenFormat::Jwt);
+    /// ```
     pub fn token_format(&self) -> TokenFormat {
         self.0.token_format
     }
 
-    /// The token's scopes: `scopes` split on spaces, else `aud`, else empty. For Clerk these are
-    /// the machine ids this machine may call.
+    /// The token's scopes: the `scopes` claim split on spaces (empty pieces dropped) when the
+    /// token has one, else the `aud` claim (a string or an array of strings), else empty. For
+    /// Clerk these are the machine ids this machine may call.
+    ///
+    /// ```
+    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
+    ///     .scopes(["mch_reports", "mch_billing"])
+    ///     .build();
+    /// assert_eq!(machine.scopes(), ["mch_reports", "mch_billing"]);
+    /// ```
     pub fn scopes(&self) -> &[String] {
         &self.0.scopes
     }
 
-    /// Whether `scope` is among [`scopes`](Self::scopes).
+    /// Whether `scope` is among [`scopes`](Self::scopes) (exact, case-sensitive comparison).
+    ///
+    /// ```
+    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
+    ///     .scopes(["mch_reports"])
+    ///     .build();
+    /// assert!(machine.has_scope("mch_reports"));
+    /// assert!(!machine.has_scope("mch_Reports"));
+    /// ```
     pub fn has_scope(&self, scope: &str) -> bool {
         self.0.scopes.iter().any(|s| s == scope)
     }
 
-    /// Every claim except `iss`, `sub`, `exp`, `nbf`, `iat` and `jti`.
+    /// Every claim except `iss`, `sub`, `exp`, `nbf`, `iat` and `jti` (which have their own
+    /// accessors, except `nbf`); `aud` and `scopes` stay here. Empty when the token has no other
+    /// claims.
+    ///
+    /// ```
+    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// let claims = serde_json::json!({"role": "cron"}).as_object().unwrap().clone();
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
+    ///     .claims(claims)
+    ///     .build();
+    /// assert_eq!(machine.claims().len(), 1);
+    /// ```
     pub fn claims(&self) -> &Map<String, Value> {
         &self.0.claims
     }
 
-    /// One claim from [`claims`](Self::claims).
+    /// One claim from [`claims`](Self::claims), or `None` if absent (always `None` for `iss`,
+    /// `sub`, `exp`, `nbf`, `iat` and `jti` on a verified token).
+    ///
+    /// ```
+    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// let claims = serde_json::json!({"role": "cron"}).as_object().unwrap().clone();
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
+    ///     .claims(claims)
+    ///     .build();
+    /// assert_eq!(machine.claim("role"), Some(&serde_json::json!("cron")));
+    /// assert_eq!(machine.claim("team"), None);
+    /// ```
     pub fn claim(&self, name: &str) -> Option<&Value> {
         self.0.claims.get(name)
     }
 
-    /// When the token expires, in Unix seconds (`None` for an opaque token that never expires).
+    /// When the token expires (`exp`), in Unix seconds, rounded down. Always `Some` for a verified
+    /// JWT, since `exp` is required; `None` only for identities built without one.
+    ///
+    /// ```
+    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
+    ///     .expires_at(Some(1_767_225_600))
+    ///     .build();
+    /// assert_eq!(machine.expires_at(), Some(1_767_225_600));
+    /// ```
     pub fn expires_at(&self) -> Option<u64> {
         self.0.expires_at
     }
 
-    /// When the token was issued, in Unix seconds, if it says.
+    /// When the token was issued (`iat`), in Unix seconds, rounded down; `None` if the token has
+    /// no `iat`.
+    ///
+    /// ```
+    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
+    ///     .issued_at(Some(1_767_222_000))
+    ///     .build();
+    /// assert_eq!(machine.issued_at(), Some(1_767_222_000));
+    /// ```
     pub fn issued_at(&self) -> Option<u64> {
         self.0.issued_at
     }
 
     /// The token's issuer (`iss`), if it has one.
+    ///
+    /// ```
+    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
+    ///     .issuer(Some("https://clerk.example.com".to_owned()))
+    ///     .build();
+    /// assert_eq!(machine.issuer(), Some("https://clerk.example.com"));
+    /// ```
     pub fn issuer(&self) -> Option<&str> {
         self.0.issuer.as_deref()
     }
@@ -218,55 +381,134 @@ impl Serialize for AuthenticatedMachine {
     }
 }
 
-/// Builds an [`AuthenticatedMachine`]; see [`AuthenticatedMachine::builder`].
+/// Builds an [`AuthenticatedMachine`]; see [`AuthenticatedMachine::builder`] for the defaults.
+///
+/// Each setter replaces the value set before; nothing is validated.
+///
+/// ```
+/// use tower_machine_auth::{AuthenticatedMachine, MachineId, TokenFormat};
+///
+/// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
+///     .token_id("mt_1")
+///     .scopes(["mch_reports"])
+///     .expires_at(Some(1_767_225_600))
+///     .build();
+/// assert_eq!(machine.token_id(), "mt_1");
+/// ```
 #[derive(Debug)]
 #[must_use]
 pub struct AuthenticatedMachineBuilder(Identity);
 
 impl AuthenticatedMachineBuilder {
-    /// Sets the token id.
+    /// Sets the token id (default empty).
+    ///
+    /// ```
+    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
+    ///     .token_id("mt_1")
+    ///     .build();
+    /// assert_eq!(machine.token_id(), "mt_1");
+    /// ```
     pub fn token_id(mut self, token_id: impl Into<String>) -> Self {
         self.0.token_id = token_id.into();
         self
     }
 
-    /// Sets the token format.
+    /// Sets the token format (default [`TokenFormat::Jwt`]).
+    ///
+    /// ```
+    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId, TokenFormat};
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
+    ///     .token_format(TokenFormat::Opaque)
+    ///     .build();
+    /// assert_eq!(machine.token_format(), TokenFormat::Opaque);
+    /// ```
     pub fn token_format(mut self, format: TokenFormat) -> Self {
         self.0.token_format = format;
         self
     }
 
-    /// Sets the scopes.
+    /// Sets the scopes (default none), replacing any set before. The claims are not changed.
+    ///
+    /// ```
+    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
+    ///     .scopes(["mch_reports"])
+    ///     .build();
+    /// assert!(machine.has_scope("mch_reports"));
+    /// assert!(machine.claims().is_empty());
+    /// ```
     pub fn scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
         self.0.scopes = scopes.into_iter().map(Into::into).collect();
         self
     }
 
-    /// Sets the claims.
+    /// Sets the claims (default none), replacing any set before. The scopes are not derived from
+    /// them.
+    ///
+    /// ```
+    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// let claims = serde_json::json!({"scopes": "mch_reports"}).as_object().unwrap().clone();
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
+    ///     .claims(claims)
+    ///     .build();
+    /// assert!(machine.claim("scopes").is_some());
+    /// assert!(!machine.has_scope("mch_reports"));
+    /// ```
     pub fn claims(mut self, claims: Map<String, Value>) -> Self {
         self.0.claims = claims;
         self
     }
 
-    /// Sets the expiry, in Unix seconds.
+    /// Sets the expiry, in Unix seconds (default `None`).
+    ///
+    /// ```
+    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
+    ///     .expires_at(Some(1_767_225_600))
+    ///     .build();
+    /// assert_eq!(machine.expires_at(), Some(1_767_225_600));
+    /// ```
     pub fn expires_at(mut self, unix_seconds: Option<u64>) -> Self {
         self.0.expires_at = unix_seconds;
         self
     }
 
-    /// Sets the issue time, in Unix seconds.
+    /// Sets the issue time, in Unix seconds (default `None`).
+    ///
+    /// ```
+    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
+    ///     .issued_at(Some(1_767_222_000))
+    ///     .build();
+    /// assert_eq!(machine.issued_at(), Some(1_767_222_000));
+    /// ```
     pub fn issued_at(mut self, unix_seconds: Option<u64>) -> Self {
         self.0.issued_at = unix_seconds;
         self
     }
 
-    /// Sets the issuer.
+    /// Sets the issuer (default `None`).
+    ///
+    /// ```
+    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
+    ///     .issuer(Some("https://clerk.example.com".into()))
+    ///     .build();
+    /// assert_eq!(machine.issuer(), Some("https://clerk.example.com"));
+    /// ```
     pub fn issuer(mut self, issuer: Option<String>) -> Self {
         self.0.issuer = issuer;
         self
     }
 
     /// Finishes the identity.
+    ///
+    /// ```
+    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap()).build();
+    /// assert_eq!(machine.machine_id().as_str(), "mch_cron");
+    /// ```
     pub fn build(self) -> AuthenticatedMachine {
         AuthenticatedMachine(Arc::new(self.0))
     }

@@ -4,24 +4,44 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A snapshot of a verifier's counters; see [`MachineVerifier::stats`](crate::MachineVerifier::stats).
 ///
-/// ```
-/// use tower_machine_auth::VerifierStats;
+/// The counters start at zero when the verifier is built, only grow, and are shared by its
+/// clones (and so by every layer made from them). A later snapshot does not update this one.
 ///
-/// let stats = VerifierStats::default();
-/// assert_eq!(stats.signature_checks, 0);
+/// ```
+/// use tower_machine_auth::{MachineVerifier, VerifierStats};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../tests/data/rsa_private.pem"))?;
+/// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+/// # let claims = serde_json::json!({"sub": "mch_cron", "exp": now + 60});
+/// # let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)?;
+/// let verifier = MachineVerifier::from_pem(include_str!("../tests/data/rsa_public.pem"))?;
+/// assert_eq!(verifier.stats(), VerifierStats::default());
+/// verifier.verify(&token).await?;
+/// verifier.verify(&token).await?; // the same token again: answered from the cache
+/// let stats = verifier.stats();
+/// assert_eq!((stats.signature_checks, stats.cache_hits), (1, 1));
+/// assert_eq!(stats.jwks_fetches, 0); // a PEM key never fetches
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct VerifierStats {
-    /// Signature verifications performed (cache misses that reached the crypto).
+    /// Signatures checked: tokens not answered from the cache whose header passed and whose key
+    /// was found for their algorithm, whether or not the signature then verified.
     pub signature_checks: u64,
-    /// Tokens answered from the verified-token cache.
+    /// Tokens answered from the verified-token cache, including reused tokens answered as
+    /// expired.
     pub cache_hits: u64,
-    /// JWKS fetches started (background and on demand).
+    /// JWKS fetches started (background and on demand); always 0 with a PEM key.
     pub jwks_fetches: u64,
-    /// JWKS fetches that failed.
+    /// JWKS fetches that failed (network error, timeout, redirect, non-200 status, a document
+    /// that is oversized, unreadable or without a usable key); the last good keys are kept.
     pub jwks_fetch_failures: u64,
-    /// On-demand JWKS fetches refused because the cooldown had not elapsed.
+    /// On-demand JWKS fetches not made because the cooldown had not elapsed: counted once per
+    /// token with an unknown `kid` that would otherwise have triggered one.
     pub jwks_fetches_skipped: u64,
 }
 

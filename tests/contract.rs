@@ -253,6 +253,10 @@ async fn allow_list_rejects_ids_that_are_not_machine_ids() {
         .allow_machines(["user_123"])
         .unwrap_err();
     assert!(error.to_string().contains("not a machine id"), "{error}");
+    let error = MachineAuthLayer::new(pem_verifier())
+        .allow_machines(Vec::<String>::new())
+        .unwrap_err();
+    assert!(error.to_string().contains("at least one"), "{error}");
 }
 
 #[tokio::test]

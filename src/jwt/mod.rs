@@ -73,16 +73,19 @@ impl<'a> UnverifiedJwt<'a> {
     }
 
     /// Checks the signature with `key`, then the claims at `now_ms` (Unix milliseconds).
+    /// `on_signature_check` runs when the signature is actually checked.
     pub(crate) fn verify(
         &self,
         key: &VerifyingKey,
         rules: &JwtRules,
         now_ms: i64,
+        on_signature_check: impl FnOnce(),
     ) -> Result<VerifiedJwt, AuthError> {
         let algorithm = self.header.algorithm;
         if !key.supports(algorithm) {
             return Err(AuthError::InvalidToken(InvalidToken::KeyAlgorithmMismatch));
         }
+        on_signature_check();
         // The largest signature is RSA-4096's 512 bytes (plus room for the decoder's length
         // estimate); anything longer is not a signature.
         let mut signature = [0u8; 520];

@@ -8,7 +8,15 @@ use crate::error::ConfigError;
 use crate::machine::MachineId;
 use crate::verifier::MachineVerifier;
 
-/// The realm of `WWW-Authenticate` challenges unless set with [`MachineAuthLayer::realm`].
+/// The realm of `WWW-Authenticate` challenges unless set with [`MachineAuthLayer::realm`]. It is
+/// also the realm of rejections that Axum builds from an [`AuthError`](crate::AuthError) outside
+/// the layer (the [`AuthenticatedMachine`](crate::AuthenticatedMachine) extractor's, for one).
+///
+/// ```
+/// use tower_machine_auth::layer::DEFAULT_REALM;
+///
+/// assert_eq!(DEFAULT_REALM, "api");
+/// ```
 pub const DEFAULT_REALM: &str = "api";
 
 /// Settings shared by every service a layer makes.
@@ -19,11 +27,40 @@ pub(crate) struct LayerSettings {
     pub(crate) realm: String,
 }
 
-/// Authenticates machine requests; see the [module docs](crate::layer) for an example.
+/// Authenticates machine requests; see the [module docs](crate::layer) for an Axum example.
 ///
 /// Requests without a valid machine token are answered by the layer (401, 400, 403 or 503, see
-/// [`AuthError`](crate::AuthError)); the others reach the inner service with an
-/// [`AuthenticatedMachine`](crate::AuthenticatedMachine) in their extensions.
+/// [`AuthError`](crate::AuthError)) and never reach the inner service; the others reach it with
+/// an [`AuthenticatedMachine`](crate::AuthenticatedMachine) in their extensions. Under
+/// [`AuthMode::Optional`], requests without a bearer credential also reach it, with no identity.
+///
+/// - A token is read only from `Authorization: Bearer <token>`; a request that also has an
+///   `access_token` query parameter is rejected (400).
+/// - The `Authorization` header is marked sensitive before the request goes on, so inner
+///   services do not print it in `Debug` output.
+/// - Verification does not wait, except when a JWKS has no key for the token's `kid` yet (an
+///   unknown `kid`, or the first fetch still running): then the request may wait for a fetch
+///   (see [`MachineVerifier`]).
+/// - Cloning is cheap: the verifier and the settings are shared.
+///
+/// Each setter replaces the value set before.
+///
+/// ```
+/// use tower::{Layer, ServiceExt};
+/// use tower_machine_auth::{MachineAuthLayer, MachineVerifier};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+/// let inner = tower::service_fn(|_: http::Request<String>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
+/// });
+/// let service = MachineAuthLayer::new(verifier).layer(inner);
+/// let response = service.oneshot(http::Request::new(String::new())).await?;
+/// assert_eq!(response.status(), 401);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct MachineAuthLayer {
@@ -32,7 +69,33 @@ pub struct MachineAuthLayer {
 }
 
 impl MachineAuthLayer {
-    /// A layer that requires a valid machine token on every request.
+    /// A layer that requires a valid machine token on every request: [`AuthMode::Required`], every
+    /// machine admitted, no required scopes, realm [`DEFAULT_REALM`].
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineAuthLayer, MachineVerifier};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
+    /// # let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 60;
+    /// # let claims = serde_json::json!({"sub": "mch_cron", "exp": exp, "scopes": "mch_reports"});
+    /// # let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)?;
+    /// let inner = tower::service_fn(|request: http::Request<String>| async move {
+    ///     let machine = request.extensions().get::<AuthenticatedMachine>().unwrap();
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(machine.machine_id().to_string()))
+    /// });
+    /// let request = http::Request::builder()
+    ///     .header("authorization", format!("Bearer {token}"))
+    ///     .body(String::new())?;
+    /// let response = MachineAuthLayer::new(verifier).layer(inner).oneshot(request).await?;
+    /// assert_eq!(response.status(), 200);
+    /// assert_eq!(response.body(), "mch_cron");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(verifier: MachineVerifier) -> Self {
         Self {
             verifier,
@@ -45,20 +108,91 @@ impl MachineAuthLayer {
     }
 
     /// Sets the mode: [`AuthMode::Required`] (the default) or [`AuthMode::Optional`].
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_machine_auth::{AuthMode, MachineAuthLayer, MachineVerifier};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// # let inner = tower::service_fn(|_: http::Request<String>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
+    /// # });
+    /// let layer = MachineAuthLayer::new(verifier).mode(AuthMode::Optional);
+    /// let response = layer.layer(inner).oneshot(http::Request::new(String::new())).await?;
+    /// assert_eq!(response.status(), 200); // no credential: passed on, with no identity
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn mode(mut self, mode: AuthMode) -> Self {
         Arc::make_mut(&mut self.settings).mode = mode;
         self
     }
 
-    /// Shorthand for `mode(AuthMode::Optional)`: requests without a credential pass with no
-    /// identity; requests with an invalid one are still rejected.
+    /// Shorthand for `mode(AuthMode::Optional)`: requests without a bearer credential (no
+    /// `Authorization` header, or another scheme) pass with no identity; requests with a malformed
+    /// or invalid one are still rejected.
+    ///
+    /// The rules of [`allow_machines`](Self::allow_machines) and
+    /// [`require_scopes`](Self::require_scopes) apply only to requests that carry a token: a
+    /// request without one passes them.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_machine_auth::{MachineAuthLayer, MachineVerifier};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// # let inner = tower::service_fn(|_: http::Request<String>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
+    /// # });
+    /// let service = MachineAuthLayer::new(verifier).optional().layer(inner);
+    /// let anonymous = http::Request::new(String::new());
+    /// assert_eq!(service.clone().oneshot(anonymous).await?.status(), 200);
+    /// let invalid = http::Request::builder()
+    ///     .header("authorization", "Bearer not.a.jwt")
+    ///     .body(String::new())?;
+    /// assert_eq!(service.oneshot(invalid).await?.status(), 401);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn optional(self) -> Self {
         self.mode(AuthMode::Optional)
     }
 
-    /// Admits only these machines (others get 403 `insufficient-scope`).
+    /// Admits only these machines (others get 403 `insufficient-scope`), compared exactly with the
+    /// token's `sub`. Replaces any list set before. By default every machine is admitted.
     ///
-    /// Fails if an id is not a machine id (`mch_…`).
+    /// Fails with a [`ConfigError`] if an id is not a machine id (see
+    /// [`MachineId::is_valid`](crate::MachineId::is_valid)), or if the list is empty (a route that
+    /// admits no machine is almost certainly a mistake).
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_machine_auth::{MachineAuthLayer, MachineVerifier};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
+    /// # let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 60;
+    /// # let claims = serde_json::json!({"sub": "mch_cron", "exp": exp, "scopes": "mch_reports"});
+    /// # let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)?;
+    /// # let inner = tower::service_fn(|_: http::Request<String>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
+    /// # });
+    /// assert!(MachineAuthLayer::new(verifier.clone()).allow_machines(["user_123"]).is_err());
+    ///
+    /// let layer = MachineAuthLayer::new(verifier).allow_machines(["mch_billing"])?;
+    /// let request = http::Request::builder()
+    ///     .header("authorization", format!("Bearer {token}")) // a token of mch_cron
+    ///     .body(String::new())?;
+    /// assert_eq!(layer.layer(inner).oneshot(request).await?.status(), 403);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn allow_machines<I, S>(mut self, machine_ids: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = S>,
@@ -75,12 +209,50 @@ impl MachineAuthLayer {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if ids.is_empty() {
+            return Err(ConfigError::new(
+                "allow_machines needs at least one machine id; to admit every machine, do not call it",
+            ));
+        }
         Arc::make_mut(&mut self.settings).policy.allowed_machines = Some(ids);
         Ok(self)
     }
 
-    /// Requires every one of these scopes (others get 403 `insufficient-scope`). For Clerk tokens
-    /// the scopes are the machine ids the caller may reach, so a server usually requires its own.
+    /// Requires every one of these scopes (others get 403 `insufficient-scope`, with the required
+    /// scopes in the challenge's `scope` parameter). Scopes are compared exactly with
+    /// [`AuthenticatedMachine::scopes`](crate::AuthenticatedMachine::scopes) and not validated.
+    /// Replaces any list set before; an empty list (the default) requires nothing.
+    ///
+    /// For Clerk tokens the scopes are the machine ids the caller may reach, so a server usually
+    /// requires its own.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_machine_auth::{MachineAuthLayer, MachineVerifier};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
+    /// # let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 60;
+    /// # let claims = serde_json::json!({"sub": "mch_cron", "exp": exp, "scopes": "mch_reports"});
+    /// # let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)?;
+    /// # let inner = tower::service_fn(|_: http::Request<String>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
+    /// # });
+    /// let layer = MachineAuthLayer::new(verifier).require_scopes(["mch_payroll"]);
+    /// let request = http::Request::builder()
+    ///     .header("authorization", format!("Bearer {token}")) // scopes: mch_reports
+    ///     .body(String::new())?;
+    /// let response = layer.layer(inner).oneshot(request).await?;
+    /// assert_eq!(response.status(), 403);
+    /// assert_eq!(
+    ///     response.headers()["www-authenticate"],
+    ///     r#"Bearer realm="api", error="insufficient_scope", scope="mch_payroll""#
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn require_scopes<I, S>(mut self, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -91,7 +263,26 @@ impl MachineAuthLayer {
         self
     }
 
-    /// The `realm` of `WWW-Authenticate` challenges (default `"api"`).
+    /// The `realm` of the layer's `WWW-Authenticate` challenges (default [`DEFAULT_REALM`],
+    /// `"api"`). `"` and `\` are escaped; characters other than printable ASCII and spaces are
+    /// dropped.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_machine_auth::{MachineAuthLayer, MachineVerifier};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// # let inner = tower::service_fn(|_: http::Request<String>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
+    /// # });
+    /// let layer = MachineAuthLayer::new(verifier).realm("cron");
+    /// let response = layer.layer(inner).oneshot(http::Request::new(String::new())).await?;
+    /// assert_eq!(response.headers()["www-authenticate"], r#"Bearer realm="cron""#);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
         Arc::make_mut(&mut self.settings).realm = realm.into();
         self

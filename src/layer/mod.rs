@@ -36,13 +36,37 @@ pub use future::ResponseFuture;
 pub use layer::{DEFAULT_REALM, MachineAuthLayer};
 pub use service::MachineAuth;
 
-/// Whether requests without a credential are rejected.
+/// Whether requests without a credential are rejected; set with [`MachineAuthLayer::mode`] or
+/// [`MachineAuthLayer::optional`].
+///
+/// "Without a credential" means no `Authorization` header, or one whose scheme is not `Bearer`.
+///
+/// ```
+/// use tower::{Layer, ServiceExt};
+/// use tower_machine_auth::{AuthMode, MachineAuthLayer, MachineVerifier};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+/// # let inner = tower::service_fn(|_: http::Request<String>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
+/// # });
+/// assert_eq!(AuthMode::default(), AuthMode::Required);
+/// let service = MachineAuthLayer::new(verifier).mode(AuthMode::Optional).layer(inner);
+/// let basic = http::Request::builder()
+///     .header("authorization", "Basic dXNlcjpwYXNz")
+///     .body(String::new())?;
+/// assert_eq!(service.oneshot(basic).await?.status(), 200);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AuthMode {
-    /// Every request needs a valid machine token (the default).
+    /// Every request needs a valid machine token (the default); a request without a credential
+    /// gets 401 `token-missing`.
     #[default]
     Required,
-    /// Requests with no `Authorization` header pass with no identity; a present but invalid token
-    /// is still rejected.
+    /// Requests without a credential pass with no identity, whatever the route's machine and scope
+    /// rules; a malformed `Bearer` credential or an invalid token is still rejected.
     Optional,
 }

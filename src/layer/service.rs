@@ -14,6 +14,21 @@ use crate::machine::AuthenticatedMachine;
 use crate::verifier::{Attempt, MachineVerifier, Presented};
 
 /// The service [`MachineAuthLayer`](super::MachineAuthLayer) wraps around an inner service.
+///
+/// ```
+/// use tower::Layer;
+/// use tower_machine_auth::{MachineAuthLayer, MachineVerifier};
+///
+/// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+/// let inner = tower::service_fn(|_: http::Request<String>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("ok")))
+/// });
+/// let mut service = MachineAuthLayer::new(verifier).layer(inner);
+/// let _inner: &_ = service.get_ref();
+/// let _inner: &mut _ = service.get_mut();
+/// let _inner = service.into_inner();
+/// # Ok::<(), tower_machine_auth::ConfigError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct MachineAuth<S> {
     inner: S,

@@ -15,9 +15,24 @@ use crate::jwt::{AlgorithmSet, JwtRules};
 use crate::keys::{JwksEndpoint, JwksSettings, JwksSource, KeySource, key_from_pem};
 use crate::stats::Counters;
 
-/// Clerk's Backend API, the default for `CLERK_API_URL`.
+/// Clerk's Backend API, the default for `CLERK_API_URL` and
+/// [`MachineVerifierBuilder::clerk_api_url`].
+///
+/// ```
+/// assert_eq!(tower_machine_auth::DEFAULT_CLERK_API_URL, "https://api.clerk.com");
+/// ```
 pub const DEFAULT_CLERK_API_URL: &str = "https://api.clerk.com";
-/// The largest clock skew accepted.
+/// The largest clock skew [`MachineVerifierBuilder::clock_skew`] accepts: 300 s.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_machine_auth::{MAX_CLOCK_SKEW, MachineVerifier};
+///
+/// # let pem = include_str!("../../tests/data/rsa_public.pem");
+/// let builder = MachineVerifier::builder().pem_key(pem);
+/// assert!(builder.clone().clock_skew(MAX_CLOCK_SKEW).build().is_ok());
+/// assert!(builder.clock_skew(MAX_CLOCK_SKEW + Duration::from_secs(1)).build().is_err());
+/// ```
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 #[derive(Clone)]
@@ -41,6 +56,14 @@ impl fmt::Debug for KeySourceConfig {
 
 /// Builds a [`MachineVerifier`]. Every setter is optional but one key source; mistakes are
 /// reported by [`build`](Self::build) with a message that says what to change.
+///
+/// The key source setters ([`pem_key`](Self::pem_key), [`jwks_url`](Self::jwks_url),
+/// [`clerk_secret_key`](Self::clerk_secret_key), and [`env`](Self::env) when it finds a key
+/// variable) replace one another: the last one wins. The JWKS settings
+/// ([`jwks_refresh_interval`](Self::jwks_refresh_interval), [`jwks_cooldown`](Self::jwks_cooldown),
+/// [`jwks_max_stale`](Self::jwks_max_stale), [`http_timeouts`](Self::http_timeouts)) are used,
+/// and checked, only with a JWKS source. `Debug` output never shows the PEM key or the secret
+/// key.
 ///
 /// ```
 /// use std::time::Duration;
@@ -91,7 +114,20 @@ impl Default for MachineVerifierBuilder {
 }
 
 impl MachineVerifierBuilder {
-    /// The defaults: no key source, RS256 only, 5 s skew, a 10 000-token cache kept up to 5 min.
+    /// The defaults: no key source, RS256 only, 5 s skew, no issuer, audience or lifetime check,
+    /// a 10 000-token cache kept up to 5 min, JWKS refreshed every 5 min (cooldown 30 s, served
+    /// stale up to 24 h, fetched with 2 s / 5 s timeouts), Clerk's API at
+    /// [`DEFAULT_CLERK_API_URL`], and the [`SystemClock`]. Same as
+    /// [`MachineVerifier::builder`] and `MachineVerifierBuilder::default()`.
+    ///
+    /// ```
+    /// use tower_machine_auth::MachineVerifierBuilder;
+    ///
+    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// assert!(MachineVerifierBuilder::new().build().is_err()); // no key source yet
+    /// let verifier = MachineVerifierBuilder::new().pem_key(pem).build()?;
+    /// # Ok::<(), tower_machine_auth::ConfigError>(())
+    /// ```
     pub fn new() -> Self {
         Self {
             key_source: None,
@@ -117,7 +153,20 @@ impl MachineVerifierBuilder {
     /// | `CLERK_API_URL` | Clerk's Backend API, default `https://api.clerk.com` |
     /// | `CLERK_JWKS_URL` | any JWKS URL (our addition; used when neither key above is set) |
     ///
-    /// Empty variables count as unset.
+    /// Empty (or whitespace-only) variables count as unset. `CLERK_API_URL` is read whenever it is
+    /// set. When none of the three key variables is set, the key source set before (if any) is
+    /// kept.
+    ///
+    /// ```no_run
+    /// use tower_machine_auth::MachineVerifier;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_machine_auth::ConfigError> {
+    /// // A JWKS source (CLERK_SECRET_KEY, CLERK_JWKS_URL) needs a Tokio runtime.
+    /// let verifier = MachineVerifier::builder().env().issuer("https://clerk.example.com").build()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn env(self) -> Self {
         self.env_from(|name| std::env::var(name).ok())
     }
@@ -126,6 +175,10 @@ impl MachineVerifierBuilder {
     ///
     /// ```
     /// use tower_machine_auth::MachineVerifier;
+    ///
+    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// let lookup = |name: &str| (name == "CLERK_JWT_KEY").then(|| pem.to_owned());
+    /// assert!(MachineVerifier::builder().env_from(lookup).build().is_ok());
     ///
     /// let error = MachineVerifier::builder().env_from(|_| None).build().unwrap_err();
     /// assert!(error.to_string().contains("CLERK_SECRET_KEY"));
@@ -145,20 +198,63 @@ impl MachineVerifierBuilder {
         self
     }
 
-    /// Verifies with one PEM public key (SPKI, with or without the armour lines). The token's
-    /// `kid` is ignored, as Clerk's `jwtKey` does.
+    /// Verifies with one PEM public key (SPKI, with or without the armour lines; literal `\n`
+    /// sequences, as in some environment files, count as line breaks). The token's `kid` is
+    /// ignored, as Clerk's `jwtKey` does. No network is used.
+    ///
+    /// The key may be RSA (2048 to 4096 bits), EC P-256, EC P-384 or Ed25519.
+    /// [`build`](Self::build) fails if the PEM cannot be read, holds a private key or a PKCS#1
+    /// `RSA PUBLIC KEY`, is a weak RSA key, or suits none of the [`algorithms`](Self::algorithms).
+    ///
+    /// ```
+    /// use tower_machine_auth::MachineVerifier;
+    ///
+    /// let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// assert!(MachineVerifier::builder().pem_key(pem).build().is_ok());
+    ///
+    /// let private = include_str!("../../tests/data/rsa_private.pem");
+    /// let error = MachineVerifier::builder().pem_key(private).build().unwrap_err();
+    /// assert!(error.to_string().contains("private key"));
+    /// ```
     pub fn pem_key(mut self, pem: impl Into<String>) -> Self {
         self.key_source = Some(KeySourceConfig::Pem(pem.into()));
         self
     }
 
-    /// Verifies with the keys of a JWKS URL (https, or http on a loopback host).
+    /// Verifies with the keys of a JWKS URL, fetched without credentials and refreshed in the
+    /// background. The URL must be https, or http on a loopback host (`localhost`, `127.0.0.0/8`,
+    /// `::1`); [`build`](Self::build) fails otherwise, and outside a Tokio runtime.
+    ///
+    /// ```
+    /// use tower_machine_auth::MachineVerifier;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let https = MachineVerifier::builder().jwks_url("https://clerk.example.com/.well-known/jwks.json");
+    /// assert!(https.build().is_ok());
+    /// let plain = MachineVerifier::builder().jwks_url("http://clerk.example.com/.well-known/jwks.json");
+    /// assert!(plain.build().is_err());
+    /// # }
+    /// ```
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
         self.key_source = Some(KeySourceConfig::JwksUrl(url.into()));
         self
     }
 
-    /// Verifies with the JWKS of Clerk's Backend API, fetched with the instance secret key.
+    /// Verifies with the JWKS of Clerk's Backend API (`GET {clerk_api_url}/v1/jwks`), fetched
+    /// with the instance secret key as `Authorization: Bearer <key>` (surrounding whitespace is
+    /// trimmed). [`build`](Self::build) fails if the key holds characters not allowed in a header,
+    /// and outside a Tokio runtime.
+    ///
+    /// ```
+    /// use tower_machine_auth::MachineVerifier;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// assert!(MachineVerifier::builder().clerk_secret_key("sk_test_123").build().is_ok());
+    /// assert!(MachineVerifier::builder().clerk_secret_key("sk_test\n123").build().is_err());
+    /// # }
+    /// ```
     pub fn clerk_secret_key(mut self, secret_key: impl Into<String>) -> Self {
         self.key_source = Some(KeySourceConfig::ClerkBackendApi {
             secret_key: secret_key.into(),
@@ -166,85 +262,321 @@ impl MachineVerifierBuilder {
         self
     }
 
-    /// Clerk's Backend API URL (default `https://api.clerk.com`; a trailing `/v1` is accepted).
+    /// Clerk's Backend API URL (default [`DEFAULT_CLERK_API_URL`]; a trailing `/` or `/v1` is
+    /// accepted). Used only with [`clerk_secret_key`](Self::clerk_secret_key); like a JWKS URL, it
+    /// must be https, or http on a loopback host.
+    ///
+    /// ```
+    /// use tower_machine_auth::MachineVerifier;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let clerk = MachineVerifier::builder().clerk_secret_key("sk_test_123");
+    /// assert!(clerk.clone().clerk_api_url("https://api.clerk.com/v1/").build().is_ok());
+    /// let error = clerk.clerk_api_url("http://api.clerk.com").build().unwrap_err();
+    /// assert!(error.to_string().contains("CLERK_API_URL"));
+    /// # }
+    /// ```
     pub fn clerk_api_url(mut self, url: impl Into<String>) -> Self {
         self.clerk_api_url = url.into();
         self
     }
 
-    /// The signature algorithms tokens may use (default: RS256 only). Symmetric `HS*` algorithms
-    /// are refused: keys here are public keys.
+    /// The signature algorithms tokens may use (default: RS256 only), replacing the list set
+    /// before. Supported: RS256/384/512, PS256/384/512, ES256, ES384 and EdDSA. A token with another
+    /// `alg` is rejected as `token-invalid`.
+    ///
+    /// [`build`](Self::build) fails if the list is empty, if it holds a symmetric `HS*` algorithm
+    /// (keys here are public keys), or, with a PEM key, if no listed algorithm suits the key.
+    ///
+    /// ```
+    /// use tower_machine_auth::{Algorithm, MachineVerifier};
+    ///
+    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// let builder = MachineVerifier::builder().pem_key(pem);
+    /// assert!(builder.clone().algorithms([Algorithm::RS256, Algorithm::PS256]).build().is_ok());
+    /// assert!(builder.clone().algorithms([Algorithm::HS256]).build().is_err());
+    /// assert!(builder.algorithms([Algorithm::ES256]).build().is_err()); // an RSA key
+    /// ```
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
         self.algorithms = algorithms.into_iter().collect();
         self
     }
 
-    /// Allowed clock skew for `exp`, `nbf` and `iat` (default 5 s, at most 300 s).
+    /// Allowed clock skew for `exp`, `nbf` and `iat` (default 5 s; [`build`](Self::build) fails
+    /// above [`MAX_CLOCK_SKEW`], 300 s). A token is expired once `exp` is at or before now minus
+    /// the skew, and not yet active while `nbf` or `iat` is after now plus the skew.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_machine_auth::{AuthError, MachineVerifier};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
+    /// # let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
+    /// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    /// let token = sign(serde_json::json!({"sub": "mch_cron", "exp": now - 2}))?; // expired 2 s ago
+    /// let lenient = MachineVerifier::builder().pem_key(pem).build()?; // 5 s
+    /// assert!(lenient.verify(&token).await.is_ok());
+    /// let strict = MachineVerifier::builder().pem_key(pem).clock_skew(Duration::ZERO).build()?;
+    /// assert_eq!(strict.verify(&token).await, Err(AuthError::Expired));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn clock_skew(mut self, skew: Duration) -> Self {
         self.clock_skew = skew;
         self
     }
 
-    /// Requires `iss` to be exactly this string.
+    /// Requires `iss` to be exactly this string (no normalisation, not even of a trailing `/`);
+    /// a token without `iss` is rejected too. By default `iss` is not checked.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use tower_machine_auth::error::ClaimMismatch;
+    /// use tower_machine_auth::{AuthError, MachineVerifier};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
+    /// # let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
+    /// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    /// let verifier = MachineVerifier::builder().pem_key(pem).issuer("https://clerk.example.com").build()?;
+    /// let token = sign(json!({"sub": "mch_cron", "exp": now + 60, "iss": "https://clerk.example.com/"}))?;
+    /// assert_eq!(verifier.verify(&token).await, Err(AuthError::ClaimMismatch(ClaimMismatch::Issuer)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
         self
     }
 
-    /// Requires `aud` to name one of these audiences.
+    /// Requires `aud` (a string or an array of strings) to name at least one of these audiences,
+    /// compared exactly; a token without `aud` is rejected too. Replaces the list set before; an
+    /// empty list (the default) turns the check off.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use tower_machine_auth::error::ClaimMismatch;
+    /// use tower_machine_auth::{AuthError, MachineVerifier};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
+    /// # let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
+    /// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    /// let verifier = MachineVerifier::builder().pem_key(pem).audiences(["mch_reports"]).build()?;
+    /// let token = sign(json!({"sub": "mch_cron", "exp": now + 60, "aud": ["mch_billing", "mch_reports"]}))?;
+    /// assert!(verifier.verify(&token).await.is_ok());
+    /// let token = sign(json!({"sub": "mch_cron", "exp": now + 60}))?;
+    /// assert_eq!(verifier.verify(&token).await, Err(AuthError::ClaimMismatch(ClaimMismatch::Audience)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn audiences<I: IntoIterator<Item = S>, S: Into<String>>(mut self, audiences: I) -> Self {
         self.audiences = audiences.into_iter().map(Into::into).collect();
         self
     }
 
-    /// Rejects tokens whose `exp` lies further ahead than this (no limit by default).
+    /// Rejects tokens whose `exp` lies further ahead of the verification time than this (no limit
+    /// by default). It is measured from now, not from `iat`, and without clock skew.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use serde_json::json;
+    /// use tower_machine_auth::error::ClaimMismatch;
+    /// use tower_machine_auth::{AuthError, MachineVerifier};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
+    /// # let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
+    /// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    /// let verifier = MachineVerifier::builder()
+    ///     .pem_key(pem)
+    ///     .max_token_lifetime(Duration::from_secs(600))
+    ///     .build()?;
+    /// let token = sign(json!({"sub": "mch_cron", "exp": now + 3600}))?;
+    /// let expected = AuthError::ClaimMismatch(ClaimMismatch::LifetimeTooLong);
+    /// assert_eq!(verifier.verify(&token).await, Err(expected));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn max_token_lifetime(mut self, lifetime: Duration) -> Self {
         self.max_token_lifetime = Some(lifetime);
         self
     }
 
-    /// Size and TTL of the verified-token cache (default 10 000 tokens, 5 min). A capacity of 0
-    /// turns it off. An entry never outlives its token's `exp`.
+    /// Size and TTL of the verified-token cache (default 10 000 tokens, 5 min). A capacity of 0,
+    /// or a TTL of zero, turns it off. Only successful verifications are cached, keyed by the
+    /// token's SHA-256; the least recently used entries go first when it is full. An entry never
+    /// outlives its token's `exp` (a reused expired token gets `token-expired`), and the whole cache
+    /// is cleared when a key leaves the JWKS. A cached token skips the signature check; only its
+    /// `exp` is checked again.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_machine_auth::MachineVerifier;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
+    /// # let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
+    /// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    /// let verifier = MachineVerifier::builder()
+    ///     .pem_key(pem)
+    ///     .token_cache(0, Duration::from_secs(300))
+    ///     .build()?;
+    /// let token = sign(serde_json::json!({"sub": "mch_cron", "exp": now + 60}))?;
+    /// verifier.verify(&token).await?;
+    /// verifier.verify(&token).await?;
+    /// assert_eq!(verifier.stats().signature_checks, 2); // no cache: verified in full twice
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn token_cache(mut self, capacity: u64, ttl: Duration) -> Self {
         self.cache_capacity = capacity;
         self.cache_ttl = ttl;
         self
     }
 
-    /// How often the JWKS is refreshed in the background (default 5 min; 1 s to 1 h).
+    /// How often the JWKS is refreshed in the background (default 5 min). With a JWKS source,
+    /// [`build`](Self::build) fails outside 1 s to 1 h; ignored with a PEM key.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_machine_auth::MachineVerifier;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let jwks = MachineVerifier::builder().jwks_url("https://clerk.example.com/.well-known/jwks.json");
+    /// assert!(jwks.clone().jwks_refresh_interval(Duration::from_secs(60)).build().is_ok());
+    /// assert!(jwks.jwks_refresh_interval(Duration::from_secs(7200)).build().is_err());
+    /// # }
+    /// ```
     pub fn jwks_refresh_interval(mut self, interval: Duration) -> Self {
         self.jwks.refresh_interval = interval;
         self
     }
 
-    /// The least time between two fetches caused by unknown `kid`s (default 30 s; 1 s to 10 min).
+    /// The least time between two fetches caused by unknown `kid`s (default 30 s); background
+    /// refreshes do not count. With a JWKS source, [`build`](Self::build) fails outside 1 s to
+    /// 10 min; ignored with a PEM key.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_machine_auth::MachineVerifier;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let jwks = MachineVerifier::builder().jwks_url("https://clerk.example.com/.well-known/jwks.json");
+    /// assert!(jwks.clone().jwks_cooldown(Duration::from_secs(60)).build().is_ok());
+    /// assert!(jwks.jwks_cooldown(Duration::ZERO).build().is_err());
+    /// # }
+    /// ```
     pub fn jwks_cooldown(mut self, cooldown: Duration) -> Self {
         self.jwks.cooldown = cooldown;
         self
     }
 
-    /// How long the last good JWKS is served while refreshes fail (default 24 h; at least the
-    /// refresh interval). After that, requests get 503 until a fetch succeeds.
+    /// How long the last good JWKS is served, counted from the last successful fetch, while
+    /// refreshes fail (default 24 h). After that, requests get 503 until a fetch succeeds. With a
+    /// JWKS source, [`build`](Self::build) fails below the refresh interval or above 30 days;
+    /// ignored with a PEM key.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_machine_auth::MachineVerifier;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let jwks = MachineVerifier::builder().jwks_url("https://clerk.example.com/.well-known/jwks.json");
+    /// assert!(jwks.clone().jwks_max_stale(Duration::from_secs(3600)).build().is_ok());
+    /// assert!(jwks.jwks_max_stale(Duration::from_secs(60)).build().is_err()); // < 5 min refresh
+    /// # }
+    /// ```
     pub fn jwks_max_stale(mut self, max_stale: Duration) -> Self {
         self.jwks.max_stale = max_stale;
         self
     }
 
-    /// Connect and total timeouts of JWKS fetches (default 2 s and 5 s).
+    /// Connect and total timeouts of JWKS fetches (default 2 s and 5 s). With a JWKS source,
+    /// [`build`](Self::build) fails unless 10 ms ≤ `connect` ≤ `total` ≤ 60 s; ignored with a PEM
+    /// key.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_machine_auth::MachineVerifier;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let jwks = MachineVerifier::builder().jwks_url("https://clerk.example.com/.well-known/jwks.json");
+    /// let (one, three) = (Duration::from_secs(1), Duration::from_secs(3));
+    /// assert!(jwks.clone().http_timeouts(one, three).build().is_ok());
+    /// assert!(jwks.http_timeouts(three, one).build().is_err()); // connect > total
+    /// # }
+    /// ```
     pub fn http_timeouts(mut self, connect: Duration, total: Duration) -> Self {
         self.jwks.timeouts = Timeouts { connect, total };
         self
     }
 
-    /// The clock for `exp`, `nbf` and `iat` (default: the system clock). Tests can pass
-    /// [`TokioClock`](crate::clock::TokioClock) to drive expiry with Tokio's paused time.
+    /// The clock for `exp`, `nbf` and `iat`, and for the age of cache entries (default:
+    /// [`SystemClock`]). Tests can pass [`TokioClock`](crate::clock::TokioClock) to drive expiry
+    /// with Tokio's paused time.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_machine_auth::clock::TokioClock;
+    /// use tower_machine_auth::{AuthError, MachineVerifier};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
+    /// # let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
+    /// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    /// let verifier = MachineVerifier::builder().pem_key(pem).clock(TokioClock::new()).build()?;
+    /// let token = sign(serde_json::json!({"sub": "mch_cron", "exp": now + 60}))?;
+    /// assert!(verifier.verify(&token).await.is_ok());
+    /// tokio::time::advance(Duration::from_secs(120)).await;
+    /// assert_eq!(verifier.verify(&token).await, Err(AuthError::Expired));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
     }
 
     /// Checks the configuration and builds the verifier. A JWKS source starts its background
-    /// refresh, so it must be built inside a Tokio runtime; it does not wait for the first fetch.
+    /// refresh, so it must be built inside a Tokio runtime; it does not wait for the first fetch
+    /// (requests wait for it, or get 503 if it fails).
+    ///
+    /// Fails with a [`ConfigError`] that says what to change when: there is no key source; the
+    /// algorithm list is empty or holds `HS*`; the clock skew exceeds [`MAX_CLOCK_SKEW`]; the PEM
+    /// key is unusable (see [`pem_key`](Self::pem_key)); a URL is invalid or not https (http only
+    /// on loopback);
+    /// the secret key cannot be sent in a header; or, for a JWKS source, a JWKS setting is out of
+    /// range or no Tokio runtime is running.
+    ///
+    /// ```
+    /// use tower_machine_auth::MachineVerifier;
+    ///
+    /// let error = MachineVerifier::builder().build().unwrap_err();
+    /// assert!(error.to_string().starts_with("no key source"));
+    ///
+    /// // Outside a Tokio runtime:
+    /// let jwks = MachineVerifier::builder().jwks_url("https://clerk.example.com/.well-known/jwks.json");
+    /// assert!(jwks.build().unwrap_err().to_string().contains("Tokio runtime"));
+    /// ```
     pub fn build(self) -> Result<MachineVerifier, ConfigError> {
         let algorithms = self.checked_algorithms()?;
         if self.clock_skew > MAX_CLOCK_SKEW {

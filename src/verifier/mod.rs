@@ -96,34 +96,91 @@ pub(crate) enum Attempt {
 
 impl MachineVerifier {
     /// A builder with the defaults: RS256 only, 5 s clock skew, a 10 000-token cache.
+    ///
+    /// ```
+    /// use tower_machine_auth::MachineVerifier;
+    ///
+    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// let verifier = MachineVerifier::builder().pem_key(pem).build()?;
+    /// # Ok::<(), tower_machine_auth::ConfigError>(())
+    /// ```
     pub fn builder() -> MachineVerifierBuilder {
         MachineVerifierBuilder::new()
     }
 
     /// A verifier configured from Clerk's environment variables; see
     /// [`MachineVerifierBuilder::env`].
+    ///
+    /// ```no_run
+    /// // CLERK_JWT_KEY="-----BEGIN PUBLIC KEY-----…", or CLERK_SECRET_KEY=sk_live_…
+    /// let verifier = tower_machine_auth::MachineVerifier::from_env()?;
+    /// # Ok::<(), tower_machine_auth::ConfigError>(())
+    /// ```
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::builder().env().build()
     }
 
-    /// A networkless verifier for one PEM public key (Clerk's `CLERK_JWT_KEY`).
+    /// A networkless verifier for one PEM public key (Clerk's `CLERK_JWT_KEY`), with or without
+    /// the `-----BEGIN PUBLIC KEY-----` lines.
+    ///
+    /// ```
+    /// use tower_machine_auth::MachineVerifier;
+    ///
+    /// let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// assert!(MachineVerifier::from_pem(pem).is_ok());
+    /// assert!(MachineVerifier::from_pem("not a key").is_err());
+    /// ```
     pub fn from_pem(pem: &str) -> Result<Self, ConfigError> {
         Self::builder().pem_key(pem).build()
     }
 
     /// A verifier for any JWKS URL, such as a Clerk Frontend API's `/.well-known/jwks.json`.
-    /// Must be called inside a Tokio runtime.
+    /// Must be called inside a Tokio runtime. It does not wait for the first fetch.
+    ///
+    /// ```
+    /// use tower_machine_auth::MachineVerifier;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let verifier = MachineVerifier::from_jwks_url("https://clerk.example.com/.well-known/jwks.json");
+    /// assert!(verifier.is_ok());
+    /// let refused = MachineVerifier::from_jwks_url("http://clerk.example.com/.well-known/jwks.json");
+    /// assert!(refused.unwrap_err().to_string().contains("https"));
+    /// # }
+    /// ```
     pub fn from_jwks_url(url: &str) -> Result<Self, ConfigError> {
         Self::builder().jwks_url(url).build()
     }
 
     /// A verifier that reads the JWKS from Clerk's Backend API (`GET https://api.clerk.com/v1/jwks`)
     /// with the instance secret key (`CLERK_SECRET_KEY`). Must be called inside a Tokio runtime.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_machine_auth::ConfigError> {
+    /// let verifier = tower_machine_auth::MachineVerifier::from_clerk_secret_key("sk_live_…")?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn from_clerk_secret_key(secret_key: &str) -> Result<Self, ConfigError> {
         Self::builder().clerk_secret_key(secret_key).build()
     }
 
-    /// Verifies the bearer token of a request's headers.
+    /// Verifies the bearer token of a request's headers, with the layer's rules: a missing or
+    /// non-Bearer `Authorization` is [`AuthError::MissingCredential`], a repeated or ill-formed one
+    /// [`AuthError::MalformedRequest`].
+    ///
+    /// ```
+    /// use tower_machine_auth::{AuthError, MachineVerifier};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// let headers = http::HeaderMap::new();
+    /// assert_eq!(verifier.authenticate(&headers).await, Err(AuthError::MissingCredential));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn authenticate(
         &self,
         headers: &HeaderMap,
@@ -136,6 +193,18 @@ impl MachineVerifier {
     }
 
     /// Verifies one token (without the `Bearer ` prefix).
+    ///
+    /// ```
+    /// use tower_machine_auth::{MachineVerifier, Reason};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// let error = verifier.verify("ak_machine_secret_key").await.unwrap_err();
+    /// assert_eq!(error.reason(), Reason::TokenTypeMismatch);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn verify(&self, token: &str) -> Result<AuthenticatedMachine, AuthError> {
         match self.try_verify_now(token.as_bytes(), Presented::Directly) {
             Attempt::Done(result) => result,
@@ -144,6 +213,12 @@ impl MachineVerifier {
     }
 
     /// Counters of signature checks, cache hits and JWKS fetches so far.
+    ///
+    /// ```
+    /// # let verifier = tower_machine_auth::MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// assert_eq!(verifier.stats().signature_checks, 0);
+    /// # Ok::<(), tower_machine_auth::ConfigError>(())
+    /// ```
     pub fn stats(&self) -> VerifierStats {
         self.inner.counters.snapshot()
     }
@@ -227,9 +302,10 @@ impl MachineVerifier {
         now_ms: i64,
     ) -> Result<AuthenticatedMachine, AuthError> {
         let inner = &*self.inner;
-        inner.counters.add(&inner.counters.signature_checks);
         let verified = jwt
-            .verify(key, &inner.rules, now_ms)
+            .verify(key, &inner.rules, now_ms, || {
+                inner.counters.add(&inner.counters.signature_checks);
+            })
             .map_err(|error| log_rejection(error, Some(&digest)))?;
         inner.cache.insert(
             digest,
