@@ -1,10 +1,12 @@
-//! The verified-token cache: a token seen before skips the signature check.
+//! The token cache: a token seen before skips the signature check (JWT) or the introspection call
+//! (opaque, when enabled).
 //!
 //! - Keyed by the SHA-256 of the token; the raw token is never stored.
-//! - An entry lives at most the configured TTL, and never past the token's expiry: `exp` is
-//!   re-checked against the verifier's clock on every hit.
-//! - Bounded in entries; the whole cache is cleared when a key leaves the key set, so a token
-//!   signed by a removed key is verified again (and rejected).
+//! - Each entry is served until a time its caller chose (the configured TTL, and for opaque tokens
+//!   never past their expiry), checked against the verifier's clock on every hit; a JWT's `exp` is
+//!   also re-checked on every hit.
+//! - Bounded in entries, evicting the least recently used; the whole cache is cleared when a key
+//!   leaves the key set, so a token signed by a removed key is verified again (and rejected).
 //! - Only successful verifications are cached.
 
 use std::time::Duration;
@@ -27,38 +29,36 @@ pub(crate) fn digest(token: &[u8]) -> TokenDigest {
 #[derive(Clone)]
 struct CachedToken {
     machine: AuthenticatedMachine,
-    expires_at_ms: i64,
-    cached_until_ms: i64,
+    /// A JWT's `exp`: past it (after the skew) the token is answered as expired.
+    expires_at_ms: Option<i64>,
+    served_until_ms: i64,
 }
 
 /// Verified tokens, by digest.
 pub(crate) struct TokenCache {
     entries: Option<Cache<TokenDigest, CachedToken>>,
-    ttl_ms: i64,
 }
 
 impl TokenCache {
-    /// A cache of at most `capacity` tokens, each kept at most `ttl`. A capacity of 0 disables it.
-    pub(crate) fn new(capacity: u64, ttl: Duration) -> Self {
-        let entries = (capacity > 0 && !ttl.is_zero()).then(|| {
+    /// A cache of at most `capacity` tokens, none kept (in memory) longer than `max_ttl`. A
+    /// capacity or `max_ttl` of 0 disables it.
+    pub(crate) fn new(capacity: u64, max_ttl: Duration) -> Self {
+        let entries = (capacity > 0 && !max_ttl.is_zero()).then(|| {
             Cache::builder()
                 .max_capacity(capacity)
                 // LRU admits every new token at once; TinyLFU could keep refusing a freshly
                 // refreshed token while older, often-seen tokens fill the cache.
                 .eviction_policy(moka::policy::EvictionPolicy::lru())
                 // Eviction only: freshness is decided on every hit with the verifier's clock.
-                .time_to_live(ttl)
+                .time_to_live(max_ttl)
                 .build()
         });
-        Self {
-            entries,
-            ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
-        }
+        Self { entries }
     }
 
     /// The cached result for `digest` at `now_ms`, or `None` when the token must be verified.
     ///
-    /// A cached token whose `exp` has passed (after `leeway_ms`) is answered as expired: it was
+    /// A cached JWT whose `exp` has passed (after `leeway_ms`) is answered as expired: it was
     /// authentic, so that is what a full verification would say.
     pub(crate) fn get(
         &self,
@@ -67,34 +67,56 @@ impl TokenCache {
         leeway_ms: i64,
     ) -> Option<Result<AuthenticatedMachine, AuthError>> {
         let entry = self.entries.as_ref()?.get(digest)?;
-        if entry.expires_at_ms <= now_ms - leeway_ms {
+        if entry
+            .expires_at_ms
+            .is_some_and(|exp| exp <= now_ms - leeway_ms)
+        {
             return Some(Err(AuthError::Expired));
         }
-        if now_ms >= entry.cached_until_ms {
+        if now_ms >= entry.served_until_ms {
             return None;
         }
         Some(Ok(entry.machine))
     }
 
-    /// Remembers a verified token.
-    pub(crate) fn insert(
+    /// Remembers a verified JWT (expiring at `expires_at_ms`) until `served_until_ms`.
+    pub(crate) fn insert_jwt(
         &self,
         digest: TokenDigest,
         machine: AuthenticatedMachine,
         expires_at_ms: i64,
-        now_ms: i64,
+        served_until_ms: i64,
     ) {
-        let Some(entries) = &self.entries else {
-            return;
-        };
-        entries.insert(
-            digest,
-            CachedToken {
-                machine,
-                expires_at_ms,
-                cached_until_ms: now_ms.saturating_add(self.ttl_ms),
-            },
-        );
+        self.insert(digest, machine, Some(expires_at_ms), served_until_ms);
+    }
+
+    /// Remembers a verified opaque token until `served_until_ms` (at most its expiry).
+    pub(crate) fn insert_opaque(
+        &self,
+        digest: TokenDigest,
+        machine: AuthenticatedMachine,
+        served_until_ms: i64,
+    ) {
+        self.insert(digest, machine, None, served_until_ms);
+    }
+
+    fn insert(
+        &self,
+        digest: TokenDigest,
+        machine: AuthenticatedMachine,
+        expires_at_ms: Option<i64>,
+        served_until_ms: i64,
+    ) {
+        if let Some(entries) = &self.entries {
+            entries.insert(
+                digest,
+                CachedToken {
+                    machine,
+                    expires_at_ms,
+                    served_until_ms,
+                },
+            );
+        }
     }
 
     /// Forgets every token (called when a key leaves the key set).

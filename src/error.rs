@@ -74,7 +74,8 @@ pub enum Reason {
     TokenNotActive,
     /// A valid machine token that this route does not admit (403); see [`ScopeDenied`].
     InsufficientScope,
-    /// The verification keys are unavailable (503); the request may be retried. See
+    /// The verification keys or the introspection endpoint are unavailable (503); the request may
+    /// be retried. See
     /// [`Unavailable`].
     VerifierUnavailable,
 }
@@ -202,7 +203,8 @@ pub enum AuthError {
     /// The machine is authenticated but this route does not admit it.
     #[error("forbidden: {0}")]
     InsufficientScope(ScopeDenied),
-    /// The verifier cannot decide now: its JWKS keys are not loaded or too stale.
+    /// The verifier cannot decide now: its JWKS keys are not loaded or too stale, or the
+    /// introspection endpoint for opaque tokens is failing.
     #[error("verifier unavailable: {cause}")]
     Unavailable {
         /// What is unavailable.
@@ -273,11 +275,11 @@ pub enum TypeMismatch {
     /// A JWT whose `sub` is not a machine id (`mch_…`), such as a user session token.
     #[error("the token's subject is not a machine id (mch_…)")]
     NotAMachineSubject,
-    /// An opaque machine token (`mt_…`), which this verifier does not accept.
-    #[error("opaque machine tokens (mt_…) are not accepted here")]
+    /// An opaque token, which this layer does not accept or this verifier has no introspection
+    /// endpoint for.
+    #[error("opaque machine tokens are not accepted here")]
     OpaqueNotAccepted,
-    /// A JWT, which this verifier does not accept. (Not returned by this version, whose verifier
-    /// accepts only JWTs.)
+    /// A JWT, which this layer does not accept or this verifier has no key source for.
     #[error("JWT machine tokens are not accepted here")]
     JwtNotAccepted,
     /// An API key (`ak_…`), for example a machine secret key sent by mistake.
@@ -358,6 +360,15 @@ pub enum InvalidToken {
     /// or after the year 9999).
     #[error("the token's `{0}` claim is malformed")]
     MalformedClaim(&'static str),
+    /// The issuer does not know this opaque token (Clerk's 404, or RFC 7662 `active: false`).
+    #[error("the token is not active at its issuer")]
+    NotActiveAtIssuer,
+    /// The issuer says this opaque token was revoked.
+    #[error("the token was revoked")]
+    Revoked,
+    /// The issuer says this opaque token has expired.
+    #[error("the token has expired at its issuer")]
+    ExpiredAtIssuer,
 }
 
 /// Details of [`AuthError::ClaimMismatch`] (401 `token-verification-failed`).
@@ -417,8 +428,8 @@ pub enum ScopeDenied {
     MissingScopes(Vec<String>),
 }
 
-/// Details of [`AuthError::Unavailable`] (503 `verifier-unavailable`). Only a JWKS key source is
-/// ever unavailable; a PEM key is always available.
+/// Details of [`AuthError::Unavailable`] (503 `verifier-unavailable`): a JWKS key source or an
+/// introspection endpoint; a PEM key is always available.
 ///
 /// ```
 /// use std::time::Duration;
@@ -446,6 +457,17 @@ pub enum Unavailable {
     /// refreshed.
     #[error("the verification keys are stale and could not be refreshed")]
     KeysStale,
+    /// The introspection endpoint timed out, could not be reached, answered with an unexpected
+    /// status, or sent a reply that is not what its protocol promises.
+    #[error("the token introspection endpoint failed")]
+    IntrospectionFailed,
+    /// The introspection endpoint refused our own credentials (the machine or instance secret
+    /// key, or the RFC 7662 client credentials): a configuration error, logged loudly.
+    #[error("the token introspection endpoint refused the verifier's credentials")]
+    IntrospectionCredentialsRejected,
+    /// The introspection endpoint failed repeatedly; calls are paused for a while.
+    #[error("the token introspection endpoint is failing; calls are paused")]
+    CircuitOpen,
 }
 
 impl From<InvalidToken> for AuthError {

@@ -28,6 +28,39 @@ impl Default for Timeouts {
     }
 }
 
+impl Timeouts {
+    /// Checks that both timeouts are sensible: 10 ms to 60 s, connect at most total.
+    pub(crate) fn check(&self, what: &str) -> Result<(), ConfigError> {
+        check_range(
+            &format!("{what} connect timeout"),
+            self.connect,
+            Duration::from_millis(10),
+            self.total,
+        )?;
+        check_range(
+            &format!("{what} total timeout"),
+            self.total,
+            Duration::from_millis(10),
+            Duration::from_secs(60),
+        )
+    }
+}
+
+/// Checks that a configured duration lies within `min..=max`.
+pub(crate) fn check_range(
+    what: &str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError::new(format!(
+            "{what} is {value:?}; it must be between {min:?} and {max:?}"
+        )));
+    }
+    Ok(())
+}
+
 /// Why a fetch failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum FetchError {
@@ -140,6 +173,19 @@ pub(crate) async fn send(
         body.extend_from_slice(&chunk);
     }
     Ok((status, body.freeze()))
+}
+
+/// Like [`send`], retrying once, at once, when no connection could be made (nothing reached
+/// the server, so a retry cannot repeat its effect).
+pub(crate) async fn send_retrying_connect(
+    request: reqwest::RequestBuilder,
+    limit: usize,
+) -> Result<(reqwest::StatusCode, Bytes), FetchError> {
+    let retry = request.try_clone();
+    match (send(request, limit).await, retry) {
+        (Err(FetchError::Connect), Some(retry)) => send(retry, limit).await,
+        (outcome, _) => outcome,
+    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ pub mod clock;
 mod credential;
 pub mod error;
 mod fetch;
+pub mod introspect;
 mod jwt;
 mod keys;
 pub mod layer;
@@ -55,7 +56,8 @@ pub use error::{AuthError, ConfigError, Reason};
 pub use jsonwebtoken::Algorithm;
 pub use layer::{AuthMode, MachineAuthLayer};
 pub use machine::{
-    AuthenticatedMachine, AuthenticatedMachineBuilder, MAX_MACHINE_ID_LEN, MachineId, TokenFormat,
+    AcceptedTokens, AuthenticatedMachine, AuthenticatedMachineBuilder, MAX_MACHINE_ID_LEN,
+    MachineId, TokenFormat,
 };
 pub use stats::VerifierStats;
 pub use verifier::{

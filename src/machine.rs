@@ -129,8 +129,8 @@ impl AsRef<str> for MachineId {
 pub enum TokenFormat {
     /// A signed JWT, verified locally.
     Jwt,
-    /// An opaque `mt_…` token, verified by the issuer. (Not produced by this version's
-    /// verifier, which rejects opaque tokens with `token-type-mismatch`.)
+    /// An opaque token (Clerk's `mt_…`, or any token an RFC 7662 endpoint knows), verified by
+    /// its issuer.
     Opaque,
 }
 
@@ -148,6 +148,44 @@ impl TokenFormat {
             Self::Jwt => "jwt",
             Self::Opaque => "opaque",
         }
+    }
+}
+
+/// Which token formats a layer accepts, like the `acceptsToken` option of Clerk's
+/// `authenticateRequest`. A token of another format gets 401 `token-type-mismatch`.
+///
+/// ```
+/// use tower_machine_auth::{AcceptedTokens, TokenFormat};
+///
+/// assert!(AcceptedTokens::Any.allows(TokenFormat::Opaque));
+/// assert!(!AcceptedTokens::Jwt.allows(TokenFormat::Opaque));
+/// assert_eq!(AcceptedTokens::default(), AcceptedTokens::Any);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AcceptedTokens {
+    /// Every format the verifier can verify (the default).
+    #[default]
+    Any,
+    /// JWTs only: no introspection call is ever made.
+    Jwt,
+    /// Opaque tokens only.
+    Opaque,
+}
+
+impl AcceptedTokens {
+    /// Whether tokens of `format` are accepted.
+    ///
+    /// ```
+    /// use tower_machine_auth::{AcceptedTokens, TokenFormat};
+    ///
+    /// assert!(AcceptedTokens::Opaque.allows(TokenFormat::Opaque));
+    /// assert!(!AcceptedTokens::Opaque.allows(TokenFormat::Jwt));
+    /// ```
+    pub fn allows(self, format: TokenFormat) -> bool {
+        matches!(
+            (self, format),
+            (Self::Any, _) | (Self::Jwt, TokenFormat::Jwt) | (Self::Opaque, TokenFormat::Opaque)
+        )
     }
 }
 

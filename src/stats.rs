@@ -43,6 +43,9 @@ pub struct VerifierStats {
     /// On-demand JWKS fetches not made because the cooldown had not elapsed: counted once per
     /// token with an unknown `kid` that would otherwise have triggered one.
     pub jwks_fetches_skipped: u64,
+    /// Calls made to an introspection endpoint for opaque tokens (one per token however many
+    /// requests carried it at once; none while the circuit breaker is open).
+    pub introspections: u64,
 }
 
 /// The live counters behind [`VerifierStats`].
@@ -53,6 +56,7 @@ pub(crate) struct Counters {
     pub(crate) jwks_fetches: AtomicU64,
     pub(crate) jwks_fetch_failures: AtomicU64,
     pub(crate) jwks_fetches_skipped: AtomicU64,
+    pub(crate) introspections: AtomicU64,
 }
 
 impl Counters {
@@ -68,6 +72,7 @@ impl Counters {
             jwks_fetches: read(&self.jwks_fetches),
             jwks_fetch_failures: read(&self.jwks_fetch_failures),
             jwks_fetches_skipped: read(&self.jwks_fetches_skipped),
+            introspections: read(&self.introspections),
         }
     }
 }

@@ -234,17 +234,19 @@ async fn jwks_timing_settings_are_range_checked() {
 async fn clerk_jwt_key_wins_over_the_secret_key_like_clerks_sdk() {
     let key = TestKey::shared_rsa();
     let pem = key.public_pem();
+    // A closed loopback port: a JWKS fetch there would fail, and the token would get 503.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let verifier = MachineVerifier::builder()
         .env_from(|name| match name {
             "CLERK_JWT_KEY" => Some(pem.clone()),
-            // Would fail at build (plain http, non-loopback) if it were used.
-            "CLERK_SECRET_KEY" => Some("sk_test_unused".to_owned()),
-            "CLERK_API_URL" => Some("http://api.clerk.invalid".to_owned()),
+            "CLERK_SECRET_KEY" => Some("sk_test_for_opaque_tokens".to_owned()),
+            "CLERK_API_URL" => Some(format!("http://{closed}")),
             _ => None,
         })
         .build()
         .unwrap();
-    accepts(verifier, key).await;
+    accepts(verifier.clone(), key).await;
+    assert_eq!(verifier.stats().jwks_fetches, 0);
 }
 
 #[tokio::test]

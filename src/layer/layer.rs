@@ -5,7 +5,7 @@ use tower::Layer;
 use super::policy::RoutePolicy;
 use super::{AuthMode, MachineAuth};
 use crate::error::ConfigError;
-use crate::machine::MachineId;
+use crate::machine::{AcceptedTokens, MachineId};
 use crate::verifier::MachineVerifier;
 
 /// The realm of `WWW-Authenticate` challenges unless set with [`MachineAuthLayer::realm`]. It is
@@ -25,6 +25,7 @@ pub(crate) struct LayerSettings {
     pub(crate) policy: RoutePolicy,
     pub(crate) mode: AuthMode,
     pub(crate) realm: String,
+    pub(crate) accepted: AcceptedTokens,
 }
 
 /// Authenticates machine requests; see the [module docs](crate::layer) for an Axum example.
@@ -103,6 +104,7 @@ impl MachineAuthLayer {
                 policy: RoutePolicy::default(),
                 mode: AuthMode::Required,
                 realm: DEFAULT_REALM.to_owned(),
+                accepted: AcceptedTokens::Any,
             }),
         }
     }
@@ -285,6 +287,34 @@ impl MachineAuthLayer {
     /// ```
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
         Arc::make_mut(&mut self.settings).realm = realm.into();
+        self
+    }
+
+    /// Which token formats this layer accepts (default [`AcceptedTokens::Any`]: every format
+    /// the verifier can verify), like Clerk's `acceptsToken`. Others get 401
+    /// `token-type-mismatch`; with [`AcceptedTokens::Jwt`] no introspection call is ever made.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_machine_auth::{AcceptedTokens, MachineAuthLayer, MachineVerifier};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// # let inner = tower::service_fn(|_: http::Request<String>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
+    /// # });
+    /// let layer = MachineAuthLayer::new(verifier).accept(AcceptedTokens::Opaque);
+    /// let request = http::Request::builder()
+    ///     .header("authorization", "Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
+    ///     .body(String::new())?;
+    /// let response = layer.layer(inner).oneshot(request).await?;
+    /// assert_eq!(response.status(), 401); // a JWT, where only opaque tokens are accepted
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn accept(mut self, accepted: AcceptedTokens) -> Self {
+        Arc::make_mut(&mut self.settings).accepted = accepted;
         self
     }
 }

@@ -83,14 +83,14 @@ impl<S> MachineAuth<S> {
         }
         match self
             .verifier
-            .try_verify_now(credential, Presented::InHeader)
+            .try_verify_now(credential, Presented::InHeader, self.settings.accepted)
         {
             Attempt::Done(Ok(machine)) => match self.settings.policy.check(&machine) {
                 Ok(()) => Decision::Pass(Some(machine)),
                 Err(error) => Decision::Reject(error),
             },
             Attempt::Done(Err(error)) => Decision::Reject(error),
-            Attempt::NeedsKeyFetch => Decision::Wait(credential.to_vec()),
+            Attempt::Pending => Decision::Wait(credential.to_vec()),
         }
     }
 }
@@ -130,8 +130,9 @@ where
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
                 let verifier = self.verifier.clone();
+                let accepted = self.settings.accepted;
                 let verification =
-                    Box::pin(async move { verifier.verify_after_key_fetch(&token).await });
+                    Box::pin(async move { verifier.verify_pending(&token, accepted).await });
                 ResponseFuture::verifying(verification, request, inner, Arc::clone(&self.settings))
             }
         }

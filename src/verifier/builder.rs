@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
+use super::opaque::{IntrospectionRoute, OpaqueVerification};
 use super::{Inner, MachineVerifier};
 use crate::cache::TokenCache;
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
-use crate::fetch::Timeouts;
+use crate::fetch::{Timeouts, check_range};
+use crate::introspect::{ClerkIntrospector, Introspector};
 use crate::jwt::{AlgorithmSet, JwtRules};
 use crate::keys::{JwksEndpoint, JwksSettings, JwksSource, KeySource, key_from_pem};
 use crate::stats::Counters;
@@ -83,6 +85,11 @@ impl fmt::Debug for KeySourceConfig {
 pub struct MachineVerifierBuilder {
     key_source: Option<KeySourceConfig>,
     clerk_api_url: String,
+    /// The keys for Clerk's `/m2m_tokens/verify`: a machine secret key wins over the instance's.
+    clerk_machine_secret_key: Option<String>,
+    clerk_instance_secret_key: Option<String>,
+    introspector: Option<Arc<dyn Introspector>>,
+    opaque_cache_ttl: Duration,
     algorithms: Vec<Algorithm>,
     clock_skew: Duration,
     issuer: Option<String>,
@@ -98,6 +105,12 @@ impl fmt::Debug for MachineVerifierBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MachineVerifierBuilder")
             .field("key_source", &self.key_source)
+            .field(
+                "clerk_machine_secret_key",
+                &self.clerk_machine_secret_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field("introspector", &self.introspector)
+            .field("opaque_cache_ttl", &self.opaque_cache_ttl)
             .field("clerk_api_url", &self.clerk_api_url)
             .field("algorithms", &self.algorithms)
             .field("clock_skew", &self.clock_skew)
@@ -132,6 +145,10 @@ impl MachineVerifierBuilder {
         Self {
             key_source: None,
             clerk_api_url: DEFAULT_CLERK_API_URL.to_owned(),
+            clerk_machine_secret_key: None,
+            clerk_instance_secret_key: None,
+            introspector: None,
+            opaque_cache_ttl: Duration::ZERO,
             algorithms: vec![Algorithm::RS256],
             clock_skew: Duration::from_secs(5),
             issuer: None,
@@ -188,12 +205,21 @@ impl MachineVerifierBuilder {
         if let Some(api_url) = get("CLERK_API_URL") {
             self.clerk_api_url = api_url;
         }
+        let secret_key = get("CLERK_SECRET_KEY");
         if let Some(pem) = get("CLERK_JWT_KEY") {
             self.key_source = Some(KeySourceConfig::Pem(pem));
-        } else if let Some(secret_key) = get("CLERK_SECRET_KEY") {
-            self.key_source = Some(KeySourceConfig::ClerkBackendApi { secret_key });
+        } else if let Some(secret_key) = &secret_key {
+            self.key_source = Some(KeySourceConfig::ClerkBackendApi {
+                secret_key: secret_key.clone(),
+            });
         } else if let Some(url) = get("CLERK_JWKS_URL") {
             self.key_source = Some(KeySourceConfig::JwksUrl(url));
+        }
+        if secret_key.is_some() {
+            self.clerk_instance_secret_key = secret_key;
+        }
+        if let Some(machine_secret_key) = get("CLERK_MACHINE_SECRET_KEY") {
+            self.clerk_machine_secret_key = Some(machine_secret_key);
         }
         self
     }
@@ -256,9 +282,66 @@ impl MachineVerifierBuilder {
     /// # }
     /// ```
     pub fn clerk_secret_key(mut self, secret_key: impl Into<String>) -> Self {
-        self.key_source = Some(KeySourceConfig::ClerkBackendApi {
-            secret_key: secret_key.into(),
-        });
+        let secret_key = secret_key.into();
+        self.clerk_instance_secret_key = Some(secret_key.clone());
+        self.key_source = Some(KeySourceConfig::ClerkBackendApi { secret_key });
+        self
+    }
+
+    /// Verifies Clerk's opaque machine tokens (`mt_…`) at `POST {clerk_api_url}/m2m_tokens/verify`
+    /// with this machine secret key (`ak_…`, Clerk's `CLERK_MACHINE_SECRET_KEY`), which wins over
+    /// the instance secret key of [`clerk_secret_key`](Self::clerk_secret_key). See
+    /// [`ClerkIntrospector`](crate::introspect::ClerkIntrospector) for what each answer means.
+    ///
+    /// ```
+    /// use tower_machine_auth::MachineVerifier;
+    ///
+    /// // Opaque tokens only: JWTs get 401 `token-type-mismatch`.
+    /// let verifier = MachineVerifier::builder().clerk_machine_secret_key("ak_machine").build()?;
+    /// # Ok::<(), tower_machine_auth::ConfigError>(())
+    /// ```
+    pub fn clerk_machine_secret_key(mut self, secret_key: impl Into<String>) -> Self {
+        self.clerk_machine_secret_key = Some(secret_key.into());
+        self
+    }
+
+    /// Verifies every opaque token that is not Clerk's (not `mt_…`, and `mt_…` too when no Clerk
+    /// key is set) with this introspector, typically an
+    /// [`Rfc7662Introspector`](crate::introspect::Rfc7662Introspector). A JWT-shaped token is never
+    /// sent to it, even when it fails the JWT checks.
+    ///
+    /// ```
+    /// use tower_machine_auth::MachineVerifier;
+    /// use tower_machine_auth::introspect::Rfc7662Introspector;
+    ///
+    /// let introspection = Rfc7662Introspector::builder("https://auth.example.com/introspect")
+    ///     .client_credentials("api", "secret")
+    ///     .build()?;
+    /// let verifier = MachineVerifier::builder().introspector(introspection).build()?;
+    /// # Ok::<(), tower_machine_auth::ConfigError>(())
+    /// ```
+    pub fn introspector(mut self, introspector: impl Introspector) -> Self {
+        self.introspector = Some(Arc::new(introspector));
+        self
+    }
+
+    /// Reuses a valid introspection result for up to `ttl` (never past the token's expiry), in
+    /// the token cache of [`token_cache`](Self::token_cache). Off by default: opaque tokens exist
+    /// so that a revocation takes effect at once, and with a TTL it takes effect within the TTL.
+    /// Failures are never cached.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_machine_auth::MachineVerifier;
+    ///
+    /// let verifier = MachineVerifier::builder()
+    ///     .clerk_machine_secret_key("ak_machine")
+    ///     .opaque_token_cache(Duration::from_secs(10))
+    ///     .build()?;
+    /// # Ok::<(), tower_machine_auth::ConfigError>(())
+    /// ```
+    pub fn opaque_token_cache(mut self, ttl: Duration) -> Self {
+        self.opaque_cache_ttl = ttl;
         self
     }
 
@@ -592,36 +675,65 @@ impl MachineVerifierBuilder {
             audiences: self.audiences.clone(),
             max_lifetime_ms: self.max_token_lifetime.map(millis),
         };
-        let cache = Arc::new(TokenCache::new(self.cache_capacity, self.cache_ttl));
+        let cache = Arc::new(TokenCache::new(
+            self.cache_capacity,
+            self.cache_ttl.max(self.opaque_cache_ttl),
+        ));
         let counters = Arc::new(Counters::default());
         let keys = match self.key_source.clone() {
-            None => {
-                return Err(ConfigError::new(
-                    "no key source: set CLERK_JWT_KEY (the PEM public key, networkless), \
-                     CLERK_SECRET_KEY (JWKS from Clerk's Backend API) or CLERK_JWKS_URL, or call \
-                     pem_key / clerk_secret_key / jwks_url on the builder",
-                ));
-            }
+            None => None,
             Some(KeySourceConfig::Pem(pem)) => {
-                KeySource::Static(Arc::new(key_from_pem(&pem, algorithms)?))
+                Some(KeySource::Static(Arc::new(key_from_pem(&pem, algorithms)?)))
             }
             Some(KeySourceConfig::JwksUrl(url)) => {
-                self.start_jwks(JwksEndpoint::url(&url)?, algorithms, &cache, &counters)?
+                Some(self.start_jwks(JwksEndpoint::url(&url)?, algorithms, &cache, &counters)?)
             }
             Some(KeySourceConfig::ClerkBackendApi { secret_key }) => {
                 let endpoint = JwksEndpoint::clerk(&self.clerk_api_url, &secret_key)?;
-                self.start_jwks(endpoint, algorithms, &cache, &counters)?
+                Some(self.start_jwks(endpoint, algorithms, &cache, &counters)?)
             }
         };
+        let opaque = self.opaque_verification()?;
+        if keys.is_none() && !opaque.is_enabled() {
+            return Err(ConfigError::new(
+                "no key source: set CLERK_JWT_KEY (the PEM public key, networkless), \
+                 CLERK_SECRET_KEY (JWKS from Clerk's Backend API) or CLERK_JWKS_URL for JWTs, \
+                 and/or CLERK_MACHINE_SECRET_KEY for opaque tokens; or call pem_key / \
+                 clerk_secret_key / jwks_url / clerk_machine_secret_key / introspector on the \
+                 builder",
+            ));
+        }
         Ok(MachineVerifier {
             inner: Arc::new(Inner {
                 keys,
                 rules,
+                opaque,
                 cache,
+                jwt_cache_ttl_ms: millis(self.cache_ttl),
                 clock: self.clock,
                 counters,
             }),
         })
+    }
+
+    fn opaque_verification(&self) -> Result<OpaqueVerification, ConfigError> {
+        let clerk_key = self
+            .clerk_machine_secret_key
+            .as_ref()
+            .or(self.clerk_instance_secret_key.as_ref());
+        let machine_tokens = clerk_key
+            .map(|key| {
+                self.jwks.timeouts.check("the HTTP")?;
+                let introspector =
+                    ClerkIntrospector::with_timeouts(&self.clerk_api_url, key, self.jwks.timeouts)?;
+                Ok::<_, ConfigError>(IntrospectionRoute::new(Arc::new(introspector)))
+            })
+            .transpose()?;
+        Ok(OpaqueVerification::new(
+            machine_tokens,
+            self.introspector.clone().map(IntrospectionRoute::new),
+            millis(self.opaque_cache_ttl),
+        ))
     }
 
     fn checked_algorithms(&self) -> Result<AlgorithmSet, ConfigError> {
@@ -667,18 +779,7 @@ impl MachineVerifierBuilder {
             settings.refresh_interval,
             Duration::from_secs(30 * 24 * 3600),
         )?;
-        check_range(
-            "the HTTP connect timeout",
-            settings.timeouts.connect,
-            Duration::from_millis(10),
-            settings.timeouts.total,
-        )?;
-        check_range(
-            "the HTTP total timeout",
-            settings.timeouts.total,
-            Duration::from_millis(10),
-            Duration::from_secs(60),
-        )?;
+        settings.timeouts.check("the HTTP")?;
         let cache = Arc::clone(cache);
         let source = JwksSource::start(
             endpoint,
@@ -689,20 +790,6 @@ impl MachineVerifierBuilder {
         )?;
         Ok(KeySource::Jwks(source))
     }
-}
-
-fn check_range(
-    what: &str,
-    value: Duration,
-    min: Duration,
-    max: Duration,
-) -> Result<(), ConfigError> {
-    if value < min || value > max {
-        return Err(ConfigError::new(format!(
-            "{what} is {value:?}; it must be between {min:?} and {max:?}"
-        )));
-    }
-    Ok(())
 }
 
 fn millis(duration: Duration) -> i64 {

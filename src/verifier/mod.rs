@@ -17,6 +17,7 @@
 //! ```
 
 mod builder;
+mod opaque;
 
 pub use builder::{DEFAULT_CLERK_API_URL, MAX_CLOCK_SKEW, MachineVerifierBuilder};
 
@@ -31,8 +32,9 @@ use crate::credential::{self, MAX_TOKEN_LEN, TokenKind};
 use crate::error::{AuthError, ConfigError, InvalidToken, TypeMismatch};
 use crate::jwt::{JwtRules, UnverifiedJwt};
 use crate::keys::{KeyLookup, KeySource, VerifyingKey};
-use crate::machine::AuthenticatedMachine;
+use crate::machine::{AcceptedTokens, AuthenticatedMachine, TokenFormat};
 use crate::stats::{Counters, VerifierStats};
+use opaque::{IntrospectionRoute, OpaqueVerification};
 
 /// Verifies machine tokens: the core of [`MachineAuthLayer`](crate::MachineAuthLayer), usable on
 /// its own.
@@ -51,9 +53,12 @@ pub struct MachineVerifier {
 }
 
 struct Inner {
-    keys: KeySource,
+    /// How JWTs are verified; `None` when only opaque tokens are.
+    keys: Option<KeySource>,
     rules: JwtRules,
+    opaque: OpaqueVerification,
     cache: Arc<TokenCache>,
+    jwt_cache_ttl_ms: i64,
     clock: Arc<dyn Clock>,
     counters: Arc<Counters>,
 }
@@ -90,8 +95,8 @@ impl Presented {
 /// The outcome of verifying without waiting.
 pub(crate) enum Attempt {
     Done(Result<AuthenticatedMachine, AuthError>),
-    /// The token's key is unknown and a JWKS fetch may find it.
-    NeedsKeyFetch,
+    /// The token needs the network: a JWKS fetch may find its key, or it must be introspected.
+    Pending,
 }
 
 impl MachineVerifier {
@@ -186,9 +191,9 @@ impl MachineVerifier {
         headers: &HeaderMap,
     ) -> Result<AuthenticatedMachine, AuthError> {
         let credential = credential::bearer_credential(headers)?;
-        match self.try_verify_now(credential, Presented::InHeader) {
+        match self.try_verify_now(credential, Presented::InHeader, AcceptedTokens::Any) {
             Attempt::Done(result) => result,
-            Attempt::NeedsKeyFetch => self.verify_after_key_fetch(credential).await,
+            Attempt::Pending => self.verify_pending(credential, AcceptedTokens::Any).await,
         }
     }
 
@@ -206,9 +211,10 @@ impl MachineVerifier {
     /// # }
     /// ```
     pub async fn verify(&self, token: &str) -> Result<AuthenticatedMachine, AuthError> {
-        match self.try_verify_now(token.as_bytes(), Presented::Directly) {
+        let token = token.as_bytes();
+        match self.try_verify_now(token, Presented::Directly, AcceptedTokens::Any) {
             Attempt::Done(result) => result,
-            Attempt::NeedsKeyFetch => self.verify_after_key_fetch(token.as_bytes()).await,
+            Attempt::Pending => self.verify_pending(token, AcceptedTokens::Any).await,
         }
     }
 
@@ -224,7 +230,12 @@ impl MachineVerifier {
     }
 
     /// Verifies without waiting, unless the token's key must be fetched first.
-    pub(crate) fn try_verify_now(&self, token: &[u8], presented: Presented) -> Attempt {
+    pub(crate) fn try_verify_now(
+        &self,
+        token: &[u8],
+        presented: Presented,
+        accepted: AcceptedTokens,
+    ) -> Attempt {
         let inner = &*self.inner;
         if token.len() > MAX_TOKEN_LEN {
             return Attempt::Done(Err(log_rejection(
@@ -237,26 +248,52 @@ impl MachineVerifier {
         let now_ms = unix_millis(&*inner.clock);
         if let Some(hit) = inner.cache.get(&digest, now_ms, inner.rules.leeway_ms) {
             inner.counters.add(&inner.counters.cache_hits);
+            let hit = hit.and_then(|machine| accepted_format(machine, accepted));
             return Attempt::Done(hit.map_err(|error| log_rejection(error, Some(&digest))));
         }
-        let token = match presented.token(token) {
-            Ok(token) => token,
-            Err(error) => return Attempt::Done(Err(log_rejection(error, Some(&digest)))),
-        };
-        match credential::classify(token) {
-            Ok(TokenKind::Jwt) => self.try_verify_jwt_now(token, digest, now_ms),
-            Ok(TokenKind::OpaqueMachineToken) => Attempt::Done(Err(log_rejection(
-                AuthError::TokenTypeMismatch(TypeMismatch::OpaqueNotAccepted),
-                Some(&digest),
-            ))),
-            Err(mismatch) => Attempt::Done(Err(log_rejection(
-                AuthError::TokenTypeMismatch(mismatch),
-                Some(&digest),
-            ))),
+        let kind = presented
+            .token(token)
+            .and_then(|token| Ok((token, self.kind(token, accepted)?)));
+        match kind {
+            Ok((token, TokenRoute::Jwt(keys))) => {
+                self.try_verify_jwt_now(keys, token, digest, now_ms)
+            }
+            Ok((_, TokenRoute::Opaque(_))) => Attempt::Pending,
+            Err(error) => Attempt::Done(Err(log_rejection(error, Some(&digest)))),
         }
     }
 
-    fn try_verify_jwt_now(&self, token: &str, digest: TokenDigest, now_ms: i64) -> Attempt {
+    /// Where a token goes: the JWT path, an introspection endpoint, or nowhere.
+    fn kind(&self, token: &str, accepted: AcceptedTokens) -> Result<TokenRoute<'_>, AuthError> {
+        let inner = &*self.inner;
+        let mismatch = AuthError::TokenTypeMismatch;
+        match credential::classify(token) {
+            Ok(TokenKind::Jwt) if accepted.allows(TokenFormat::Jwt) => inner
+                .keys
+                .as_ref()
+                .map(TokenRoute::Jwt)
+                .ok_or(mismatch(TypeMismatch::JwtNotAccepted)),
+            // A JWT-shaped token never falls back to introspection.
+            Ok(TokenKind::Jwt) => Err(mismatch(TypeMismatch::JwtNotAccepted)),
+            Ok(TokenKind::OpaqueMachineToken) if !accepted.allows(TokenFormat::Opaque) => {
+                Err(mismatch(TypeMismatch::OpaqueNotAccepted))
+            }
+            Err(other) if !accepted.allows(TokenFormat::Opaque) => Err(mismatch(other)),
+            classified => inner
+                .opaque
+                .route(classified)
+                .map(TokenRoute::Opaque)
+                .map_err(mismatch),
+        }
+    }
+
+    fn try_verify_jwt_now(
+        &self,
+        keys: &KeySource,
+        token: &str,
+        digest: TokenDigest,
+        now_ms: i64,
+    ) -> Attempt {
         let inner = &*self.inner;
         let jwt = match UnverifiedJwt::parse(token, &inner.rules) {
             Ok(jwt) => jwt,
@@ -267,30 +304,46 @@ impl MachineVerifier {
                 )));
             }
         };
-        match inner.keys.lookup(&jwt.header) {
+        match keys.lookup(&jwt.header) {
             KeyLookup::Found(key) => Attempt::Done(self.finish(&jwt, &key, digest, now_ms)),
-            KeyLookup::FetchMayHelp => Attempt::NeedsKeyFetch,
+            KeyLookup::FetchMayHelp => Attempt::Pending,
             KeyLookup::Failed(error) => Attempt::Done(Err(log_rejection(error, Some(&digest)))),
         }
     }
 
-    /// The slow path: wait for (or run) one JWKS fetch, then verify.
-    pub(crate) async fn verify_after_key_fetch(
+    /// The slow path of a token [`try_verify_now`](Self::try_verify_now) left pending: a JWT whose
+    /// key must be fetched, or an opaque token to introspect.
+    pub(crate) async fn verify_pending(
         &self,
         token: &[u8],
+        accepted: AcceptedTokens,
+    ) -> Result<AuthenticatedMachine, AuthError> {
+        let digest = cache::digest(token);
+        // Only a token whose characters were checked gets here.
+        let token = Presented::Directly.token(token)?;
+        let result = match self.kind(token, accepted) {
+            Ok(TokenRoute::Jwt(keys)) => self.verify_jwt_after_key_fetch(keys, token, digest).await,
+            Ok(TokenRoute::Opaque(route)) => self.verify_opaque(route, token, digest).await,
+            Err(error) => Err(error),
+        };
+        result.map_err(|error| log_rejection(error, Some(&digest)))
+    }
+
+    async fn verify_jwt_after_key_fetch(
+        &self,
+        keys: &KeySource,
+        token: &str,
+        digest: TokenDigest,
     ) -> Result<AuthenticatedMachine, AuthError> {
         let inner = &*self.inner;
-        let digest = cache::digest(token);
-        // Only a checked JWT-shaped token gets here.
-        let token = Presented::Directly.token(token)?;
-        let jwt = UnverifiedJwt::parse(token, &inner.rules)
-            .map_err(|error| log_rejection(AuthError::InvalidToken(error), Some(&digest)))?;
-        let key = match (&inner.keys, jwt.header.kid.as_deref()) {
-            (KeySource::Jwks(source), Some(kid)) => source.lookup_after_fetch(kid).await,
-            (KeySource::Static(key), _) => Ok(Arc::clone(key)),
-            (KeySource::Jwks(_), None) => Err(AuthError::InvalidToken(InvalidToken::MissingKeyId)),
-        }
-        .map_err(|error| log_rejection(error, Some(&digest)))?;
+        let jwt = UnverifiedJwt::parse(token, &inner.rules)?;
+        let key = match (keys, jwt.header.kid.as_deref()) {
+            (KeySource::Jwks(source), Some(kid)) => source.lookup_after_fetch(kid).await?,
+            (KeySource::Static(key), _) => Arc::clone(key),
+            (KeySource::Jwks(_), None) => {
+                return Err(AuthError::InvalidToken(InvalidToken::MissingKeyId));
+            }
+        };
         self.finish(&jwt, &key, digest, unix_millis(&*inner.clock))
     }
 
@@ -307,13 +360,35 @@ impl MachineVerifier {
                 inner.counters.add(&inner.counters.signature_checks);
             })
             .map_err(|error| log_rejection(error, Some(&digest)))?;
-        inner.cache.insert(
-            digest,
-            verified.machine.clone(),
-            verified.expires_at_ms,
-            now_ms,
-        );
+        if inner.jwt_cache_ttl_ms > 0 {
+            inner.cache.insert_jwt(
+                digest,
+                verified.machine.clone(),
+                verified.expires_at_ms,
+                now_ms.saturating_add(inner.jwt_cache_ttl_ms),
+            );
+        }
         Ok(verified.machine)
+    }
+}
+
+/// Where a token goes.
+enum TokenRoute<'a> {
+    Jwt(&'a KeySource),
+    Opaque(&'a IntrospectionRoute),
+}
+
+/// A cached identity, if the layer accepts its format.
+fn accepted_format(
+    machine: AuthenticatedMachine,
+    accepted: AcceptedTokens,
+) -> Result<AuthenticatedMachine, AuthError> {
+    match machine.token_format() {
+        format if accepted.allows(format) => Ok(machine),
+        TokenFormat::Jwt => Err(AuthError::TokenTypeMismatch(TypeMismatch::JwtNotAccepted)),
+        TokenFormat::Opaque => Err(AuthError::TokenTypeMismatch(
+            TypeMismatch::OpaqueNotAccepted,
+        )),
     }
 }
 

@@ -1,0 +1,226 @@
+//! Clerk's Backend API: `POST {CLERK_API_URL}/m2m_tokens/verify`.
+
+use std::fmt;
+
+use http::HeaderValue;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::Url;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::{
+    IntrospectedToken, IntrospectionFuture, Introspector, MAX_REPLY_BYTES, credentials_rejected,
+    endpoint_failed,
+};
+use crate::error::{AuthError, ConfigError, InvalidToken};
+use crate::fetch::{self, FetchError, Timeouts};
+use crate::keys::CLERK_API_VERSION;
+
+/// Verifies Clerk's opaque machine tokens (`mt_…`) with Clerk's Backend API, as Clerk's SDK does:
+/// `POST {api_url}/m2m_tokens/verify` with `{"token": …}`, `Authorization: Bearer <secret key>` and
+/// `Clerk-API-Version: 2026-05-12`.
+///
+/// - 200: valid, unless the reply says `revoked: true` or `expired: true`, or its `expiration`
+///   has passed (Clerk's SDK accepts such replies; we reject them as `token-invalid`).
+/// - 404: `token-invalid` (Clerk does not know the token).
+/// - 401: Clerk refused our secret key: 503 and an error in the log.
+/// - anything else, a timeout, or a reply that is not a `machine_to_machine_token`: 503.
+///
+/// The path follows `api_url`: `https://api.clerk.com` calls `/m2m_tokens/verify` (as the JS
+/// SDK), `https://api.clerk.com/v1` calls `/v1/m2m_tokens/verify` (as the OpenAPI spec and the Go
+/// SDK).
+///
+/// ```
+/// use tower_machine_auth::introspect::ClerkIntrospector;
+///
+/// let introspector = ClerkIntrospector::new("https://api.clerk.com", "ak_machine_secret")?;
+/// assert!(ClerkIntrospector::new("http://api.clerk.com", "ak_machine_secret").is_err());
+/// # Ok::<(), tower_machine_auth::ConfigError>(())
+/// ```
+pub struct ClerkIntrospector {
+    url: Url,
+    shown: String,
+    authorization: HeaderValue,
+    client: reqwest::Client,
+}
+
+impl fmt::Debug for ClerkIntrospector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClerkIntrospector")
+            .field("url", &self.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClerkIntrospector {
+    /// An introspector for Clerk's API at `api_url` (https, or http on a loopback host), with a
+    /// machine secret key (`ak_…`, which sees tokens that have that machine in scope) or the
+    /// instance secret key (`sk_…`, which sees every token of the instance).
+    pub fn new(api_url: &str, secret_key: &str) -> Result<Self, ConfigError> {
+        Self::with_timeouts(api_url, secret_key, Timeouts::default())
+    }
+
+    pub(crate) fn with_timeouts(
+        api_url: &str,
+        secret_key: &str,
+        timeouts: Timeouts,
+    ) -> Result<Self, ConfigError> {
+        let base = api_url.trim().trim_end_matches('/');
+        let url = fetch::checked_url(&format!("{base}/m2m_tokens/verify"), "CLERK_API_URL")?;
+        let secret_key = secret_key.trim();
+        if secret_key.is_empty() {
+            return Err(ConfigError::new(
+                "the Clerk secret key for opaque tokens is empty: set CLERK_MACHINE_SECRET_KEY or \
+                 CLERK_SECRET_KEY",
+            ));
+        }
+        let mut authorization =
+            HeaderValue::try_from(format!("Bearer {secret_key}")).map_err(|_| {
+                ConfigError::new("the Clerk secret key holds characters not allowed in a header")
+            })?;
+        authorization.set_sensitive(true);
+        Ok(Self {
+            shown: fetch::shown(&url),
+            url,
+            authorization,
+            client: fetch::client(timeouts)?,
+        })
+    }
+}
+
+impl Introspector for ClerkIntrospector {
+    fn introspect<'a>(&'a self, token: &'a str) -> IntrospectionFuture<'a> {
+        Box::pin(async move {
+            let request = self
+                .client
+                .post(self.url.clone())
+                .header(AUTHORIZATION, self.authorization.clone())
+                .header("Clerk-API-Version", CLERK_API_VERSION)
+                .header(CONTENT_TYPE, "application/json")
+                .header(ACCEPT, "application/json")
+                .body(serde_json::json!({ "token": token }).to_string());
+            let (status, body) = fetch::send_retrying_connect(request, MAX_REPLY_BYTES)
+                .await
+                .map_err(|error| endpoint_failed(&self.shown, &error))?;
+            match status.as_u16() {
+                200 => machine_token(&body).map_err(|error| endpoint_failed(&self.shown, &error)),
+                404 => Err(AuthError::InvalidToken(InvalidToken::NotActiveAtIssuer)),
+                401 => Err(credentials_rejected(
+                    &self.shown,
+                    "the Clerk secret key (CLERK_MACHINE_SECRET_KEY or CLERK_SECRET_KEY)",
+                )),
+                code => Err(endpoint_failed(&self.shown, &FetchError::Status(code))),
+            }?
+        })
+    }
+}
+
+/// Clerk's `machine_to_machine_token` resource (times in milliseconds).
+#[derive(Deserialize)]
+struct MachineToken {
+    object: String,
+    id: String,
+    subject: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    claims: Option<Map<String, Value>>,
+    revoked: bool,
+    expired: bool,
+    #[serde(default)]
+    expiration: Option<i64>,
+    #[serde(default)]
+    created_at: Option<i64>,
+}
+
+/// The token from a 200 reply: valid data, or the reason the token is not valid.
+fn machine_token(body: &[u8]) -> Result<Result<IntrospectedToken, AuthError>, FetchError> {
+    let token: MachineToken = serde_json::from_slice(body)
+        .map_err(|_| FetchError::Invalid("not a machine_to_machine_token resource".into()))?;
+    if token.object != "machine_to_machine_token" {
+        return Err(FetchError::Invalid(
+            "the reply's `object` is not machine_to_machine_token".into(),
+        ));
+    }
+    if token.revoked {
+        return Ok(Err(AuthError::InvalidToken(InvalidToken::Revoked)));
+    }
+    if token.expired {
+        return Ok(Err(AuthError::InvalidToken(InvalidToken::ExpiredAtIssuer)));
+    }
+    Ok(Ok(IntrospectedToken {
+        subject: token.subject,
+        token_id: token.id,
+        scopes: token.scopes,
+        claims: token.claims.unwrap_or_default(),
+        expires_at_ms: token.expiration,
+        issued_at_ms: token.created_at,
+        ..IntrospectedToken::default()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(reply: Value) -> Result<Result<IntrospectedToken, AuthError>, FetchError> {
+        machine_token(reply.to_string().as_bytes())
+    }
+
+    fn resource() -> Value {
+        json!({
+            "object": "machine_to_machine_token", "id": "mt_1", "subject": "mch_a",
+            "scopes": ["mch_b"], "claims": {"k": "v"}, "revoked": false, "revocation_reason": null,
+            "expired": false, "expiration": 1_767_225_600_000_i64, "last_used_at": null,
+            "created_at": 1_767_222_000_000_i64, "updated_at": 1_767_222_000_000_i64
+        })
+    }
+
+    #[test]
+    fn maps_the_resource() {
+        let token = parse(resource()).unwrap().unwrap();
+        assert_eq!(token.subject, "mch_a");
+        assert_eq!(token.token_id, "mt_1");
+        assert_eq!(token.scopes, ["mch_b"]);
+        assert_eq!(token.claims["k"], "v");
+        assert_eq!(token.expires_at_ms, Some(1_767_225_600_000));
+        assert_eq!(token.issued_at_ms, Some(1_767_222_000_000));
+    }
+
+    #[test]
+    fn revoked_or_expired_replies_are_invalid_tokens() {
+        let mut revoked = resource();
+        revoked["revoked"] = json!(true);
+        assert_eq!(
+            parse(revoked).unwrap(),
+            Err(AuthError::InvalidToken(InvalidToken::Revoked))
+        );
+        let mut expired = resource();
+        expired["expired"] = json!(true);
+        assert_eq!(
+            parse(expired).unwrap(),
+            Err(AuthError::InvalidToken(InvalidToken::ExpiredAtIssuer))
+        );
+    }
+
+    #[test]
+    fn unexpected_replies_are_endpoint_failures() {
+        let mut wrong_object = resource();
+        wrong_object["object"] = json!("api_key");
+        let mut no_revoked = resource();
+        no_revoked.as_object_mut().unwrap().remove("revoked");
+        let mut string_revoked = resource();
+        string_revoked["revoked"] = json!("false");
+        for reply in [
+            wrong_object,
+            no_revoked,
+            string_revoked,
+            json!([]),
+            json!({"id": "mt_1"}),
+        ] {
+            assert!(parse(reply.clone()).is_err(), "{reply}");
+        }
+        assert!(machine_token(b"<html>").is_err());
+    }
+}

@@ -1,0 +1,166 @@
+//! Opaque tokens: asking their issuer whether they are valid.
+//!
+//! An opaque token (Clerk's `mt_…`, or any token an OAuth server hands out) carries nothing; only
+//! its issuer can say whether it is valid, and it answers at once when the token is revoked. Two
+//! [`Introspector`]s are built in:
+//!
+//! - [`ClerkIntrospector`]: `POST {CLERK_API_URL}/m2m_tokens/verify` with the machine or instance
+//!   secret key, as Clerk's SDK does;
+//! - [`Rfc7662Introspector`]: any RFC 7662 token introspection endpoint.
+//!
+//! The verifier adds what every endpoint needs around them: one call per token however many
+//! requests carry it at once (single-flight), a circuit breaker (5 consecutive failures pause
+//! calls for 10 s), an opt-in result cache, and the mapping to an
+//! [`AuthenticatedMachine`](crate::AuthenticatedMachine). Each built-in call has connect and total
+//! timeouts, is retried at most once and only when no connection could be made, follows no
+//! redirects and reads at most 64 KiB.
+//!
+//! ```
+//! use tower_machine_auth::MachineVerifier;
+//! use tower_machine_auth::introspect::Rfc7662Introspector;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower_machine_auth::ConfigError> {
+//! let verifier = MachineVerifier::builder()
+//!     .clerk_machine_secret_key("ak_…") // mt_… tokens, checked at Clerk
+//!     .introspector(
+//!         Rfc7662Introspector::builder("https://auth.example.com/oauth2/introspect")
+//!             .client_credentials("my-api", "client-secret")
+//!             .build()?,
+//!     ) // every other opaque token
+//!     .build()?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod breaker;
+mod clerk;
+mod rfc7662;
+
+pub(crate) use breaker::{CircuitBreaker, Permit};
+pub use clerk::ClerkIntrospector;
+pub use rfc7662::{Rfc7662Introspector, Rfc7662IntrospectorBuilder};
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::error::{AuthError, Unavailable};
+use crate::fetch::FetchError;
+
+/// `Retry-After` for requests answered 503 because introspection failed.
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// The largest introspection reply read.
+pub(crate) const MAX_REPLY_BYTES: usize = 64 * 1024;
+
+/// The future an [`Introspector`] returns.
+pub type IntrospectionFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<IntrospectedToken, AuthError>> + Send + 'a>>;
+
+/// Asks an issuer about an opaque token.
+///
+/// Implementations answer with the token's data when the issuer says it is valid, and otherwise
+/// with the [`AuthError`] to reject the request with: [`AuthError::InvalidToken`] when the issuer
+/// does not know the token, or it is revoked or expired; [`AuthError::Unavailable`] when the issuer
+/// could not be asked (these count as failures for the circuit breaker; nothing else does).
+///
+/// ```
+/// use tower_machine_auth::AuthError;
+/// use tower_machine_auth::error::InvalidToken;
+/// use tower_machine_auth::introspect::{IntrospectedToken, IntrospectionFuture, Introspector};
+///
+/// /// Accepts one hard-coded token (for a test).
+/// #[derive(Debug)]
+/// struct OneToken;
+///
+/// impl Introspector for OneToken {
+///     fn introspect<'a>(&'a self, token: &'a str) -> IntrospectionFuture<'a> {
+///         Box::pin(async move {
+///             if token == "opaque-test-token" {
+///                 Ok(IntrospectedToken::new("mch_test"))
+///             } else {
+///                 Err(AuthError::InvalidToken(InvalidToken::NotActiveAtIssuer))
+///             }
+///         })
+///     }
+/// }
+///
+/// let verifier = tower_machine_auth::MachineVerifier::builder().introspector(OneToken).build()?;
+/// # Ok::<(), tower_machine_auth::ConfigError>(())
+/// ```
+pub trait Introspector: Send + Sync + fmt::Debug + 'static {
+    /// Asks the issuer about `token`.
+    fn introspect<'a>(&'a self, token: &'a str) -> IntrospectionFuture<'a>;
+}
+
+/// What an issuer says about a valid opaque token.
+///
+/// The verifier turns it into an [`AuthenticatedMachine`](crate::AuthenticatedMachine) with
+/// `token_format: "opaque"`, after checking that `subject` is a machine id and that the token has
+/// not expired.
+///
+/// ```
+/// use tower_machine_auth::introspect::IntrospectedToken;
+///
+/// let token = IntrospectedToken {
+///     token_id: "mt_0123".to_owned(),
+///     scopes: vec!["mch_reports".to_owned()],
+///     ..IntrospectedToken::new("mch_cron")
+/// };
+/// assert_eq!(token.subject, "mch_cron");
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IntrospectedToken {
+    /// Whom the token was issued to; must be a machine id (`mch_…`).
+    pub subject: String,
+    /// The token's id (Clerk's `mt_…` id, RFC 7662's `jti`), or empty.
+    pub token_id: String,
+    /// What the token may reach (Clerk's `scopes`, RFC 7662's `scope` split on spaces).
+    pub scopes: Vec<String>,
+    /// The token's other data, handed to handlers as
+    /// [`AuthenticatedMachine::claims`](crate::AuthenticatedMachine::claims).
+    pub claims: Map<String, Value>,
+    /// When the token expires, in Unix milliseconds; `None` if it never does.
+    pub expires_at_ms: Option<i64>,
+    /// When the token was issued, in Unix milliseconds.
+    pub issued_at_ms: Option<i64>,
+    /// When the token becomes valid, in Unix milliseconds.
+    pub not_before_ms: Option<i64>,
+    /// Who issued the token.
+    pub issuer: Option<String>,
+}
+
+impl IntrospectedToken {
+    /// A token issued to `subject`, with nothing else known.
+    pub fn new(subject: impl Into<String>) -> Self {
+        Self {
+            subject: subject.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// The error for an endpoint that could not be asked, logged without the token or any secret.
+pub(crate) fn endpoint_failed(endpoint: &str, error: &FetchError) -> AuthError {
+    tracing::warn!(endpoint, %error, "token introspection failed");
+    unavailable(Unavailable::IntrospectionFailed)
+}
+
+/// The error for an endpoint that refused our credentials.
+pub(crate) fn credentials_rejected(endpoint: &str, what: &str) -> AuthError {
+    tracing::error!(
+        endpoint,
+        "the token introspection endpoint refused {what}: check it"
+    );
+    unavailable(Unavailable::IntrospectionCredentialsRejected)
+}
+
+pub(crate) fn unavailable(cause: Unavailable) -> AuthError {
+    AuthError::Unavailable {
+        cause,
+        retry_after: RETRY_AFTER,
+    }
+}
