@@ -235,7 +235,10 @@ async fn clerk_jwt_key_wins_over_the_secret_key_like_clerks_sdk() {
     let key = TestKey::shared_rsa();
     let pem = key.public_pem();
     // A closed loopback port: a JWKS fetch there would fail, and the token would get 503.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let verifier = MachineVerifier::builder()
         .env_from(|name| match name {
             "CLERK_JWT_KEY" => Some(pem.clone()),

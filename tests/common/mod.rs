@@ -396,3 +396,155 @@ pub fn pem_body(pem: &str) -> String {
     let block = pem::parse(pem).unwrap();
     STANDARD.encode(block.contents())
 }
+
+/// A request an [`IntrospectionServer`] received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+/// How an [`IntrospectionServer`] answers.
+#[derive(Clone)]
+pub enum Introspection {
+    /// Clerk's `/m2m_tokens/verify`: the resource of a known token, 404 for others.
+    Clerk(std::collections::HashMap<String, Value>),
+    /// RFC 7662: the reply for a known token, `{"active": false}` for others.
+    Rfc7662(std::collections::HashMap<String, Value>),
+    /// This status with an empty JSON object.
+    Status(u16),
+    /// 200 with this body.
+    Raw(String),
+}
+
+/// A real HTTP server on 127.0.0.1 standing in for Clerk's Backend API or an RFC 7662 endpoint.
+#[derive(Clone)]
+pub struct IntrospectionServer {
+    pub addr: SocketAddr,
+    answer: Arc<Mutex<Introspection>>,
+    delay: Arc<Mutex<std::time::Duration>>,
+    hits: Arc<AtomicUsize>,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl IntrospectionServer {
+    pub async fn start(answer: Introspection) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Self {
+            addr: listener.local_addr().unwrap(),
+            answer: Arc::new(Mutex::new(answer)),
+            delay: Arc::default(),
+            hits: Arc::default(),
+            received: Arc::default(),
+        };
+        let state = server.clone();
+        let app = Router::new().fallback(move |request: Request<Body>| {
+            let state = state.clone();
+            async move { state.answer(request).await }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        server
+    }
+
+    async fn answer(&self, request: Request<Body>) -> axum::response::Response {
+        self.hits.fetch_add(1, Ordering::SeqCst);
+        let (parts, body) = request.into_parts();
+        let body = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        self.received.lock().unwrap().push(Received {
+            path: parts.uri.path().to_owned(),
+            headers: parts.headers,
+            body: body.clone(),
+        });
+        let delay = *self.delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let json = |status: StatusCode, value: &Value| {
+            (
+                status,
+                [("content-type", "application/json")],
+                value.to_string(),
+            )
+                .into_response()
+        };
+        let answer = self.answer.lock().unwrap().clone();
+        match answer {
+            Introspection::Clerk(tokens) => {
+                let token = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|b| b["token"].as_str().map(str::to_owned));
+                match token.and_then(|t| tokens.get(&t).cloned()) {
+                    Some(resource) => json(StatusCode::OK, &resource),
+                    None => json(
+                        StatusCode::NOT_FOUND,
+                        &json!({"errors": [{"code": "resource_not_found", "message": "not found", "long_message": "Machine token not found"}]}),
+                    ),
+                }
+            }
+            Introspection::Rfc7662(tokens) => {
+                let token = url::form_urlencoded::parse(body.as_bytes())
+                    .find(|(name, _)| name == "token")
+                    .map(|(_, value)| value.into_owned());
+                let reply = token
+                    .and_then(|t| tokens.get(&t).cloned())
+                    .unwrap_or(json!({"active": false}));
+                json(StatusCode::OK, &reply)
+            }
+            Introspection::Status(code) => json(StatusCode::from_u16(code).unwrap(), &json!({})),
+            Introspection::Raw(body) => {
+                ([("content-type", "application/json")], body).into_response()
+            }
+        }
+    }
+
+    pub fn set(&self, answer: Introspection) {
+        *self.answer.lock().unwrap() = answer;
+    }
+
+    /// Answers each request only after this long (Tokio time).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        *self.delay.lock().unwrap() = delay;
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn last(&self) -> Received {
+        self.received
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("no request received")
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Clerk's `machine_to_machine_token` resource for a valid token of `subject`, expiring in an hour.
+pub fn clerk_resource(id: &str, subject: &str) -> Value {
+    let now_ms = now() * 1000;
+    json!({
+        "object": "machine_to_machine_token",
+        "id": id,
+        "subject": subject,
+        "scopes": ["mch_reports_api"],
+        "claims": {"team": "billing"},
+        "revoked": false,
+        "revocation_reason": null,
+        "expired": false,
+        "expiration": now_ms + 3_600_000,
+        "last_used_at": null,
+        "created_at": now_ms - 1000,
+        "updated_at": now_ms - 1000,
+    })
+}
+
+/// A random opaque machine token, `mt_` and 32 hex digits.
+pub fn opaque_token() -> String {
+    format!("mt_{:032x}", rand_u128())
+}
