@@ -4,10 +4,13 @@
 //!
 //! | variable | meaning |
 //! |---|---|
-//! | `CLERK_JWT_KEY` | PEM public key: verify locally, no network at all |
-//! | `CLERK_SECRET_KEY` | instance secret key: JWKS from `GET {CLERK_API_URL}/v1/jwks` |
+//! | `CLERK_JWT_KEY` | PEM public key: verify JWTs locally, no network at all |
+//! | `CLERK_SECRET_KEY` | instance secret key: JWKS from `GET {CLERK_API_URL}/v1/jwks`, and opaque `mt_…` tokens at `POST {CLERK_API_URL}/m2m_tokens/verify` |
+//! | `CLERK_MACHINE_SECRET_KEY` | machine secret key: opaque `mt_…` tokens (wins over `CLERK_SECRET_KEY` for them) |
 //! | `CLERK_API_URL` | Clerk's Backend API (default `https://api.clerk.com`) |
 //! | `PORT` | port on 127.0.0.1 (default 3000) |
+//!
+//! JWT and opaque tokens reach the same routes; `/whoami` says which (`token_format`).
 //!
 //! Routes: `GET /healthz` (public), `GET /whoami` (the `AuthenticatedMachine` as JSON),
 //! `POST /cron/run` (`{"message":"Success"}`). It prints `listening on <addr>` when ready, also

@@ -154,3 +154,44 @@ async fn quickstart_runs_the_whole_story_and_exits_zero() {
         );
     }
 }
+
+#[tokio::test]
+async fn axum_cron_accepts_opaque_tokens_with_a_machine_secret_key() {
+    let token = opaque_token();
+    let tokens = std::collections::HashMap::from([(
+        token.clone(),
+        clerk_resource("mt_1", "mch_cron_service"),
+    )]);
+    let clerk = IntrospectionServer::start(Introspection::Clerk(tokens)).await;
+    let (_child, url) = start_cron(&[
+        ("CLERK_MACHINE_SECRET_KEY", "ak_example_machine".to_owned()),
+        ("CLERK_API_URL", clerk.base_url()),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    let run = client
+        .post(format!("{url}/cron/run"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(run.status(), 200);
+    assert_eq!(run.text().await.unwrap(), r#"{"message":"Success"}"#);
+    let whoami = client
+        .get(format!("{url}/whoami"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let identity: serde_json::Value =
+        serde_json::from_slice(&whoami.bytes().await.unwrap()).unwrap();
+    assert_eq!(identity["token_format"], "opaque");
+    assert_eq!(identity["token_id"], "mt_1");
+    let unknown = client
+        .post(format!("{url}/cron/run"))
+        .bearer_auth(opaque_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 401);
+}
