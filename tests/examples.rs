@@ -35,6 +35,7 @@ async fn start_cron(vars: &[(&str, String)]) -> (Child, String) {
         .env_clear()
         .env("PORT", "0")
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .kill_on_drop(true);
     for (name, value) in vars {
         command.env(name, value);
