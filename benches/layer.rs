@@ -43,6 +43,10 @@ const BARE: &str = "bare";
 const CACHE_HIT: &str = "layer_cache_hit";
 const CACHE_MISS: &str = "layer_cache_miss";
 const JSONWEBTOKEN: &str = "jsonwebtoken_decode";
+const OPAQUE_OFF: &str = "layer_opaque_cache_off";
+const OPAQUE_ON: &str = "layer_opaque_cache_on";
+/// The opaque token the loopback Clerk stand-in knows.
+const OPAQUE_TOKEN: &str = "mt_0123456789abcdef0123456789abcdef0123456789abcdef";
 
 const PATH: &str = "/cron/run";
 const HEADER: &str = r#"{"alg":"RS256","kid":"ins_2GIoQhbUpy0hX7B2cVkuTMinXoD","typ":"JWT","cat":"cl_B7d4PD333AAA"}"#;
@@ -259,8 +263,45 @@ fn main() {
         decode(&tampered(&pool[0])).is_err(),
         "jsonwebtoken: forgery"
     );
+    // Opaque tokens: a loopback stand-in for Clerk's `/m2m_tokens/verify` on its own thread and
+    // runtime, as a remote API would be; the layer calls it on every request with the result cache
+    // off (the default), once with it on.
+    let verify_url = spawn_clerk_verify_server(now);
+    let opaque_verifier = |cache_ttl: Duration| {
+        MachineVerifier::builder()
+            .clerk_machine_secret_key("ak_bench_machine_secret")
+            .clerk_api_url(verify_url.clone())
+            .opaque_token_cache(cache_ttl)
+            .build()
+            .expect("verifier")
+    };
+    let opaque_off_verifier = opaque_verifier(Duration::ZERO);
+    let opaque_on_verifier = opaque_verifier(Duration::from_secs(300));
+    let opaque_off = route().layer(MachineAuthLayer::new(opaque_off_verifier.clone()));
+    let opaque_on = route().layer(MachineAuthLayer::new(opaque_on_verifier.clone()));
+    let opaque_header = bearer(OPAQUE_TOKEN);
+    runtime.block_on(async {
+        assert_eq!(
+            status(&opaque_off, &opaque_header).await,
+            StatusCode::OK,
+            "opaque"
+        );
+        assert_eq!(
+            status(&opaque_on, &opaque_header).await,
+            StatusCode::OK,
+            "opaque"
+        );
+        let unknown = bearer("mt_ffffffffffffffffffffffffffffffff");
+        assert_eq!(
+            status(&opaque_off, &unknown).await,
+            StatusCode::UNAUTHORIZED
+        );
+    });
+
     let hit_before = hit_verifier.stats();
     let miss_before = miss_verifier.stats();
+    let opaque_off_before = opaque_off_verifier.stats();
+    let opaque_on_before = opaque_on_verifier.stats();
     assert!(hit_before.cache_hits >= 1, "the cache-hit verifier hits");
 
     // --- The group ------------------------------------------------------------------------------
@@ -303,6 +344,22 @@ fn main() {
         });
     });
 
+    group.bench_function(OPAQUE_OFF, |b| {
+        b.to_async(&runtime).iter_batched(
+            || request(&opaque_header),
+            |request| opaque_off.clone().oneshot(request),
+            BATCH,
+        );
+    });
+
+    group.bench_function(OPAQUE_ON, |b| {
+        b.to_async(&runtime).iter_batched(
+            || request(&opaque_header),
+            |request| opaque_on.clone().oneshot(request),
+            BATCH,
+        );
+    });
+
     group.finish();
     criterion.final_summary();
 
@@ -326,7 +383,66 @@ fn main() {
         miss_after.signature_checks - miss_before.signature_checks,
     );
 
+    let opaque_off_calls =
+        opaque_off_verifier.stats().introspections - opaque_off_before.introspections;
+    let opaque_on_calls =
+        opaque_on_verifier.stats().introspections - opaque_on_before.introspections;
+    assert_eq!(
+        opaque_on_calls, 0,
+        "the opaque cache-on variant called the endpoint"
+    );
+    eprintln!(
+        "introspection calls during the group: cache off {opaque_off_calls}, cache on {opaque_on_calls}"
+    );
+
     print_ratios(started);
+}
+
+/// Serves a valid `machine_to_machine_token` for [`OPAQUE_TOKEN`] on a loopback port, from its own
+/// thread and runtime; returns the base URL.
+fn spawn_clerk_verify_server(now: u64) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let resource = serde_json::json!({
+        "object": "machine_to_machine_token", "id": "mt_bench", "subject": "mch_cron_service",
+        "scopes": ["mch_reports_api"], "claims": null, "revoked": false, "revocation_reason": null,
+        "expired": false, "expiration": (now + 3600) * 1000, "last_used_at": null,
+        "created_at": now * 1000, "updated_at": now * 1000,
+    })
+    .to_string();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let app = Router::new().route(
+                "/m2m_tokens/verify",
+                axum::routing::post(move |body: String| {
+                    let resource = resource.clone();
+                    async move {
+                        if body.contains(OPAQUE_TOKEN) {
+                            (
+                                StatusCode::OK,
+                                [("content-type", "application/json")],
+                                resource,
+                            )
+                        } else {
+                            (
+                                StatusCode::NOT_FOUND,
+                                [("content-type", "application/json")],
+                                "{}".to_owned(),
+                            )
+                        }
+                    }
+                }),
+            );
+            axum::serve(listener, app).await.expect("server");
+        });
+    });
+    format!("http://{addr}")
 }
 
 /// Where criterion writes its results, found the way criterion finds it.
@@ -366,11 +482,18 @@ fn median_ns(home: &std::path::Path, bench: &str, since: SystemTime) -> Option<f
 
 fn print_ratios(started: SystemTime) {
     let home = criterion_home();
-    let medians: Vec<Option<f64>> = [BARE, CACHE_HIT, CACHE_MISS, JSONWEBTOKEN]
-        .iter()
-        .map(|bench| median_ns(&home, bench, started))
-        .collect();
-    let [bare, hit, miss, jwt] = medians[..] else {
+    let medians: Vec<Option<f64>> = [
+        BARE,
+        CACHE_HIT,
+        CACHE_MISS,
+        JSONWEBTOKEN,
+        OPAQUE_OFF,
+        OPAQUE_ON,
+    ]
+    .iter()
+    .map(|bench| median_ns(&home, bench, started))
+    .collect();
+    let [bare, hit, miss, jwt, opaque_off, opaque_on] = medians[..] else {
         unreachable!()
     };
     if medians.iter().all(Option::is_none) {
@@ -385,6 +508,8 @@ fn print_ratios(started: SystemTime) {
         (CACHE_HIT, hit),
         (CACHE_MISS, miss),
         (JSONWEBTOKEN, jwt),
+        (OPAQUE_OFF, opaque_off),
+        (OPAQUE_ON, opaque_on),
     ] {
         match median {
             Some(ns) if ns >= 1_000.0 => println!("  {bench:<20} {:>9.2} µs", ns / 1_000.0),
@@ -414,4 +539,12 @@ fn print_ratios(started: SystemTime) {
         "1/15 = 0.067",
     );
     ratio("cache miss / jsonwebtoken::decode", miss, jwt, 1.15, "1.15");
+    let informational = |label: &str, num: Option<f64>, den: Option<f64>| {
+        if let Some((num, den)) = num.zip(den) {
+            println!("  {label} = {:.2} (no goal)", num / den);
+        }
+    };
+    informational("opaque, cache off / JWT cache hit", opaque_off, hit);
+    informational("opaque, cache on / JWT cache hit", opaque_on, hit);
+    informational("opaque, cache off / JWT cache miss", opaque_off, miss);
 }
