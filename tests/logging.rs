@@ -86,3 +86,65 @@ async fn tokens_and_secret_keys_never_reach_the_logs() {
         }
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn introspection_secrets_and_opaque_tokens_never_reach_logs_or_responses() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let machine_key = "ak_d0NotLogThisMachineSecret";
+    let client_secret = "d0NotLogThisClientSecret";
+    let token = opaque_token();
+    let mut bodies = String::new();
+    for answer in [
+        Introspection::Status(401),
+        Introspection::Status(500),
+        Introspection::Raw("not json".to_owned()),
+        Introspection::Clerk(Default::default()),
+    ] {
+        let clerk = IntrospectionServer::start(answer.clone()).await;
+        let rfc7662 = IntrospectionServer::start(answer).await;
+        let verifier = MachineVerifier::builder()
+            .clerk_machine_secret_key(machine_key)
+            .clerk_api_url(clerk.base_url())
+            .introspector(
+                tower_machine_auth::introspect::Rfc7662Introspector::builder(rfc7662.base_url())
+                    .client_credentials("client", client_secret)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        assert!(!format!("{verifier:?}").contains("d0NotLog"));
+        let app = app(MachineAuthLayer::new(verifier));
+        for credential in [token.as_str(), "another-opaque-token-value"] {
+            let reply = send_bearer(&app, "/cron/run", credential).await;
+            assert!(reply.status.is_client_error() || reply.status.is_server_error());
+            bodies.push_str(&reply.text);
+            bodies.push_str(&format!("{:?}", reply.headers));
+        }
+    }
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("refused"),
+        "the refused credentials were not logged:\n{logs}"
+    );
+    assert!(
+        logs.contains("token introspection failed"),
+        "failures were not logged:\n{logs}"
+    );
+    for secret in ["d0NotLog", &token, "another-opaque-token-value"] {
+        assert!(!logs.contains(secret), "`{secret}` was logged:\n{logs}");
+        assert!(
+            !bodies.contains(secret),
+            "`{secret}` was in a response:\n{bodies}"
+        );
+    }
+}
