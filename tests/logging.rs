@@ -2,37 +2,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::*;
 use serde_json::json;
 use tower_machine_auth::{MachineAuthLayer, MachineVerifier};
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn tokens_and_secret_keys_never_reach_the_logs() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = CapturedLogs::start();
 
     let secret = "sk_test_d0NotLogThisSecretValue";
     let key = TestKey::shared_rsa();
@@ -59,7 +35,7 @@ async fn tokens_and_secret_keys_never_reach_the_logs() {
         send_bearer(&pem_app, "/cron/run", token).await;
     }
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("Clerk refused CLERK_SECRET_KEY"),
         "the wrong-key error was not logged:\n{logs}"
@@ -89,14 +65,7 @@ async fn tokens_and_secret_keys_never_reach_the_logs() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn introspection_secrets_and_opaque_tokens_never_reach_logs_or_responses() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = CapturedLogs::start();
 
     let machine_key = "ak_d0NotLogThisMachineSecret";
     let client_secret = "d0NotLogThisClientSecret";
@@ -131,7 +100,7 @@ async fn introspection_secrets_and_opaque_tokens_never_reach_logs_or_responses()
         }
     }
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("refused"),
         "the refused credentials were not logged:\n{logs}"

@@ -670,28 +670,7 @@ mod rfc7662 {
 
 /// Runs `future` with every log event captured, and returns the logs too.
 async fn with_logs<F: std::future::Future>(future: F) -> (F::Output, String) {
-    #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let output = {
-        let _guard = tracing::subscriber::set_default(subscriber);
-        future.await
-    };
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    (output, logs)
+    let captured = CapturedLogs::start();
+    let output = future.await;
+    (output, captured.text())
 }

@@ -548,3 +548,45 @@ pub fn clerk_resource(id: &str, subject: &str) -> Value {
 pub fn opaque_token() -> String {
     format!("mt_{:032x}", rand_u128())
 }
+
+/// Every log event of this thread, from [`CapturedLogs::start`] until it is dropped.
+pub struct CapturedLogs {
+    buffer: LogBuffer,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    /// Captures events at every level (tests run on a current-thread runtime, so tasks spawned by
+    /// the test log here too).
+    pub fn start() -> Self {
+        let buffer = LogBuffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        Self {
+            buffer,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.buffer.0.lock().unwrap().clone()).unwrap()
+    }
+}
