@@ -4,7 +4,8 @@
 //! hands handlers an [`AuthenticatedMachine`]. It mirrors Clerk's
 //! `authenticateRequest(req, { acceptsToken: 'm2m_token' })`: M2M JWTs are verified locally,
 //! with a PEM public key (no network at all) or a JWKS fetched and refreshed in the background
-//! (no network on the request path).
+//! (no network on the request path); opaque `mt_…` tokens are verified by Clerk's
+//! `/m2m_tokens/verify`, and any other opaque token by an RFC 7662 endpoint (see [`introspect`]).
 //!
 //! ```no_run
 //! use axum::{Router, routing::post};
@@ -17,7 +18,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), tower_machine_auth::ConfigError> {
-//! // CLERK_JWT_KEY, or CLERK_SECRET_KEY (+ CLERK_API_URL), as with Clerk's SDKs.
+//! // CLERK_JWT_KEY, CLERK_SECRET_KEY, CLERK_MACHINE_SECRET_KEY, CLERK_API_URL, as with Clerk's
+//! // SDKs.
 //! let verifier = MachineVerifier::from_env()?;
 //! let app: Router = Router::new()
 //!     .route("/cron/run", post(run_cron))
