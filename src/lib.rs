@@ -46,6 +46,8 @@ mod credential;
 pub mod error;
 mod fetch;
 pub mod introspect;
+#[cfg(feature = "issuer")]
+pub mod issuer;
 mod jwt;
 mod keys;
 pub mod layer;

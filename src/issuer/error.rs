@@ -1,0 +1,108 @@
+//! The issuer's errors, in Clerk's Backend API shape.
+
+use serde_json::{Value, json};
+
+/// An error of the issuer, answered as Clerk does:
+/// `{"errors":[{"code", "message", "long_message", "meta"?}]}` with an HTTP status.
+///
+/// ```
+/// use tower_machine_auth::issuer::IssuerError;
+///
+/// let error = IssuerError::not_found("the token");
+/// assert_eq!(error.status(), 404);
+/// assert_eq!(error.body()["errors"][0]["code"], "resource_not_found");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{long_message}")]
+pub struct IssuerError {
+    status: u16,
+    code: &'static str,
+    message: String,
+    long_message: String,
+    param: Option<String>,
+}
+
+impl IssuerError {
+    fn new(status: u16, code: &'static str, message: &str, long_message: String) -> Self {
+        Self {
+            status,
+            code,
+            message: message.to_owned(),
+            long_message,
+            param: None,
+        }
+    }
+
+    /// 400: a request parameter is missing, unknown, ill-typed or out of range.
+    pub fn invalid_param(code: &'static str, param: &str, long_message: impl Into<String>) -> Self {
+        Self {
+            param: Some(param.to_owned()),
+            ..Self::new(400, code, "is invalid", long_message.into())
+        }
+    }
+
+    /// 400: the request body is not the JSON the endpoint takes.
+    pub fn malformed_body(long_message: impl Into<String>) -> Self {
+        Self::new(
+            400,
+            "request_body_invalid",
+            "Request body invalid",
+            long_message.into(),
+        )
+    }
+
+    /// 401: the key is missing or wrong.
+    pub fn unauthorized(code: &'static str, long_message: impl Into<String>) -> Self {
+        Self::new(401, code, "Unauthorized request", long_message.into())
+    }
+
+    /// 404: no such resource (or not one this key may see).
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            404,
+            "resource_not_found",
+            "not found",
+            format!("{what} was not found"),
+        )
+    }
+
+    /// 500: the issuer failed (its store, its keys).
+    pub fn internal(long_message: impl Into<String>) -> Self {
+        Self::new(
+            500,
+            "internal_clerk_error",
+            "Internal error",
+            long_message.into(),
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The error code, e.g. `"machine_secret_key_invalid"`.
+    pub fn code(&self) -> &str {
+        self.code
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Value {
+        let mut error = json!({
+            "code": self.code,
+            "message": self.message,
+            "long_message": self.long_message,
+        });
+        if let Some(param) = &self.param {
+            error["meta"] = json!({ "param_name": param });
+        }
+        json!({ "errors": [error] })
+    }
+}
+
+impl From<rusqlite::Error> for IssuerError {
+    fn from(error: rusqlite::Error) -> Self {
+        tracing::error!(%error, "the issuer's token store failed");
+        Self::internal(format!("the token store failed: {error}"))
+    }
+}

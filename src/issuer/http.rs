@@ -1,0 +1,254 @@
+//! The issuer's HTTP API: the subset of Clerk's Backend API that machine tokens use.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use super::tokens::{revoke_request, verify_request};
+use super::{CreateTokenRequest, Issuer, IssuerError, TokenQuery};
+
+impl Issuer {
+    /// The HTTP API, with the paths, bodies, statuses and JSON of Clerk's Backend API:
+    ///
+    /// | route | key | success |
+    /// |---|---|---|
+    /// | `GET /v1/jwks` | instance | 200 `{"keys": […]}` |
+    /// | `GET /.well-known/jwks.json` | none | 200 `{"keys": […]}` |
+    /// | `POST /m2m_tokens` | machine | 201 token resource with `token` |
+    /// | `POST /m2m_tokens/verify` | machine or instance | 200 token resource |
+    /// | `POST /m2m_tokens/{id}/revoke` | machine (its own tokens) or instance | 200 token resource |
+    /// | `GET /m2m_tokens` | machine (its own tokens) or instance | 200 `{"m2m_tokens": […], "total_count": n}` |
+    ///
+    /// The `m2m_tokens` routes answer with and without the `/v1` prefix. Keys are sent as
+    /// `Authorization: Bearer <key>`. Errors are `{"errors": [{code, message, long_message,
+    /// meta?}]}`: 400 for bad JSON, unknown fields, wrong types or out-of-range values (with
+    /// `meta.param_name`), 401 for a wrong or missing key, 404 for an unknown token, 500 when the
+    /// store fails.
+    ///
+    /// ```
+    /// use tower::ServiceExt;
+    /// use tower_machine_auth::issuer::{Issuer, IssuerConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = Issuer::builder(IssuerConfig::demo()).build()?;
+    /// let request = http::Request::get("/.well-known/jwks.json").body(axum::body::Body::empty())?;
+    /// let response = issuer.router().oneshot(request).await?;
+    /// assert_eq!(response.status(), 200);
+    /// assert_eq!(response.headers()["content-type"], "application/json");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn router(&self) -> Router {
+        let m2m = Router::new()
+            .route("/m2m_tokens", post(create).get(list))
+            .route("/m2m_tokens/verify", post(verify))
+            .route("/m2m_tokens/{id}/revoke", post(revoke));
+        Router::new()
+            .route("/v1/jwks", get(jwks))
+            .route("/.well-known/jwks.json", get(public_jwks))
+            .merge(m2m.clone())
+            .nest("/v1", m2m)
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .with_state(self.clone())
+    }
+}
+
+fn error_response(error: &IssuerError) -> Response {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::Json(error.body())).into_response()
+}
+
+fn reply(status: StatusCode, result: Result<Value, IssuerError>) -> Response {
+    match result {
+        Ok(body) => (status, axum::Json(body)).into_response(),
+        Err(error) => error_response(&error),
+    }
+}
+
+/// The Bearer key of a request, or a 401 with `code`.
+fn bearer_key<'a>(headers: &'a HeaderMap, code: &'static str) -> Result<&'a str, IssuerError> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|key| !key.is_empty())
+        .ok_or_else(|| {
+            IssuerError::unauthorized(code, "send the secret key as `Authorization: Bearer <key>`")
+        })
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, IssuerError> {
+    serde_json::to_value(value).map_err(|_| IssuerError::internal("cannot encode the reply"))
+}
+
+async fn jwks(State(issuer): State<Issuer>, headers: HeaderMap) -> Response {
+    let result = bearer_key(&headers, "clerk_key_invalid").and_then(|key| {
+        if issuer.is_instance_secret_key(key) {
+            Ok(issuer.jwks())
+        } else {
+            Err(IssuerError::unauthorized(
+                "clerk_key_invalid",
+                "The provided Clerk Secret Key is invalid. Make sure that your Clerk Secret Key is \
+                 correct.",
+            ))
+        }
+    });
+    reply(StatusCode::OK, result)
+}
+
+async fn public_jwks(State(issuer): State<Issuer>) -> Response {
+    reply(StatusCode::OK, Ok(issuer.jwks()))
+}
+
+async fn create(State(issuer): State<Issuer>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = bearer_key(&headers, "machine_secret_key_invalid").and_then(|key| {
+        let request = CreateTokenRequest::from_json(&body)?;
+        to_json(&issuer.create_token(key, request)?)
+    });
+    reply(StatusCode::CREATED, result)
+}
+
+async fn verify(State(issuer): State<Issuer>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = bearer_key(&headers, "authentication_invalid").and_then(|key| {
+        let token = verify_request(&body)?;
+        to_json(&issuer.verify_token(key, &token)?)
+    });
+    reply(StatusCode::OK, result)
+}
+
+async fn revoke(
+    State(issuer): State<Issuer>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = bearer_key(&headers, "authentication_invalid").and_then(|key| {
+        let reason = revoke_request(&body)?;
+        to_json(&issuer.revoke_token(key, &id, reason.as_deref())?)
+    });
+    reply(StatusCode::OK, result)
+}
+
+async fn list(
+    State(issuer): State<Issuer>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let result = bearer_key(&headers, "authentication_invalid").and_then(|key| {
+        let (tokens, total) =
+            issuer.list_tokens(key, token_query(query.as_deref().unwrap_or(""))?)?;
+        Ok(json!({ "m2m_tokens": to_json(&tokens)?, "total_count": total }))
+    });
+    reply(StatusCode::OK, result)
+}
+
+/// The query of `GET /m2m_tokens`, strictly: unknown or repeated parameters are errors.
+fn token_query(query: &str) -> Result<TokenQuery, IssuerError> {
+    let mut parsed = TokenQuery::default();
+    let mut seen = std::collections::HashSet::new();
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if !seen.insert(name.clone()) {
+            return Err(IssuerError::invalid_param(
+                "form_param_duplicate",
+                &name,
+                format!("{name} is given more than once"),
+            ));
+        }
+        let flag = |value: &str| match value {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(IssuerError::invalid_param(
+                "form_param_format_invalid",
+                &name,
+                format!("{name} must be true or false"),
+            )),
+        };
+        let number = |value: &str, range: std::ops::RangeInclusive<u32>| {
+            value
+                .parse::<u32>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| {
+                    IssuerError::invalid_param(
+                        "form_param_value_invalid",
+                        &name,
+                        format!(
+                            "{name} must be a whole number from {} to {}",
+                            range.start(),
+                            range.end()
+                        ),
+                    )
+                })
+        };
+        match &*name {
+            "subject" => parsed.subject = Some(value.into_owned()),
+            "revoked" => parsed.revoked = Some(flag(&value)?),
+            "expired" => parsed.expired = Some(flag(&value)?),
+            "limit" => parsed.limit = number(&value, 1..=100)?,
+            "offset" => parsed.offset = number(&value, 0..=u32::MAX)?,
+            _ => {
+                return Err(IssuerError::invalid_param(
+                    "form_param_unknown",
+                    &name,
+                    format!("{name} is not a parameter of this endpoint"),
+                ));
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+async fn not_found() -> Response {
+    error_response(&IssuerError::not_found("this route"))
+}
+
+async fn method_not_allowed() -> Response {
+    let mut response = error_response(&IssuerError::not_found("this method on this route"));
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_queries_are_strict() {
+        let query =
+            token_query("subject=mch_a&revoked=false&expired=true&limit=100&offset=5").unwrap();
+        assert_eq!(
+            query,
+            TokenQuery {
+                subject: Some("mch_a".into()),
+                revoked: Some(false),
+                expired: Some(true),
+                limit: 100,
+                offset: 5
+            }
+        );
+        assert_eq!(token_query("").unwrap(), TokenQuery::default());
+        for bad in [
+            "limit=0",
+            "limit=101",
+            "limit=x",
+            "offset=-1",
+            "revoked=yes",
+            "order=asc",
+            "limit=1&limit=2",
+        ] {
+            let error = token_query(bad).unwrap_err();
+            assert_eq!(error.status(), 400, "{bad}");
+            assert!(
+                error.body()["errors"][0]["meta"]["param_name"].is_string(),
+                "{bad}"
+            );
+        }
+    }
+}

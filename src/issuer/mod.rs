@@ -1,0 +1,500 @@
+//! A local, Clerk-compatible issuer of machine tokens (feature `issuer`).
+//!
+//! It mints M2M JWTs and opaque `mt_…` tokens for configured machines, verifies, lists and
+//! revokes opaque tokens, and publishes its JWKS, over the same HTTP API as Clerk's Backend API
+//! (see [`Issuer::router`]). It backs `machine-auth dev`, the quickstart and the tests, and can
+//! stand in for Clerk in development and CI.
+//!
+//! ```
+//! use tower_machine_auth::issuer::{CreateTokenRequest, Issuer, IssuerConfig, TokenFormatParam};
+//! use tower_machine_auth::MachineVerifier;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let issuer = Issuer::builder(IssuerConfig::demo()).build()?;
+//! let created = issuer.create_token(
+//!     "ak_demo_cron_service_do_not_use_in_production",
+//!     CreateTokenRequest { token_format: Some(TokenFormatParam::Jwt), ..Default::default() },
+//! )?;
+//!
+//! let verifier = MachineVerifier::from_pem(&issuer.public_key_pem()?)?;
+//! let machine = verifier.verify(created.token.as_deref().unwrap()).await?;
+//! assert_eq!(machine.machine_id().as_str(), "mch_cron_service");
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod error;
+mod http;
+mod keys;
+mod store;
+mod tokens;
+
+pub use config::{
+    DEFAULT_TOKEN_TTL, IssuerConfig, MAX_TOKEN_TTL, MachineConfig, SigningAlgorithm,
+    machine_id_from_seed,
+};
+pub use error::IssuerError;
+pub use tokens::{CreateTokenRequest, M2mToken, RESERVED_CLAIMS, TokenFormatParam};
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use serde_json::{Map, Value, json};
+
+use crate::clock::{Clock, SystemClock, unix_millis};
+use crate::error::ConfigError;
+use keys::SigningKey;
+use store::{KeyRow, Store, TokenFilter, TokenRow};
+
+/// The `iss` of issued JWTs when neither the configuration nor the builder names one.
+pub const DEFAULT_ISSUER: &str = "http://127.0.0.1";
+
+/// The local issuer. Cheap to clone; clones share keys and the token store.
+#[derive(Clone)]
+pub struct Issuer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: IssuerConfig,
+    issuer: String,
+    store: Store,
+    /// The current key first, then retired keys whose tokens may still be valid.
+    keys: RwLock<Vec<(SigningKey, KeyRow)>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issuer")
+            .field("issuer", &self.inner.issuer)
+            .field("machines", &self.inner.config.machines.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Issuer`].
+///
+/// ```
+/// use tower_machine_auth::issuer::{Issuer, IssuerConfig};
+///
+/// let dir = std::env::temp_dir().join(format!("machine-auth-doc-{}", std::process::id()));
+/// let issuer = Issuer::builder(IssuerConfig::demo())
+///     .data_dir(&dir)
+///     .issuer_url("http://127.0.0.1:8080")
+///     .build()?;
+/// assert_eq!(issuer.issuer_url(), "http://127.0.0.1:8080");
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub struct IssuerBuilder {
+    config: IssuerConfig,
+    data_dir: Option<PathBuf>,
+    issuer_url: Option<String>,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for IssuerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuerBuilder")
+            .field("data_dir", &self.data_dir)
+            .field("issuer_url", &self.issuer_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IssuerBuilder {
+    /// Keeps keys and opaque tokens in `<dir>/issuer.sqlite3`, so that they survive restarts
+    /// (default: in memory).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// The `iss` of issued JWTs, unless the configuration names one (default
+    /// [`DEFAULT_ISSUER`]); usually the URL the issuer is served at.
+    pub fn issuer_url(mut self, url: impl Into<String>) -> Self {
+        self.issuer_url = Some(url.into());
+        self
+    }
+
+    /// The clock for token times (default: the system clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Checks the configuration, opens the store, and loads (or creates) the signing key.
+    pub fn build(self) -> Result<Issuer, IssuerBuildError> {
+        self.config.validate()?;
+        let store = Store::open(self.data_dir.as_deref())?;
+        let issuer = self
+            .config
+            .issuer
+            .clone()
+            .or(self.issuer_url)
+            .unwrap_or_else(|| DEFAULT_ISSUER.to_owned());
+        let issuer = Issuer {
+            inner: Arc::new(Inner {
+                config: self.config,
+                issuer,
+                store,
+                keys: RwLock::new(Vec::new()),
+                clock: self.clock,
+            }),
+        };
+        issuer.load_keys()?;
+        let current = issuer.inner.keys.read().unwrap_or_else(|e| e.into_inner())[0]
+            .0
+            .algorithm;
+        if current != issuer.inner.config.signing_algorithm {
+            issuer.rotate_signing_key()?;
+        }
+        Ok(issuer)
+    }
+}
+
+/// Why an [`Issuer`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum IssuerBuildError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store or the keys could not be opened.
+    #[error(transparent)]
+    Store(#[from] IssuerError),
+}
+
+impl Issuer {
+    /// Starts an issuer for `config`.
+    pub fn builder(config: IssuerConfig) -> IssuerBuilder {
+        IssuerBuilder {
+            config,
+            data_dir: None,
+            issuer_url: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The `iss` of the JWTs it issues.
+    pub fn issuer_url(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &IssuerConfig {
+        &self.inner.config
+    }
+
+    fn now_ms(&self) -> i64 {
+        unix_millis(&*self.inner.clock)
+    }
+
+    /// Reads the stored keys; creates the first one if there is none.
+    fn load_keys(&self) -> Result<(), IssuerError> {
+        let rows = self.inner.store.signing_keys()?;
+        if !rows.iter().any(|row| row.retired_at.is_none()) {
+            return self.rotate_signing_key().map(|_| ());
+        }
+        let now_ms = self.now_ms();
+        let mut keys = Vec::new();
+        for row in rows.into_iter().rev() {
+            if row.retired_at.is_some() && row.last_expiry <= now_ms {
+                continue;
+            }
+            let algorithm = SigningAlgorithm::parse(&row.algorithm).ok_or_else(|| {
+                IssuerError::internal("a stored signing key has an unknown algorithm")
+            })?;
+            keys.push((SigningKey::from_pem(algorithm, &row.private_pem)?, row));
+        }
+        // The current key (not retired) first.
+        keys.sort_by_key(|(_, row)| row.retired_at.is_some());
+        *self.inner.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        Ok(())
+    }
+
+    /// Makes a new signing key current. The old key stays in the JWKS until the last token it
+    /// signed expires. Returns the new `kid`.
+    ///
+    /// ```
+    /// use tower_machine_auth::issuer::{Issuer, IssuerConfig};
+    ///
+    /// let issuer = Issuer::builder(IssuerConfig::demo()).build()?;
+    /// let before = issuer.jwks()["keys"][0]["kid"].clone();
+    /// let kid = issuer.rotate_signing_key()?;
+    /// assert_ne!(before, kid.as_str());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn rotate_signing_key(&self) -> Result<String, IssuerError> {
+        let key = SigningKey::generate(self.inner.config.signing_algorithm)?;
+        let row = KeyRow {
+            kid: key.kid.clone(),
+            algorithm: key.algorithm.as_str().to_owned(),
+            private_pem: key.private_pem.clone(),
+            created_at: self.now_ms(),
+            retired_at: None,
+            last_expiry: 0,
+        };
+        self.inner.store.add_current_key(&row)?;
+        let kid = key.kid.clone();
+        let mut keys = self.inner.keys.write().unwrap_or_else(|e| e.into_inner());
+        for (_, old) in keys.iter_mut() {
+            old.retired_at.get_or_insert(row.created_at);
+        }
+        keys.insert(0, (key, row));
+        Ok(kid)
+    }
+
+    /// The public keys, as a JWKS: the current key, and retired keys whose tokens may still be
+    /// valid.
+    pub fn jwks(&self) -> Value {
+        let now_ms = self.now_ms();
+        let keys = self.inner.keys.read().unwrap_or_else(|e| e.into_inner());
+        let keys: Vec<&Value> = keys
+            .iter()
+            .filter(|(_, row)| row.retired_at.is_none() || row.last_expiry > now_ms)
+            .map(|(key, _)| &key.public_jwk)
+            .collect();
+        json!({ "keys": keys })
+    }
+
+    /// The current public key as an SPKI PEM (what Clerk's dashboard shows as the JWT public key).
+    pub fn public_key_pem(&self) -> Result<String, IssuerError> {
+        let keys = self.inner.keys.read().unwrap_or_else(|e| e.into_inner());
+        let (key, _) = keys
+            .first()
+            .ok_or_else(|| IssuerError::internal("no signing key"))?;
+        Ok(key.public_pem.clone())
+    }
+
+    fn machine(&self, secret_key: &str) -> Result<&MachineConfig, IssuerError> {
+        self.inner.config.machine_with_key(secret_key).ok_or_else(|| {
+            IssuerError::unauthorized(
+                "machine_secret_key_invalid",
+                "The provided Machine Secret Key is invalid. Make sure that your Machine Secret \
+                 Key is correct.",
+            )
+        })
+    }
+
+    /// Who is calling: the instance (`None`) or a machine.
+    fn caller(&self, secret_key: &str) -> Result<Option<&MachineConfig>, IssuerError> {
+        if self.inner.config.is_instance_key(secret_key) {
+            return Ok(None);
+        }
+        self.inner
+            .config
+            .machine_with_key(secret_key)
+            .map(Some)
+            .ok_or_else(|| {
+                IssuerError::unauthorized(
+                    "authentication_invalid",
+                    "The provided secret key is invalid: use the instance secret key (sk_…) or a \
+                     machine secret key (ak_…)",
+                )
+            })
+    }
+
+    /// Creates a token for the machine whose secret key is `machine_secret_key`.
+    pub fn create_token(
+        &self,
+        machine_secret_key: &str,
+        request: CreateTokenRequest,
+    ) -> Result<M2mToken, IssuerError> {
+        let machine = self.machine(machine_secret_key)?;
+        let now_ms = self.now_ms();
+        let lifetime = request
+            .seconds_until_expiration
+            .unwrap_or(machine.default_token_ttl);
+        let expiration = now_ms + i64::try_from(lifetime).unwrap_or(i64::MAX / 2) * 1000;
+        let id = format!("mt_{}", random_hex(16)?);
+        let mut resource = M2mToken::from_row(
+            TokenRow {
+                id,
+                subject: machine.id.clone(),
+                scopes: machine.scopes.clone(),
+                claims: request.claims,
+                expiration: Some(expiration),
+                revoked: false,
+                revocation_reason: None,
+                last_used_at: None,
+                created_at: now_ms,
+                updated_at: now_ms,
+            },
+            now_ms,
+        );
+        resource.token = Some(match request.token_format.unwrap_or_default() {
+            TokenFormatParam::Jwt => self.sign_jwt(&resource, now_ms)?,
+            TokenFormatParam::Opaque => {
+                let token = format!("mt_{}", random_hex(32)?);
+                let row = TokenRow {
+                    id: resource.id.clone(),
+                    subject: resource.subject.clone(),
+                    scopes: resource.scopes.clone(),
+                    claims: resource.claims.clone(),
+                    expiration: resource.expiration,
+                    revoked: false,
+                    revocation_reason: None,
+                    last_used_at: None,
+                    created_at: now_ms,
+                    updated_at: now_ms,
+                };
+                self.inner
+                    .store
+                    .insert_token(&row, &crate::cache::digest(token.as_bytes()))?;
+                token
+            }
+        });
+        Ok(resource)
+    }
+
+    fn sign_jwt(&self, token: &M2mToken, now_ms: i64) -> Result<String, IssuerError> {
+        let now = now_ms / 1000;
+        let mut claims = Map::new();
+        claims.insert("iss".into(), json!(self.inner.issuer));
+        claims.insert("sub".into(), json!(token.subject));
+        claims.insert("jti".into(), json!(token.id));
+        claims.insert("iat".into(), json!(now));
+        claims.insert("nbf".into(), json!(now - 5));
+        claims.insert(
+            "exp".into(),
+            json!(token.expiration.unwrap_or(now_ms) / 1000),
+        );
+        claims.insert("scopes".into(), json!(token.scopes.join(" ")));
+        // The request parser refuses custom claims that would override these.
+        for (name, value) in token.claims.iter().flatten() {
+            claims.entry(name.clone()).or_insert_with(|| value.clone());
+        }
+        let keys = self.inner.keys.read().unwrap_or_else(|e| e.into_inner());
+        let (key, _) = keys
+            .first()
+            .ok_or_else(|| IssuerError::internal("no signing key"))?;
+        let jwt = key.sign(&claims)?;
+        if let Some(expiration) = token.expiration {
+            self.inner.store.extend_key_expiry(&key.kid, expiration)?;
+        }
+        drop(keys);
+        let mut keys = self.inner.keys.write().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, row)) = keys.first_mut() {
+            row.last_expiry = row.last_expiry.max(token.expiration.unwrap_or(0));
+        }
+        Ok(jwt)
+    }
+
+    /// Verifies an opaque token. A machine key sees only tokens that have that machine in their
+    /// scopes; unknown, revoked and expired tokens are all "not found".
+    pub fn verify_token(&self, secret_key: &str, token: &str) -> Result<M2mToken, IssuerError> {
+        let caller = self.caller(secret_key)?;
+        let now_ms = self.now_ms();
+        let not_found = || IssuerError::not_found("the machine token");
+        let row = self
+            .inner
+            .store
+            .use_token(&crate::cache::digest(token.as_bytes()), now_ms)?
+            .ok_or_else(not_found)?;
+        let visible = caller.is_none_or(|machine| row.scopes.contains(&machine.id));
+        let resource = M2mToken::from_row(row, now_ms);
+        if !visible || resource.revoked || resource.expired {
+            return Err(not_found());
+        }
+        Ok(resource)
+    }
+
+    /// Revokes an opaque token by id. A machine key may revoke only its own tokens.
+    pub fn revoke_token(
+        &self,
+        secret_key: &str,
+        id: &str,
+        reason: Option<&str>,
+    ) -> Result<M2mToken, IssuerError> {
+        let caller = self.caller(secret_key)?;
+        let not_found = || IssuerError::not_found("the machine token");
+        let row = self.inner.store.token(id)?.ok_or_else(not_found)?;
+        if caller.is_some_and(|machine| machine.id != row.subject) {
+            return Err(not_found());
+        }
+        let now_ms = self.now_ms();
+        let row = self
+            .inner
+            .store
+            .revoke(id, reason, now_ms)?
+            .ok_or_else(not_found)?;
+        Ok(M2mToken::from_row(row, now_ms))
+    }
+
+    /// Lists opaque tokens, newest first: all of them for the instance key, its own for a
+    /// machine key.
+    pub fn list_tokens(
+        &self,
+        secret_key: &str,
+        mut filter: TokenQuery,
+    ) -> Result<(Vec<M2mToken>, u64), IssuerError> {
+        if let Some(machine) = self.caller(secret_key)? {
+            match &filter.subject {
+                Some(subject) if *subject != machine.id => return Ok((Vec::new(), 0)),
+                _ => filter.subject = Some(machine.id.clone()),
+            }
+        }
+        let now_ms = self.now_ms();
+        let (rows, total) = self.inner.store.list(
+            &TokenFilter {
+                subject: filter.subject,
+                revoked: filter.revoked,
+                expired: filter.expired,
+                limit: filter.limit,
+                offset: filter.offset,
+            },
+            now_ms,
+        )?;
+        Ok((
+            rows.into_iter()
+                .map(|row| M2mToken::from_row(row, now_ms))
+                .collect(),
+            total,
+        ))
+    }
+
+    /// Whether `secret_key` is the instance secret key (which reads the JWKS at `/v1/jwks`).
+    pub fn is_instance_secret_key(&self, secret_key: &str) -> bool {
+        self.inner.config.is_instance_key(secret_key)
+    }
+}
+
+/// Which tokens [`Issuer::list_tokens`] returns (`GET /m2m_tokens`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenQuery {
+    /// Only this machine's tokens.
+    pub subject: Option<String>,
+    /// Only revoked (or only unrevoked) tokens.
+    pub revoked: Option<bool>,
+    /// Only expired (or only unexpired) tokens.
+    pub expired: Option<bool>,
+    /// At most this many (1 to 100, default 10).
+    pub limit: u32,
+    /// After skipping this many.
+    pub offset: u32,
+}
+
+impl Default for TokenQuery {
+    fn default() -> Self {
+        Self {
+            subject: None,
+            revoked: None,
+            expired: None,
+            limit: 10,
+            offset: 0,
+        }
+    }
+}
+
+/// `bytes` random bytes from the system's secure generator, in hex.
+fn random_hex(bytes: usize) -> Result<String, IssuerError> {
+    let mut random = vec![0u8; bytes];
+    aws_lc_rs::rand::fill(&mut random)
+        .map_err(|_| IssuerError::internal("the system random generator failed"))?;
+    Ok(random.iter().map(|b| format!("{b:02x}")).collect())
+}

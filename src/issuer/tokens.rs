@@ -1,0 +1,367 @@
+//! The M2M token resource and the create request, in Clerk's wire format.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::config::MAX_TOKEN_TTL;
+use super::error::IssuerError;
+use super::store::TokenRow;
+
+/// Claims the issuer sets on every M2M JWT; a create request cannot set them.
+pub const RESERVED_CLAIMS: [&str; 7] = ["iss", "sub", "jti", "iat", "nbf", "exp", "scopes"];
+
+/// Clerk's `machine_to_machine_token` resource (times in Unix milliseconds).
+///
+/// ```
+/// use tower_machine_auth::issuer::M2mToken;
+///
+/// let token: M2mToken = serde_json::from_str(r#"{
+///     "object": "machine_to_machine_token", "id": "mt_0123", "subject": "mch_cron",
+///     "claims": null, "scopes": [], "revoked": false, "revocation_reason": null,
+///     "expired": false, "expiration": null, "last_used_at": null,
+///     "created_at": 1767222000000, "updated_at": 1767222000000
+/// }"#)?;
+/// assert_eq!(token.subject, "mch_cron");
+/// assert!(token.token.is_none());
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct M2mToken {
+    /// Always `"machine_to_machine_token"`.
+    pub object: String,
+    /// `mt_` and 32 hex digits (for a JWT, its `jti`).
+    pub id: String,
+    /// The machine the token was issued to.
+    pub subject: String,
+    /// The custom claims given at creation.
+    pub claims: Option<Map<String, Value>>,
+    /// The machine ids the token may reach.
+    pub scopes: Vec<String>,
+    /// The token itself; only in the reply to its creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Whether it was revoked.
+    pub revoked: bool,
+    /// Why it was revoked.
+    pub revocation_reason: Option<String>,
+    /// Whether it has expired.
+    pub expired: bool,
+    /// When it expires; `None` never.
+    pub expiration: Option<i64>,
+    /// When it was last verified.
+    pub last_used_at: Option<i64>,
+    /// When it was created.
+    pub created_at: i64,
+    /// When it last changed.
+    pub updated_at: i64,
+}
+
+impl M2mToken {
+    pub(crate) const OBJECT: &'static str = "machine_to_machine_token";
+
+    pub(crate) fn from_row(row: TokenRow, now_ms: i64) -> Self {
+        Self {
+            object: Self::OBJECT.to_owned(),
+            expired: row.expiration.is_some_and(|exp| exp <= now_ms),
+            id: row.id,
+            subject: row.subject,
+            claims: row.claims,
+            scopes: row.scopes,
+            token: None,
+            revoked: row.revoked,
+            revocation_reason: row.revocation_reason,
+            expiration: row.expiration,
+            last_used_at: row.last_used_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// The format of a token to create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenFormatParam {
+    /// An opaque `mt_…` token, stored (as a digest) so that it can be revoked (Clerk's default).
+    #[default]
+    Opaque,
+    /// A signed JWT, verified locally; not stored, so it cannot be revoked or listed.
+    Jwt,
+}
+
+/// The body of `POST /m2m_tokens`.
+///
+/// ```
+/// use tower_machine_auth::issuer::{CreateTokenRequest, TokenFormatParam};
+///
+/// let request = CreateTokenRequest::from_json(br#"{"token_format":"jwt","seconds_until_expiration":60}"#)?;
+/// assert_eq!(request.token_format, Some(TokenFormatParam::Jwt));
+/// let error = CreateTokenRequest::from_json(br#"{"tokenFormat":"jwt"}"#).unwrap_err();
+/// assert_eq!(error.status(), 400);
+/// # Ok::<(), tower_machine_auth::issuer::IssuerError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CreateTokenRequest {
+    /// The token's lifetime in seconds; `None` for the machine's default.
+    pub seconds_until_expiration: Option<u64>,
+    /// Custom claims (for a JWT, merged into its claims; they cannot set [`RESERVED_CLAIMS`]).
+    pub claims: Option<Map<String, Value>>,
+    /// Opaque (default) or JWT.
+    pub token_format: Option<TokenFormatParam>,
+}
+
+impl CreateTokenRequest {
+    /// Parses a request body strictly: unknown fields, wrong types and out-of-range values are
+    /// 400 errors that name the field.
+    pub fn from_json(body: &[u8]) -> Result<Self, IssuerError> {
+        let body = json_object(body)?;
+        let mut request = Self::default();
+        for (name, value) in body {
+            match name.as_str() {
+                "seconds_until_expiration" => {
+                    request.seconds_until_expiration = match value {
+                        Value::Null => None,
+                        Value::Number(n) => match n.as_u64() {
+                            Some(seconds @ 1..=MAX_TOKEN_TTL) => Some(seconds),
+                            _ => {
+                                return Err(IssuerError::invalid_param(
+                                    "form_param_value_invalid",
+                                    &name,
+                                    format!(
+                                        "seconds_until_expiration must be a whole number of seconds from 1 to {MAX_TOKEN_TTL}"
+                                    ),
+                                ));
+                            }
+                        },
+                        _ => return Err(wrong_type(&name, "a number or null")),
+                    }
+                }
+                "claims" => {
+                    request.claims = match value {
+                        Value::Null => None,
+                        Value::Object(claims) => {
+                            if let Some(reserved) = RESERVED_CLAIMS
+                                .iter()
+                                .find(|claim| claims.contains_key(**claim))
+                            {
+                                return Err(IssuerError::invalid_param(
+                                    "form_param_value_invalid",
+                                    &name,
+                                    format!("claims cannot set `{reserved}`: the issuer sets it"),
+                                ));
+                            }
+                            Some(claims)
+                        }
+                        _ => return Err(wrong_type(&name, "an object or null")),
+                    }
+                }
+                "token_format" => {
+                    request.token_format = match value {
+                        Value::Null => None,
+                        Value::String(format) if format == "opaque" => {
+                            Some(TokenFormatParam::Opaque)
+                        }
+                        Value::String(format) if format == "jwt" => Some(TokenFormatParam::Jwt),
+                        _ => {
+                            return Err(IssuerError::invalid_param(
+                                "form_param_value_invalid",
+                                &name,
+                                "token_format must be \"opaque\" or \"jwt\"",
+                            ));
+                        }
+                    }
+                }
+                "min_remaining_ttl_seconds" => {
+                    return Err(IssuerError::invalid_param(
+                        "form_param_unknown",
+                        &name,
+                        "min_remaining_ttl_seconds is not supported by this issuer: it stores only \
+                         digests of opaque tokens, so it cannot hand an existing one out again",
+                    ));
+                }
+                _ => return Err(unknown_param(&name)),
+            }
+        }
+        Ok(request)
+    }
+}
+
+/// The body of `POST /m2m_tokens/verify`: `{"token": …}`.
+pub(crate) fn verify_request(body: &[u8]) -> Result<String, IssuerError> {
+    let mut token = None;
+    for (name, value) in json_object(body)? {
+        match (name.as_str(), value) {
+            ("token", Value::String(value)) => token = Some(value),
+            ("token", _) => return Err(wrong_type("token", "a string")),
+            (other, _) => return Err(unknown_param(other)),
+        }
+    }
+    token.ok_or_else(|| {
+        IssuerError::invalid_param("form_param_missing", "token", "token is required")
+    })
+}
+
+/// The body of `POST /m2m_tokens/{id}/revoke`: `{"revocation_reason": …}` (or no body).
+pub(crate) fn revoke_request(body: &[u8]) -> Result<Option<String>, IssuerError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let mut reason = None;
+    for (name, value) in json_object(body)? {
+        match (name.as_str(), value) {
+            ("revocation_reason", Value::Null) => reason = None,
+            ("revocation_reason", Value::String(value)) if value.len() <= 1024 => {
+                reason = Some(value)
+            }
+            ("revocation_reason", _) => {
+                return Err(wrong_type(
+                    "revocation_reason",
+                    "a string of at most 1024 bytes, or null",
+                ));
+            }
+            (other, _) => return Err(unknown_param(other)),
+        }
+    }
+    Ok(reason)
+}
+
+fn json_object(body: &[u8]) -> Result<Map<String, Value>, IssuerError> {
+    crate::strict_json::parse_object(body).map_err(|error| {
+        IssuerError::malformed_body(match error {
+            crate::strict_json::StrictJsonError::DuplicateMember => {
+                "the request body repeats a field".to_owned()
+            }
+            _ => "the request body must be a JSON object".to_owned(),
+        })
+    })
+}
+
+fn wrong_type(name: &str, expected: &str) -> IssuerError {
+    IssuerError::invalid_param(
+        "form_param_format_invalid",
+        name,
+        format!("{name} must be {expected}"),
+    )
+}
+
+fn unknown_param(name: &str) -> IssuerError {
+    IssuerError::invalid_param(
+        "form_param_unknown",
+        name,
+        format!("{name} is not a parameter of this endpoint"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn param_of(error: IssuerError) -> (u16, String, String) {
+        let body = error.body();
+        (
+            error.status(),
+            body["errors"][0]["code"].as_str().unwrap().to_owned(),
+            body["errors"][0]["meta"]["param_name"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+        )
+    }
+
+    #[test]
+    fn create_requests_are_parsed_strictly() {
+        let request = CreateTokenRequest::from_json(
+            br#"{"seconds_until_expiration":null,"claims":{"team":"billing"},"token_format":"opaque"}"#,
+        )
+        .unwrap();
+        assert_eq!(request.seconds_until_expiration, None);
+        assert_eq!(request.token_format, Some(TokenFormatParam::Opaque));
+        assert_eq!(
+            CreateTokenRequest::from_json(b"{}").unwrap(),
+            CreateTokenRequest::default()
+        );
+
+        for (body, code, param) in [
+            (
+                r#"{"seconds_until_expiration":0}"#,
+                "form_param_value_invalid",
+                "seconds_until_expiration",
+            ),
+            (
+                r#"{"seconds_until_expiration":1.5}"#,
+                "form_param_value_invalid",
+                "seconds_until_expiration",
+            ),
+            (
+                r#"{"seconds_until_expiration":-1}"#,
+                "form_param_value_invalid",
+                "seconds_until_expiration",
+            ),
+            (
+                r#"{"seconds_until_expiration":"60"}"#,
+                "form_param_format_invalid",
+                "seconds_until_expiration",
+            ),
+            (r#"{"claims":[1]}"#, "form_param_format_invalid", "claims"),
+            (
+                r#"{"claims":{"sub":"mch_admin"}}"#,
+                "form_param_value_invalid",
+                "claims",
+            ),
+            (
+                r#"{"token_format":"paseto"}"#,
+                "form_param_value_invalid",
+                "token_format",
+            ),
+            (
+                r#"{"tokenFormat":"jwt"}"#,
+                "form_param_unknown",
+                "tokenFormat",
+            ),
+            (
+                r#"{"min_remaining_ttl_seconds":10}"#,
+                "form_param_unknown",
+                "min_remaining_ttl_seconds",
+            ),
+        ] {
+            let error = CreateTokenRequest::from_json(body.as_bytes()).unwrap_err();
+            assert_eq!(
+                param_of(error),
+                (400, code.to_owned(), param.to_owned()),
+                "{body}"
+            );
+        }
+        for body in ["", "[]", "{", r#"{"claims":null,"claims":null}"#] {
+            let error = CreateTokenRequest::from_json(body.as_bytes()).unwrap_err();
+            assert_eq!(error.status(), 400, "{body}");
+        }
+    }
+
+    #[test]
+    fn verify_and_revoke_bodies() {
+        assert_eq!(verify_request(br#"{"token":"mt_x"}"#).unwrap(), "mt_x");
+        assert_eq!(
+            param_of(verify_request(b"{}").unwrap_err()).1,
+            "form_param_missing"
+        );
+        assert_eq!(
+            param_of(verify_request(br#"{"token":1}"#).unwrap_err()).2,
+            "token"
+        );
+        assert_eq!(revoke_request(b"").unwrap(), None);
+        assert_eq!(
+            revoke_request(br#"{"revocation_reason":"leaked"}"#)
+                .unwrap()
+                .as_deref(),
+            Some("leaked")
+        );
+        assert_eq!(
+            revoke_request(br#"{"revocation_reason":null}"#).unwrap(),
+            None
+        );
+        assert_eq!(
+            param_of(revoke_request(br#"{"reason":"x"}"#).unwrap_err()).1,
+            "form_param_unknown"
+        );
+    }
+}
