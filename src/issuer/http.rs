@@ -109,6 +109,7 @@ async fn public_jwks(State(issuer): State<Issuer>) -> Response {
 
 async fn create(State(issuer): State<Issuer>, headers: HeaderMap, body: Bytes) -> Response {
     let result = bearer_key(&headers, "machine_secret_key_invalid").and_then(|key| {
+        issuer.machine(key)?;
         let request = CreateTokenRequest::from_json(&body)?;
         to_json(&issuer.create_token(key, request)?)
     });
@@ -117,6 +118,7 @@ async fn create(State(issuer): State<Issuer>, headers: HeaderMap, body: Bytes) -
 
 async fn verify(State(issuer): State<Issuer>, headers: HeaderMap, body: Bytes) -> Response {
     let result = bearer_key(&headers, "authentication_invalid").and_then(|key| {
+        issuer.caller(key)?;
         let token = verify_request(&body)?;
         to_json(&issuer.verify_token(key, &token)?)
     });
@@ -130,6 +132,7 @@ async fn revoke(
     body: Bytes,
 ) -> Response {
     let result = bearer_key(&headers, "authentication_invalid").and_then(|key| {
+        issuer.caller(key)?;
         let reason = revoke_request(&body)?;
         to_json(&issuer.revoke_token(key, &id, reason.as_deref())?)
     });
@@ -142,6 +145,7 @@ async fn list(
     RawQuery(query): RawQuery,
 ) -> Response {
     let result = bearer_key(&headers, "authentication_invalid").and_then(|key| {
+        issuer.caller(key)?;
         let (tokens, total) =
             issuer.list_tokens(key, token_query(query.as_deref().unwrap_or(""))?)?;
         Ok(json!({ "m2m_tokens": to_json(&tokens)?, "total_count": total }))

@@ -271,7 +271,7 @@ impl Issuer {
         Ok(key.public_pem.clone())
     }
 
-    fn machine(&self, secret_key: &str) -> Result<&MachineConfig, IssuerError> {
+    pub(crate) fn machine(&self, secret_key: &str) -> Result<&MachineConfig, IssuerError> {
         self.inner.config.machine_with_key(secret_key).ok_or_else(|| {
             IssuerError::unauthorized(
                 "machine_secret_key_invalid",
@@ -282,7 +282,7 @@ impl Issuer {
     }
 
     /// Who is calling: the instance (`None`) or a machine.
-    fn caller(&self, secret_key: &str) -> Result<Option<&MachineConfig>, IssuerError> {
+    pub(crate) fn caller(&self, secret_key: &str) -> Result<Option<&MachineConfig>, IssuerError> {
         if self.inner.config.is_instance_key(secret_key) {
             return Ok(None);
         }

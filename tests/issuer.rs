@@ -1,0 +1,707 @@
+//! The issuer's HTTP API end to end on loopback, persistence and key rotation.
+#![cfg(feature = "issuer")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tower_machine_auth::issuer::{Issuer, IssuerBuilder, IssuerConfig, SigningAlgorithm};
+use tower_machine_auth::{Algorithm, MachineAuthLayer, MachineVerifier};
+
+const CRON_KEY: &str = "ak_demo_cron_service_do_not_use_in_production";
+const REPORTS_KEY: &str = "ak_demo_reports_api_do_not_use_in_production";
+const INSTANCE_KEY: &str = "sk_test_demo_instance_do_not_use_in_production";
+
+/// Builds the issuer with its URL as `iss`, and serves it on a loopback port.
+async fn start(builder: IssuerBuilder) -> (Issuer, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let issuer = builder.issuer_url(&url).build().unwrap();
+    let router = issuer.router();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (issuer, url)
+}
+
+async fn demo() -> (Issuer, String) {
+    start(Issuer::builder(IssuerConfig::demo())).await
+}
+
+/// A reply: status, `content-type`, JSON body.
+struct Answer {
+    status: StatusCode,
+    content_type: String,
+    body: Value,
+}
+
+impl Answer {
+    fn error_code(&self) -> &str {
+        self.body["errors"][0]["code"].as_str().unwrap_or("")
+    }
+
+    fn param(&self) -> &str {
+        self.body["errors"][0]["meta"]["param_name"]
+            .as_str()
+            .unwrap_or("")
+    }
+}
+
+async fn call(method: &str, url: &str, key: Option<&str>, body: Option<&str>) -> Answer {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method.parse().unwrap(), url);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = response.bytes().await.unwrap();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Answer {
+        status,
+        content_type,
+        body,
+    }
+}
+
+async fn create(url: &str, key: &str, body: Value) -> Answer {
+    call(
+        "POST",
+        &format!("{url}/m2m_tokens"),
+        Some(key),
+        Some(&body.to_string()),
+    )
+    .await
+}
+
+fn assert_resource(resource: &Value) {
+    assert_eq!(resource["object"], "machine_to_machine_token");
+    let id = resource["id"].as_str().unwrap();
+    assert!(
+        id.len() == 35 && id.starts_with("mt_") && id[3..].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    for field in [
+        "subject",
+        "scopes",
+        "claims",
+        "revoked",
+        "revocation_reason",
+        "expired",
+        "expiration",
+        "last_used_at",
+        "created_at",
+        "updated_at",
+    ] {
+        assert!(
+            resource.get(field).is_some(),
+            "{field} missing from {resource}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn jwks_routes_and_their_keys() {
+    let (_, url) = demo().await;
+    let private = call("GET", &format!("{url}/v1/jwks"), Some(INSTANCE_KEY), None).await;
+    assert_eq!(private.status, 200);
+    assert_eq!(private.content_type, "application/json");
+    let key = &private.body["keys"][0];
+    assert_eq!(
+        (
+            key["kty"].as_str(),
+            key["alg"].as_str(),
+            key["use"].as_str()
+        ),
+        (Some("RSA"), Some("RS256"), Some("sig"))
+    );
+    assert!(key["kid"].as_str().unwrap().starts_with("ins_"));
+    assert!(key.get("d").is_none(), "private material in the JWKS");
+
+    let public = call("GET", &format!("{url}/.well-known/jwks.json"), None, None).await;
+    assert_eq!(
+        (public.status, public.body.clone()),
+        (StatusCode::OK, private.body)
+    );
+
+    for key in [None, Some(CRON_KEY), Some("sk_test_wrong_instance_key")] {
+        let answer = call("GET", &format!("{url}/v1/jwks"), key, None).await;
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (StatusCode::UNAUTHORIZED, "clerk_key_invalid")
+        );
+    }
+}
+
+#[tokio::test]
+async fn creating_an_opaque_token() {
+    let (_, url) = demo().await;
+    for path in ["/m2m_tokens", "/v1/m2m_tokens"] {
+        let body = json!({"seconds_until_expiration": null, "claims": {"team": "billing"}, "token_format": "opaque"});
+        let answer = call(
+            "POST",
+            &format!("{url}{path}"),
+            Some(CRON_KEY),
+            Some(&body.to_string()),
+        )
+        .await;
+        assert_eq!(answer.status, 201, "{}", answer.body);
+        assert_eq!(answer.content_type, "application/json");
+        let token = &answer.body;
+        assert_resource(token);
+        assert_eq!(token["subject"], "mch_cron_service");
+        assert_eq!(token["scopes"], json!(["mch_reports_api"]));
+        assert_eq!(token["claims"], json!({"team": "billing"}));
+        assert_eq!(
+            (token["revoked"].as_bool(), token["expired"].as_bool()),
+            (Some(false), Some(false))
+        );
+        let lifetime =
+            token["expiration"].as_i64().unwrap() - token["created_at"].as_i64().unwrap();
+        assert_eq!(
+            lifetime, 3_600_000,
+            "the machine's default TTL, in milliseconds"
+        );
+        let secret = token["token"].as_str().unwrap();
+        assert!(secret.starts_with("mt_") && secret.len() > 40);
+    }
+}
+
+#[tokio::test]
+async fn creating_a_jwt_that_the_layer_accepts() {
+    let (_, url) = demo().await;
+    let answer = create(&url, CRON_KEY, json!({"token_format": "jwt", "seconds_until_expiration": 120, "claims": {"job": "nightly"}})).await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    assert_resource(&answer.body);
+    let jwt = answer.body["token"].as_str().unwrap();
+    let segments: Vec<&str> = jwt.split('.').collect();
+    let decode = |segment: &str| -> Value {
+        use base64::Engine;
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(segment)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let header = decode(segments[0]);
+    assert_eq!(
+        (
+            header["alg"].as_str(),
+            header["typ"].as_str(),
+            header["cat"].as_str()
+        ),
+        (Some("RS256"), Some("JWT"), Some(M2M_CATEGORY))
+    );
+    let claims = decode(segments[1]);
+    assert_eq!(claims["iss"], url);
+    assert_eq!(claims["sub"], "mch_cron_service");
+    assert_eq!(claims["jti"], answer.body["id"]);
+    assert_eq!(claims["scopes"], "mch_reports_api");
+    assert_eq!(claims["job"], "nightly");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        120
+    );
+
+    let verifier = MachineVerifier::builder()
+        .clerk_secret_key(INSTANCE_KEY)
+        .clerk_api_url(&url)
+        .build()
+        .unwrap();
+    let reply = send_bearer(&app(MachineAuthLayer::new(verifier)), "/whoami", jwt).await;
+    reply.assert_ok();
+    assert_eq!(reply.body["token_id"], answer.body["id"]);
+    assert_eq!(reply.body["issuer"], url);
+}
+
+#[tokio::test]
+async fn create_errors_name_the_field() {
+    let (_, url) = demo().await;
+    for (body, code, param) in [
+        (
+            r#"{"seconds_until_expiration":0}"#,
+            "form_param_value_invalid",
+            "seconds_until_expiration",
+        ),
+        (
+            r#"{"seconds_until_expiration":"60"}"#,
+            "form_param_format_invalid",
+            "seconds_until_expiration",
+        ),
+        (r#"{"claims":"x"}"#, "form_param_format_invalid", "claims"),
+        (
+            r#"{"claims":{"exp":1}}"#,
+            "form_param_value_invalid",
+            "claims",
+        ),
+        (
+            r#"{"token_format":"JWT"}"#,
+            "form_param_value_invalid",
+            "token_format",
+        ),
+        (
+            r#"{"secondsUntilExpiration":60}"#,
+            "form_param_unknown",
+            "secondsUntilExpiration",
+        ),
+    ] {
+        let answer = call(
+            "POST",
+            &format!("{url}/m2m_tokens"),
+            Some(CRON_KEY),
+            Some(body),
+        )
+        .await;
+        assert_eq!(
+            (answer.status, answer.error_code(), answer.param()),
+            (StatusCode::BAD_REQUEST, code, param),
+            "{body}"
+        );
+        assert!(answer.body["errors"][0]["long_message"].is_string());
+    }
+    for body in ["not json", "[1]", "{"] {
+        let answer = call(
+            "POST",
+            &format!("{url}/m2m_tokens"),
+            Some(CRON_KEY),
+            Some(body),
+        )
+        .await;
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (StatusCode::BAD_REQUEST, "request_body_invalid"),
+            "{body}"
+        );
+    }
+    for key in [
+        None,
+        Some(INSTANCE_KEY),
+        Some("ak_not_a_configured_machine_key"),
+    ] {
+        let answer = call("POST", &format!("{url}/m2m_tokens"), key, Some("{}")).await;
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (StatusCode::UNAUTHORIZED, "machine_secret_key_invalid")
+        );
+    }
+}
+
+#[tokio::test]
+async fn verifying_opaque_tokens_follows_who_may_see_them() {
+    let (_, url) = demo().await;
+    let created = create(&url, CRON_KEY, json!({})).await.body;
+    let token = created["token"].as_str().unwrap();
+    let verify = |key: &'static str| {
+        let url = url.clone();
+        let body = json!({ "token": token }).to_string();
+        async move {
+            call(
+                "POST",
+                &format!("{url}/m2m_tokens/verify"),
+                Some(key),
+                Some(&body),
+            )
+            .await
+        }
+    };
+    // The target machine (in the token's scopes) and the instance see it; its own machine does not.
+    for key in [REPORTS_KEY, INSTANCE_KEY] {
+        let answer = verify(key).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_resource(&answer.body);
+        assert!(answer.body.get("token").is_none(), "the secret was echoed");
+        assert_eq!(answer.body["id"], created["id"]);
+        assert!(answer.body["last_used_at"].is_i64());
+    }
+    assert_eq!(verify(CRON_KEY).await.status, 404);
+
+    let unknown = call(
+        "POST",
+        &format!("{url}/v1/m2m_tokens/verify"),
+        Some(INSTANCE_KEY),
+        Some(&json!({"token": opaque_token()}).to_string()),
+    )
+    .await;
+    assert_eq!(
+        (unknown.status, unknown.error_code()),
+        (StatusCode::NOT_FOUND, "resource_not_found")
+    );
+    let missing = call(
+        "POST",
+        &format!("{url}/m2m_tokens/verify"),
+        Some(INSTANCE_KEY),
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(
+        (missing.status, missing.param()),
+        (StatusCode::BAD_REQUEST, "token")
+    );
+    let wrong_key = call(
+        "POST",
+        &format!("{url}/m2m_tokens/verify"),
+        Some("sk_test_wrong_key"),
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(wrong_key.status, 401);
+}
+
+#[tokio::test]
+async fn revoking_keeps_the_reason_and_is_seen_at_once() {
+    let (_, url) = demo().await;
+    let created = create(&url, CRON_KEY, json!({})).await.body;
+    let id = created["id"].as_str().unwrap();
+    let revoke_path = format!("{url}/m2m_tokens/{id}/revoke");
+    let other_machine = call(
+        "POST",
+        &revoke_path,
+        Some(REPORTS_KEY),
+        Some(r#"{"revocation_reason":"nope"}"#),
+    )
+    .await;
+    assert_eq!(
+        other_machine.status, 404,
+        "a machine revoked another machine's token"
+    );
+
+    let revoked = call(
+        "POST",
+        &revoke_path,
+        Some(CRON_KEY),
+        Some(r#"{"revocation_reason":"leaked"}"#),
+    )
+    .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert_eq!(
+        (
+            revoked.body["revoked"].as_bool(),
+            revoked.body["revocation_reason"].as_str()
+        ),
+        (Some(true), Some("leaked"))
+    );
+    let again = call(
+        "POST",
+        &format!("{url}/v1/m2m_tokens/{id}/revoke"),
+        Some(INSTANCE_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (again.status, again.body["revocation_reason"].as_str()),
+        (StatusCode::OK, Some("leaked"))
+    );
+
+    let verify = call(
+        "POST",
+        &format!("{url}/m2m_tokens/verify"),
+        Some(INSTANCE_KEY),
+        Some(&json!({"token": created["token"]}).to_string()),
+    )
+    .await;
+    assert_eq!(verify.status, 404);
+    let unknown = call(
+        "POST",
+        &format!("{url}/m2m_tokens/mt_00000000000000000000000000000000/revoke"),
+        Some(INSTANCE_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (unknown.status, unknown.error_code()),
+        (StatusCode::NOT_FOUND, "resource_not_found")
+    );
+    let bad_body = call(
+        "POST",
+        &revoke_path,
+        Some(INSTANCE_KEY),
+        Some(r#"{"reason":"x"}"#),
+    )
+    .await;
+    assert_eq!(
+        (bad_body.status, bad_body.param()),
+        (StatusCode::BAD_REQUEST, "reason")
+    );
+}
+
+#[tokio::test]
+async fn listing_filters_and_pages() {
+    let (_, url) = demo().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(create(&url, CRON_KEY, json!({})).await.body["id"].clone());
+    }
+    create(&url, REPORTS_KEY, json!({})).await;
+    create(&url, CRON_KEY, json!({"token_format": "jwt"})).await;
+    call(
+        "POST",
+        &format!("{url}/m2m_tokens/{}/revoke", ids[0].as_str().unwrap()),
+        Some(CRON_KEY),
+        None,
+    )
+    .await;
+
+    let list = |key: &'static str, query: &'static str| {
+        let url = url.clone();
+        async move { call("GET", &format!("{url}/m2m_tokens{query}"), Some(key), None).await }
+    };
+    let all = list(INSTANCE_KEY, "").await;
+    assert_eq!(
+        (all.status, all.body["total_count"].as_u64()),
+        (StatusCode::OK, Some(4)),
+        "JWTs are not stored"
+    );
+    let own = list(CRON_KEY, "").await;
+    assert_eq!(own.body["total_count"], 3);
+    assert!(
+        own.body["m2m_tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["subject"] == "mch_cron_service")
+    );
+    assert!(
+        own.body["m2m_tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t.get("token").is_none())
+    );
+    assert_eq!(
+        list(CRON_KEY, "?subject=mch_reports_api").await.body["total_count"],
+        0
+    );
+    assert_eq!(
+        list(INSTANCE_KEY, "?subject=mch_reports_api").await.body["total_count"],
+        1
+    );
+    assert_eq!(
+        list(INSTANCE_KEY, "?revoked=true").await.body["m2m_tokens"][0]["id"],
+        ids[0]
+    );
+    assert_eq!(
+        list(INSTANCE_KEY, "?expired=false&revoked=false")
+            .await
+            .body["total_count"],
+        3
+    );
+    let page = list(INSTANCE_KEY, "?limit=2&offset=1").await;
+    assert_eq!(
+        (
+            page.body["m2m_tokens"].as_array().unwrap().len(),
+            page.body["total_count"].as_u64()
+        ),
+        (2, Some(4))
+    );
+    let bad = list(INSTANCE_KEY, "?limit=500").await;
+    assert_eq!(
+        (bad.status, bad.param()),
+        (StatusCode::BAD_REQUEST, "limit")
+    );
+    assert_eq!(
+        call("GET", &format!("{url}/v1/m2m_tokens"), None, None)
+            .await
+            .status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_in_clerks_shape() {
+    let (_, url) = demo().await;
+    let missing = call("GET", &format!("{url}/v1/users"), Some(INSTANCE_KEY), None).await;
+    assert_eq!(
+        (
+            missing.status,
+            missing.error_code(),
+            missing.content_type.as_str()
+        ),
+        (
+            StatusCode::NOT_FOUND,
+            "resource_not_found",
+            "application/json"
+        )
+    );
+    let method = call(
+        "DELETE",
+        &format!("{url}/m2m_tokens"),
+        Some(INSTANCE_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(method.body["errors"].is_array());
+}
+
+#[tokio::test]
+async fn keys_tokens_and_revocations_survive_a_restart() {
+    let dir = std::env::temp_dir().join(format!("machine-auth-issuer-test-{}", opaque_token()));
+    let (kept, revoked, jwt, kid) = {
+        let (issuer, url) = start(Issuer::builder(IssuerConfig::demo()).data_dir(&dir)).await;
+        let kept = create(&url, CRON_KEY, json!({})).await.body;
+        let revoked = create(&url, CRON_KEY, json!({})).await.body;
+        call(
+            "POST",
+            &format!(
+                "{url}/m2m_tokens/{}/revoke",
+                revoked["id"].as_str().unwrap()
+            ),
+            Some(CRON_KEY),
+            Some(r#"{"revocation_reason":"rotated"}"#),
+        )
+        .await;
+        let jwt = create(&url, CRON_KEY, json!({"token_format": "jwt"}))
+            .await
+            .body["token"]
+            .clone();
+        (kept, revoked, jwt, issuer.jwks()["keys"][0]["kid"].clone())
+    };
+    let (issuer, url) = start(Issuer::builder(IssuerConfig::demo()).data_dir(&dir)).await;
+    assert_eq!(
+        issuer.jwks()["keys"][0]["kid"],
+        kid,
+        "the signing key changed across the restart"
+    );
+    let verify = |token: &Value| {
+        let body = json!({"token": token}).to_string();
+        let url = url.clone();
+        async move {
+            call(
+                "POST",
+                &format!("{url}/m2m_tokens/verify"),
+                Some(INSTANCE_KEY),
+                Some(&body),
+            )
+            .await
+        }
+    };
+    assert_eq!(verify(&kept["token"]).await.status, 200);
+    assert_eq!(verify(&revoked["token"]).await.status, 404);
+    let listed = call(
+        "GET",
+        &format!("{url}/m2m_tokens?revoked=true"),
+        Some(INSTANCE_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(listed.body["m2m_tokens"][0]["revocation_reason"], "rotated");
+    let verifier = MachineVerifier::from_pem(&issuer.public_key_pem().unwrap()).unwrap();
+    verifier.verify(jwt.as_str().unwrap()).await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rotated_key_stays_published_until_its_last_token_expires() {
+    let clock = tower_machine_auth::clock::TokioClock::new();
+    let issuer = Issuer::builder(IssuerConfig::demo())
+        .clock(clock)
+        .build()
+        .unwrap();
+    let old = issuer
+        .create_token(
+            CRON_KEY,
+            tower_machine_auth::issuer::CreateTokenRequest {
+                seconds_until_expiration: Some(600),
+                token_format: Some(tower_machine_auth::issuer::TokenFormatParam::Jwt),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let old_kid = issuer.jwks()["keys"][0]["kid"].clone();
+    let new_kid = issuer.rotate_signing_key().unwrap();
+    let kids = |issuer: &Issuer| -> Vec<Value> {
+        issuer.jwks()["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].clone())
+            .collect()
+    };
+    assert_eq!(kids(&issuer), vec![json!(new_kid), old_kid.clone()]);
+
+    let jwks = JwksServer::start(JwksReply::Keys(issuer.jwks())).await;
+    let verifier = MachineVerifier::builder()
+        .jwks_url(jwks.url())
+        .clock(clock)
+        .build()
+        .unwrap();
+    verifier
+        .verify(old.token.as_deref().unwrap())
+        .await
+        .unwrap();
+
+    tokio::time::advance(Duration::from_secs(601)).await;
+    assert_eq!(
+        kids(&issuer),
+        vec![json!(new_kid)],
+        "the old key outlived its tokens"
+    );
+}
+
+#[tokio::test]
+async fn es256_and_eddsa_issuers_sign_what_the_verifier_accepts() {
+    for (algorithm, jwt_algorithm) in [
+        (SigningAlgorithm::ES256, Algorithm::ES256),
+        (SigningAlgorithm::EdDSA, Algorithm::EdDSA),
+    ] {
+        let config = IssuerConfig {
+            signing_algorithm: algorithm,
+            ..IssuerConfig::demo()
+        };
+        let (_, url) = start(Issuer::builder(config)).await;
+        let jwt = create(&url, CRON_KEY, json!({"token_format": "jwt"}))
+            .await
+            .body["token"]
+            .clone();
+        let verifier = MachineVerifier::builder()
+            .clerk_secret_key(INSTANCE_KEY)
+            .clerk_api_url(&url)
+            .algorithms([jwt_algorithm])
+            .build()
+            .unwrap();
+        let machine = verifier.verify(jwt.as_str().unwrap()).await.unwrap();
+        assert_eq!(machine.machine_id().as_str(), "mch_cron_service");
+    }
+}
+
+#[tokio::test]
+async fn a_failing_store_is_a_500_with_a_clear_message_never_a_silent_success() {
+    let dir = std::env::temp_dir().join(format!("machine-auth-issuer-test-{}", opaque_token()));
+    let (_issuer, url) = start(Issuer::builder(IssuerConfig::demo()).data_dir(&dir)).await;
+    rusqlite::Connection::open(dir.join("issuer.sqlite3"))
+        .unwrap()
+        .execute_batch("DROP TABLE m2m_tokens")
+        .unwrap();
+    let answer = create(&url, CRON_KEY, json!({})).await;
+    assert_eq!(
+        (answer.status, answer.error_code()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal_clerk_error")
+    );
+    assert!(
+        answer.body["errors"][0]["long_message"]
+            .as_str()
+            .unwrap()
+            .contains("token store")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn invalid_configurations_are_refused_with_the_field_named() {
+    let mut config = IssuerConfig::demo();
+    config.machines[0].id = "cron".to_owned();
+    let error = Issuer::builder(config).build().unwrap_err().to_string();
+    assert!(error.contains("machines[0].id"), "{error}");
+}
