@@ -1,9 +1,12 @@
 //! The whole story on one machine, no account needed:
 //!
-//! 1. an issuer key pair is generated (Clerk holds yours; `CLERK_JWT_KEY` is its public half);
-//! 2. machine B, the seed's cron server, starts with `MachineAuthLayer` and only the public key;
-//! 3. machine A calls `POST /cron/run` with a valid machine token, an expired one, a user token,
-//!    a tampered one, and none, and prints what machine B answered.
+//! 1. a local Clerk-compatible issuer starts (the `issuer` feature; `machine-auth dev` runs the same);
+//! 2. machine B, the seed's cron server, starts behind `MachineAuthLayer`, reading the issuer's
+//!    JWKS for JWTs and asking it about opaque tokens;
+//! 3. machine A creates a JWT and an opaque token through the issuer's HTTP API and calls
+//!    machine B with each, and with tokens that must be refused;
+//! 4. machine A's opaque token is revoked: the next call with it is refused, while the JWT stays
+//!    valid until it expires. That is the trade-off the seed describes.
 //!
 //! ```sh
 //! cargo run --example quickstart
@@ -14,16 +17,11 @@ mod cron;
 
 use std::error::Error;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rsa::{KeyPair, KeySize};
-use aws_lc_rs::signature::KeyPair as _;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tower_machine_auth::MachineVerifier;
+use tower_machine_auth::issuer::{Issuer, IssuerConfig};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -40,81 +38,56 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> Result<bool, Box<dyn Error>> {
-    println!("1. The issuer signs machine tokens with a private key (RSA-2048, RS256).");
-    let key_pair = KeyPair::generate(KeySize::Rsa2048)?;
-    let private_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", key_pair.as_der()?.as_ref()));
-    let public_pem = pem::encode(&pem::Pem::new(
-        "PUBLIC KEY",
-        key_pair.public_key().as_der()?.as_ref(),
-    ));
-    let signing_key = EncodingKey::from_rsa_pem(private_pem.as_bytes())?;
-    println!("   Machine B only needs the public key, as CLERK_JWT_KEY:");
-    println!(
-        "   {}",
-        public_pem.lines().take(2).collect::<Vec<_>>().join("\n   ")
-    );
-    println!("   …\n");
+/// Machine A: talks to the issuer with its machine secret key, and to machine B with tokens.
+struct MachineA {
+    http: reqwest::Client,
+    issuer_url: String,
+    secret_key: String,
+    cron_url: String,
+    as_expected: bool,
+}
 
-    println!("2. Machine B: the cron server behind MachineAuthLayer, verifying locally.");
-    let verifier = MachineVerifier::from_pem(&public_pem)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base_url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, cron::cron_app(verifier)).await });
-    println!("   listening on {base_url}\n");
+impl MachineA {
+    /// `POST /m2m_tokens`, as Clerk's SDK sends it.
+    async fn create_token(
+        &self,
+        format: &str,
+        lifetime: Option<u64>,
+    ) -> Result<Value, Box<dyn Error>> {
+        let body =
+            json!({"seconds_until_expiration": lifetime, "claims": null, "token_format": format});
+        let response = self
+            .http
+            .post(format!("{}/m2m_tokens", self.issuer_url))
+            .bearer_auth(&self.secret_key)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await?;
+        Ok(serde_json::from_slice(
+            &response.error_for_status()?.bytes().await?,
+        )?)
+    }
 
-    println!("3. Machine A calls POST /cron/run with `Authorization: Bearer <token>`:");
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
-    let machine = json!({
-        "iss": "https://clerk.quickstart.example",
-        "sub": "mch_cron_service",
-        "jti": "mt_0123456789abcdef0123456789abcdef",
-        "iat": now,
-        "nbf": now - 5,
-        "exp": now + 3600,
-        "scopes": "mch_reports_api",
-    });
-    let sign = |claims: &Value| -> Result<String, jsonwebtoken::errors::Error> {
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some("ins_quickstart".to_owned());
-        header.extras.insert("cat", "cl_B7d4PD333AAA");
-        jsonwebtoken::encode(&header, claims, &signing_key)
-    };
-    let valid = sign(&machine)?;
-    let mut expired_claims = machine.clone();
-    expired_claims["iat"] = json!(now - 7200);
-    expired_claims["nbf"] = json!(now - 7200);
-    expired_claims["exp"] = json!(now - 3600);
-    let mut user_claims = machine.clone();
-    user_claims["sub"] = json!("user_2abcUserSession");
-    let tampered = tamper(&valid, "mch_admin")?;
+    async fn revoke(&self, id: &str) -> Result<(), Box<dyn Error>> {
+        self.http
+            .post(format!("{}/m2m_tokens/{id}/revoke", self.issuer_url))
+            .bearer_auth(&self.secret_key)
+            .body(json!({"revocation_reason": "quickstart"}).to_string())
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
 
-    let client = reqwest::Client::new();
-    let cases = [
-        ("a valid machine token", Some(valid.clone()), 200, None),
-        (
-            "an expired machine token",
-            Some(sign(&expired_claims)?),
-            401,
-            Some("token-expired"),
-        ),
-        (
-            "a user session token (sub: user_…)",
-            Some(sign(&user_claims)?),
-            401,
-            Some("token-type-mismatch"),
-        ),
-        (
-            "a tampered token (sub edited, signature kept)",
-            Some(tampered),
-            401,
-            Some("token-invalid"),
-        ),
-        ("no token at all", None, 401, Some("token-missing")),
-    ];
-    let mut as_expected = true;
-    for (label, token, expected_status, expected_reason) in cases {
-        let mut request = client.post(format!("{base_url}/cron/run"));
+    /// Calls `POST /cron/run` and prints the answer next to what the contract expects.
+    async fn call(
+        &mut self,
+        label: &str,
+        token: Option<&str>,
+        expected: (u16, Option<&str>),
+    ) -> Result<(), Box<dyn Error>> {
+        let mut request = self.http.post(format!("{}/cron/run", self.cron_url));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -123,30 +96,126 @@ async fn run() -> Result<bool, Box<dyn Error>> {
         let body: Value = serde_json::from_slice(&response.bytes().await?)?;
         let reason = body["reason"].as_str();
         let shown = reason.map_or_else(|| body.to_string(), |reason| format!("reason: {reason}"));
-        let ok = status == expected_status && reason == expected_reason;
-        as_expected &= ok;
+        let ok = (status, reason) == expected;
+        self.as_expected &= ok;
         println!(
-            "   {label:<48} → {status} {shown}{}",
+            "   {label:<50} → {status} {shown}{}",
             if ok { "" } else { "   (unexpected!)" }
         );
+        Ok(())
     }
-
-    println!("\n4. What the handler sees for the valid token (GET /whoami):");
-    let whoami = client
-        .get(format!("{base_url}/whoami"))
-        .bearer_auth(&valid)
-        .send();
-    let identity: Value = serde_json::from_slice(&whoami.await?.bytes().await?)?;
-    println!(
-        "   {}",
-        serde_json::to_string_pretty(&identity)?.replace('\n', "\n   ")
-    );
-    as_expected &= identity["machine_id"] == "mch_cron_service";
-    Ok(as_expected)
 }
 
-/// Replaces the token's `sub` and keeps its signature: what a forger would try.
+async fn run() -> Result<bool, Box<dyn Error>> {
+    println!("1. A local Clerk-compatible issuer (the demo configuration).");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let issuer_url = format!("http://{}", listener.local_addr()?);
+    let config = IssuerConfig::demo();
+    let issuer = Issuer::builder(config.clone())
+        .issuer_url(&issuer_url)
+        .build()?;
+    let router = issuer.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    println!("   listening on {issuer_url}; machines mch_cron_service (A) and mch_reports_api\n");
+
+    println!("2. Machine B: the cron server behind MachineAuthLayer.");
+    println!(
+        "   JWTs: verified locally with the issuer's JWKS. Opaque tokens: asked at the issuer."
+    );
+    let verifier = MachineVerifier::builder()
+        .clerk_secret_key(&config.instance_secret_key)
+        .clerk_api_url(&issuer_url)
+        .clock_skew(Duration::from_secs(1))
+        .build()?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let cron_url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, cron::cron_app(verifier)).await });
+    println!("   listening on {cron_url}\n");
+
+    let mut machine_a = MachineA {
+        http: reqwest::Client::new(),
+        issuer_url,
+        secret_key: config.machines[0].secret_key.clone(),
+        cron_url,
+        as_expected: true,
+    };
+    println!("3. Machine A creates tokens (POST /m2m_tokens) and calls POST /cron/run:");
+    let jwt = machine_a.create_token("jwt", None).await?;
+    let opaque = machine_a.create_token("opaque", None).await?;
+    let short = machine_a.create_token("jwt", Some(1)).await?;
+    let token = |resource: &Value| resource["token"].as_str().unwrap_or_default().to_owned();
+    let (jwt_token, opaque_token, short_token) = (token(&jwt), token(&opaque), token(&short));
+    machine_a
+        .call("a JWT (verified locally)", Some(&jwt_token), (200, None))
+        .await?;
+    machine_a
+        .call(
+            "an opaque token (verified at the issuer)",
+            Some(&opaque_token),
+            (200, None),
+        )
+        .await?;
+    machine_a
+        .call("no token at all", None, (401, Some("token-missing")))
+        .await?;
+    let tampered = tamper(&jwt_token, "mch_reports_api")?;
+    machine_a
+        .call(
+            "a tampered JWT (sub edited, signature kept)",
+            Some(&tampered),
+            (401, Some("token-invalid")),
+        )
+        .await?;
+    machine_a
+        .call(
+            "the machine secret key sent by mistake",
+            Some(&machine_a.secret_key.clone()),
+            (401, Some("token-type-mismatch")),
+        )
+        .await?;
+    machine_a
+        .call(
+            "an opaque token the issuer never issued",
+            Some("mt_0123456789abcdef"),
+            (401, Some("token-invalid")),
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    machine_a
+        .call(
+            "a JWT past its expiry (1 s lifetime)",
+            Some(&short_token),
+            (401, Some("token-expired")),
+        )
+        .await?;
+
+    println!("\n4. The issuer revokes the opaque token (POST /m2m_tokens/{{id}}/revoke):");
+    machine_a
+        .revoke(opaque["id"].as_str().unwrap_or_default())
+        .await?;
+    machine_a
+        .call(
+            "the revoked opaque token, next call",
+            Some(&opaque_token),
+            (401, Some("token-invalid")),
+        )
+        .await?;
+    machine_a
+        .call(
+            "the JWT: valid until it expires",
+            Some(&jwt_token),
+            (200, None),
+        )
+        .await?;
+    println!("   Opaque tokens can be revoked at once but cost a call to the issuer per request;");
+    println!("   JWTs cost no network at all but stay valid until they expire.");
+    Ok(machine_a.as_expected)
+}
+
+/// Replaces a JWT's `sub` and keeps its signature: what a forger would try.
 fn tamper(token: &str, sub: &str) -> Result<String, Box<dyn Error>> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let mut parts = token.split('.');
     let (header, payload, signature) = (
         parts.next().ok_or("no header")?,
