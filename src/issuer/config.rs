@@ -92,7 +92,10 @@ pub struct IssuerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MachineConfig {
-    /// The machine id: `mch_` and ASCII letters, digits or `_`, at most 96 characters.
+    /// The machine id: `mch_` and ASCII letters, digits or `_`, at most 96 characters. Left
+    /// out of a configuration file, it is derived from `name` (see [`machine_id_from_seed`]), so
+    /// it looks like Clerk's and stays the same across restarts.
+    #[serde(default)]
     pub id: String,
     /// A name for people.
     pub name: String,
@@ -143,6 +146,43 @@ impl IssuerConfig {
                 },
             ],
         }
+    }
+
+    /// Reads a JSON configuration: unknown fields are errors, missing machine ids are derived
+    /// from the machines' names, and the result is [validated](Self::validate).
+    ///
+    /// ```
+    /// use tower_machine_auth::issuer::IssuerConfig;
+    ///
+    /// let config = IssuerConfig::from_json(r#"{
+    ///     "instance_secret_key": "sk_test_instance_secret",
+    ///     "machines": [{"name": "Billing worker", "secret_key": "ak_billing_secret_key"}]
+    /// }"#)?;
+    /// assert!(config.machines[0].id.starts_with("mch_"));
+    /// let error = IssuerConfig::from_json(r#"{"instance_secret_key": 5}"#).unwrap_err();
+    /// assert!(error.to_string().contains("instance_secret_key"));
+    /// # Ok::<(), tower_machine_auth::ConfigError>(())
+    /// ```
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        let mut json = serde_json::Deserializer::from_str(text);
+        let mut config: Self = serde_path_to_error::deserialize(&mut json).map_err(|error| {
+            let path = error.path().to_string();
+            let error = error.into_inner();
+            if path == "." {
+                ConfigError::new(format!("the configuration is not valid: {error}"))
+            } else {
+                ConfigError::new(format!(
+                    "the configuration's `{path}` is not valid: {error}"
+                ))
+            }
+        })?;
+        for machine in &mut config.machines {
+            if machine.id.is_empty() {
+                machine.id = machine_id_from_seed(&machine.name).to_string();
+            }
+        }
+        config.validate()?;
+        Ok(config)
     }
 
     /// Checks the configuration, with a message that names the field and says what to change.
