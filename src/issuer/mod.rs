@@ -29,6 +29,7 @@ mod error;
 mod http;
 mod keys;
 mod store;
+mod template;
 mod tokens;
 
 pub use config::{
@@ -36,6 +37,7 @@ pub use config::{
     machine_id_from_seed,
 };
 pub use error::IssuerError;
+pub use template::{DEFAULT_CLAIMS, SESSION_BOUND_CLAIMS, Template, TemplateError};
 pub use tokens::{CreateTokenRequest, M2mToken, RESERVED_CLAIMS, TokenFormatParam};
 
 use std::fmt;
