@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 
 use crate::error::ConfigError;
 use crate::machine::MachineId;
@@ -86,6 +87,59 @@ pub struct IssuerConfig {
     pub signing_algorithm: SigningAlgorithm,
     /// The machines that may create tokens.
     pub machines: Vec<MachineConfig>,
+    /// Users, for JWT-template tokens: each an object with an `id` (`user_…`) and the fields the
+    /// shortcodes read (`first_name`, `public_metadata`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<Map<String, Value>>,
+    /// Sessions of those users, for `POST /v1/sessions/{id}/tokens/{template}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<SessionConfig>,
+    /// JWT templates created when the issuer starts (unless one of that name exists).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jwt_templates: Vec<JwtTemplateConfig>,
+}
+
+/// A user's session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// The session id (`sess_…`).
+    pub id: String,
+    /// The user it belongs to.
+    pub user_id: String,
+    /// The active organization, read by `{{org.…}}` shortcodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<Map<String, Value>>,
+    /// The user's membership in it, read by `{{membership.…}}` shortcodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<Map<String, Value>>,
+    /// An impersonator, read by `{{session.actor}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Value>,
+}
+
+/// A JWT template to create at start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtTemplateConfig {
+    /// Its unique name.
+    pub name: String,
+    /// The claims, with shortcodes.
+    pub claims: Map<String, Value>,
+    /// Token lifetime in seconds (default 60; 30 to 315360000).
+    #[serde(default = "default_template_lifetime")]
+    pub lifetime: u64,
+    /// Allowed clock skew in seconds, subtracted for `nbf` (default 5; 0 to 300).
+    #[serde(default = "default_template_skew")]
+    pub allowed_clock_skew: u64,
+}
+
+fn default_template_lifetime() -> u64 {
+    60
+}
+
+fn default_template_skew() -> u64 {
+    5
 }
 
 /// A machine the issuer knows.
@@ -107,6 +161,11 @@ pub struct MachineConfig {
     /// The lifetime of its tokens when the request names none, in seconds (default 3600).
     #[serde(default = "default_token_ttl")]
     pub default_token_ttl: u64,
+    /// A JWT template (by name) whose claims, rendered from `{{machine.id}}`, `{{machine.name}}`
+    /// and `{{machine.scopes}}`, every token of this machine carries. Claims in a create request
+    /// override them; the M2M default claims override both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
 }
 
 fn default_token_ttl() -> u64 {
@@ -115,7 +174,9 @@ fn default_token_ttl() -> u64 {
 
 impl IssuerConfig {
     /// The built-in demo: machines `mch_cron_service` (which may call `mch_reports_api`) and
-    /// `mch_reports_api`, with fixed, public, demo-only secret keys.
+    /// `mch_reports_api`, with fixed, public, demo-only secret keys; the user Maria Doe of the JWT
+    /// template documentation with a session `sess_demo_maria`; and that documentation's complete
+    /// example as the template `complete_example`.
     ///
     /// ```
     /// use tower_machine_auth::issuer::IssuerConfig;
@@ -136,6 +197,7 @@ impl IssuerConfig {
                     secret_key: "ak_demo_cron_service_do_not_use_in_production".to_owned(),
                     scopes: vec!["mch_reports_api".to_owned()],
                     default_token_ttl: DEFAULT_TOKEN_TTL,
+                    template: None,
                 },
                 MachineConfig {
                     id: "mch_reports_api".to_owned(),
@@ -143,8 +205,23 @@ impl IssuerConfig {
                     secret_key: "ak_demo_reports_api_do_not_use_in_production".to_owned(),
                     scopes: Vec::new(),
                     default_token_ttl: DEFAULT_TOKEN_TTL,
+                    template: None,
                 },
             ],
+            users: vec![demo_user()],
+            sessions: vec![SessionConfig {
+                id: "sess_demo_maria".to_owned(),
+                user_id: "user_abcdef123456789".to_owned(),
+                org: None,
+                membership: None,
+                actor: None,
+            }],
+            jwt_templates: vec![JwtTemplateConfig {
+                name: "complete_example".to_owned(),
+                claims: complete_example_template(),
+                lifetime: default_template_lifetime(),
+                allowed_clock_skew: default_template_skew(),
+            }],
         }
     }
 
@@ -237,6 +314,56 @@ impl IssuerConfig {
                     "{at}.default_token_ttl must be between 1 and {MAX_TOKEN_TTL} seconds"
                 )));
             }
+            if let Some(template) = &machine.template
+                && !self.jwt_templates.iter().any(|t| &t.name == template)
+            {
+                return Err(ConfigError::new(format!(
+                    "{at}.template: no jwt_templates entry is named `{template}`"
+                )));
+            }
+        }
+        let mut users = HashSet::new();
+        for (index, user) in self.users.iter().enumerate() {
+            match user.get("id").and_then(Value::as_str) {
+                Some(id) if is_prefixed_id(id, "user_") && users.insert(id) => {}
+                Some(id) if is_prefixed_id(id, "user_") => {
+                    return Err(ConfigError::new(format!(
+                        "users[{index}].id: user `{id}` is configured twice"
+                    )));
+                }
+                _ => {
+                    return Err(ConfigError::new(format!(
+                        "users[{index}].id must be `user_` followed by ASCII letters, digits or `_`"
+                    )));
+                }
+            }
+        }
+        let mut sessions = HashSet::new();
+        for (index, session) in self.sessions.iter().enumerate() {
+            if !is_prefixed_id(&session.id, "sess_") || !sessions.insert(session.id.as_str()) {
+                return Err(ConfigError::new(format!(
+                    "sessions[{index}].id must be a unique `sess_` followed by ASCII letters, digits or `_`"
+                )));
+            }
+            if !users.contains(session.user_id.as_str()) {
+                return Err(ConfigError::new(format!(
+                    "sessions[{index}].user_id: no user `{}` is configured",
+                    session.user_id
+                )));
+            }
+        }
+        let mut names = HashSet::new();
+        for (index, template) in self.jwt_templates.iter().enumerate() {
+            let at = format!("jwt_templates[{index}]");
+            if template.name.trim().is_empty() || !names.insert(template.name.as_str()) {
+                return Err(ConfigError::new(format!(
+                    "{at}.name must be a unique, non-empty name"
+                )));
+            }
+            check_template_times(template.lifetime, template.allowed_clock_skew)
+                .map_err(|error| ConfigError::new(format!("{at}.{error}")))?;
+            super::Template::compile(&template.claims)
+                .map_err(|error| ConfigError::new(format!("{at}.claims: {error}")))?;
         }
         Ok(())
     }
@@ -262,6 +389,27 @@ impl IssuerConfig {
     }
 }
 
+/// Clerk's bounds on a template's lifetime and clock skew; the error names the field.
+pub(crate) fn check_template_times(lifetime: u64, skew: u64) -> Result<(), String> {
+    if !(30..=MAX_TOKEN_TTL).contains(&lifetime) {
+        return Err(format!(
+            "lifetime must be between 30 and {MAX_TOKEN_TTL} seconds"
+        ));
+    }
+    if skew > 300 {
+        return Err("allowed_clock_skew must be between 0 and 300 seconds".to_owned());
+    }
+    Ok(())
+}
+
+fn is_prefixed_id(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix).is_some_and(|rest| {
+        !rest.is_empty()
+            && rest.len() <= 92
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
+}
+
 fn check_machine_id(id: &str, at: &str) -> Result<(), ConfigError> {
     if MachineId::is_valid(id) {
         Ok(())
@@ -272,6 +420,49 @@ fn check_machine_id(id: &str, at: &str) -> Result<(), ConfigError> {
             id.escape_debug()
         )))
     }
+}
+
+/// Maria Doe, the user of the JWT template documentation's complete example.
+fn demo_user() -> Map<String, Value> {
+    let Value::Object(user) = json!({
+        "id": "user_abcdef123456789",
+        "first_name": "Maria",
+        "last_name": "Doe",
+        "full_name": "Maria Doe",
+        "image_url": "https://example.com/avatar.jpg",
+        "primary_email_address": "maria@example.com",
+        "email_verified": true,
+        "primary_phone_address": null,
+        "phone_number_verified": false,
+        "created_at": 1_227_618_844,
+        "external_id": null,
+        "public_metadata": {"profile": {"interests": ["reading", "climbing"]}},
+        "unsafe_metadata": {"foo": {"bar": 42}},
+    }) else {
+        unreachable!("an object literal")
+    };
+    user
+}
+
+/// The JWT template documentation's complete example.
+fn complete_example_template() -> Map<String, Value> {
+    let Value::Object(claims) = json!({
+        "aud": "https://my-site.com",
+        "version": 1,
+        "foo": {"bar": [1, 2, 3]},
+        "user_id": "{{user.id}}",
+        "avatar": "{{user.image_url}}",
+        "full_name": "{{user.last_name}} {{user.first_name}} ",
+        "email": "{{user.primary_email_address}}",
+        "phone": "{{user.primary_phone_address}}",
+        "registration_date": "{{user.created_at}}",
+        "likes_to_do": "{{user.public_metadata.profile.interests}}",
+        "unsafe_meta": "{{user.unsafe_metadata}}",
+        "invalid_shortcode": "{{user.i_dont_exist}}",
+    }) else {
+        unreachable!("an object literal")
+    };
+    claims
 }
 
 /// A machine id that looks like Clerk's: `mch_` and 27 base62 characters, derived from `seed`.

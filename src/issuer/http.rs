@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::tokens::{revoke_request, verify_request};
-use super::{CreateTokenRequest, Issuer, IssuerError, TokenQuery};
+use super::{CreateTokenRequest, Issuer, IssuerError, TemplateFields, TokenQuery};
 
 impl Issuer {
     /// The HTTP API, with the paths, bodies, statuses and JSON of Clerk's Backend API:
@@ -22,6 +22,9 @@ impl Issuer {
     /// | `POST /m2m_tokens/verify` | machine or instance | 200 token resource |
     /// | `POST /m2m_tokens/{id}/revoke` | machine (its own tokens) or instance | 200 token resource |
     /// | `GET /m2m_tokens` | machine (its own tokens) or instance | 200 `{"m2m_tokens": […], "total_count": n}` |
+    /// | `POST /v1/jwt_templates`, `GET` (list) | instance | 200 template resource / array |
+    /// | `GET`, `PATCH`, `DELETE /v1/jwt_templates/{id}` | instance | 200 template resource / `{"deleted": true}` |
+    /// | `POST /v1/sessions/{session_id}/tokens/{template_name}` | instance | 200 `{"object": "token", "jwt": …}` |
     ///
     /// The `m2m_tokens` routes answer with and without the `/v1` prefix. Keys are sent as
     /// `Authorization: Bearer <key>`. Errors are `{"errors": [{code, message, long_message,
@@ -50,6 +53,20 @@ impl Issuer {
             .route("/m2m_tokens/{id}/revoke", post(revoke));
         Router::new()
             .route("/v1/jwks", get(jwks))
+            .route(
+                "/v1/jwt_templates",
+                post(create_template).get(list_templates),
+            )
+            .route(
+                "/v1/jwt_templates/{id}",
+                get(get_template)
+                    .patch(update_template)
+                    .delete(delete_template),
+            )
+            .route(
+                "/v1/sessions/{session_id}/tokens/{template_name}",
+                post(session_token),
+            )
             .route("/.well-known/jwks.json", get(public_jwks))
             .merge(m2m.clone())
             .nest("/v1", m2m)
@@ -207,6 +224,88 @@ fn token_query(query: &str) -> Result<TokenQuery, IssuerError> {
         }
     }
     Ok(parsed)
+}
+
+async fn create_template(
+    State(issuer): State<Issuer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = instance_key(&issuer, &headers).and_then(|key| {
+        to_json(&issuer.create_template(key, TemplateFields::from_json(&body, true)?)?)
+    });
+    reply(StatusCode::OK, result)
+}
+
+async fn list_templates(State(issuer): State<Issuer>, headers: HeaderMap) -> Response {
+    let result = instance_key(&issuer, &headers).and_then(|key| to_json(&issuer.templates(key)?));
+    reply(StatusCode::OK, result)
+}
+
+async fn get_template(
+    State(issuer): State<Issuer>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result =
+        instance_key(&issuer, &headers).and_then(|key| to_json(&issuer.template(key, &id)?));
+    reply(StatusCode::OK, result)
+}
+
+async fn update_template(
+    State(issuer): State<Issuer>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = instance_key(&issuer, &headers).and_then(|key| {
+        to_json(&issuer.update_template(key, &id, TemplateFields::from_json(&body, false)?)?)
+    });
+    reply(StatusCode::OK, result)
+}
+
+async fn delete_template(
+    State(issuer): State<Issuer>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = instance_key(&issuer, &headers).and_then(|key| issuer.delete_template(key, &id));
+    reply(StatusCode::OK, result)
+}
+
+async fn session_token(
+    State(issuer): State<Issuer>,
+    Path((session_id, template_name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = instance_key(&issuer, &headers).and_then(|key| {
+        if !body.iter().all(u8::is_ascii_whitespace) {
+            let fields = super::tokens::json_object(&body)?;
+            if let Some(name) = fields.keys().next() {
+                return Err(super::tokens::unknown_param(name));
+            }
+        }
+        let origin = headers
+            .get(http::header::ORIGIN)
+            .and_then(|value| value.to_str().ok());
+        let jwt = issuer.session_token(key, &session_id, &template_name, origin)?;
+        Ok(json!({"object": "token", "jwt": jwt}))
+    });
+    reply(StatusCode::OK, result)
+}
+
+/// The instance secret key of a request, checked.
+fn instance_key<'a>(issuer: &Issuer, headers: &'a HeaderMap) -> Result<&'a str, IssuerError> {
+    let key = bearer_key(headers, "authentication_invalid")?;
+    if issuer.is_instance_secret_key(key) {
+        Ok(key)
+    } else {
+        Err(IssuerError::unauthorized(
+            "authentication_invalid",
+            "this endpoint needs the instance secret key (sk_…)",
+        ))
+    }
 }
 
 async fn not_found() -> Response {

@@ -113,11 +113,15 @@ impl SigningKey {
         })
     }
 
-    /// Signs `claims` with Clerk's M2M header: `{alg, kid, typ: "JWT", cat: "cl_B7d4PD333AAA"}`.
-    pub(crate) fn sign<C: Serialize>(&self, claims: &C) -> Result<String, IssuerError> {
+    /// Signs `claims` with Clerk's header: `{alg, kid, typ: "JWT", cat: <category>}`.
+    pub(crate) fn sign<C: Serialize>(
+        &self,
+        claims: &C,
+        category: &str,
+    ) -> Result<String, IssuerError> {
         let mut header = Header::new(self.algorithm.jwt_algorithm());
         header.kid = Some(self.kid.clone());
-        header.extras.insert("cat", crate::jwt::M2M_CATEGORY);
+        header.extras.insert("cat", category);
         jsonwebtoken::encode(&header, claims, &self.encoding)
             .map_err(|_| IssuerError::internal("cannot sign the token"))
     }

@@ -27,16 +27,18 @@
 mod config;
 mod error;
 mod http;
+mod jwt_templates;
 mod keys;
 mod store;
 mod template;
 mod tokens;
 
 pub use config::{
-    DEFAULT_TOKEN_TTL, IssuerConfig, MAX_TOKEN_TTL, MachineConfig, SigningAlgorithm,
-    machine_id_from_seed,
+    DEFAULT_TOKEN_TTL, IssuerConfig, JwtTemplateConfig, MAX_TOKEN_TTL, MachineConfig,
+    SessionConfig, SigningAlgorithm, machine_id_from_seed,
 };
 pub use error::IssuerError;
+pub use jwt_templates::{JwtTemplate, TemplateFields};
 pub use template::{DEFAULT_CLAIMS, SESSION_BOUND_CLAIMS, Template, TemplateError};
 pub use tokens::{CreateTokenRequest, M2mToken, RESERVED_CLAIMS, TokenFormatParam};
 
@@ -66,6 +68,7 @@ struct Inner {
     store: Store,
     /// The current key first, then retired keys whose tokens may still be valid.
     keys: RwLock<Vec<(SigningKey, KeyRow)>>,
+    templates: RwLock<jwt_templates::CompiledTemplates>,
     clock: Arc<dyn Clock>,
 }
 
@@ -146,10 +149,12 @@ impl IssuerBuilder {
                 issuer,
                 store,
                 keys: RwLock::new(Vec::new()),
+                templates: RwLock::default(),
                 clock: self.clock,
             }),
         };
         issuer.load_keys()?;
+        issuer.load_templates()?;
         let current = issuer.inner.keys.read().unwrap_or_else(|e| e.into_inner())[0]
             .0
             .algorithm;
@@ -312,6 +317,15 @@ impl Issuer {
         let lifetime = request
             .seconds_until_expiration
             .unwrap_or(machine.default_token_ttl);
+        // The machine's template first; the request's claims override it.
+        let claims = match (self.machine_template_claims(machine), request.claims) {
+            (None, claims) => claims,
+            (Some(mut template), Some(requested)) => {
+                template.extend(requested);
+                Some(template)
+            }
+            (Some(template), None) => Some(template),
+        };
         let expiration = now_ms + i64::try_from(lifetime).unwrap_or(i64::MAX / 2) * 1000;
         let id = format!("mt_{}", random_hex(16)?);
         let mut resource = M2mToken::from_row(
@@ -319,7 +333,7 @@ impl Issuer {
                 id,
                 subject: machine.id.clone(),
                 scopes: machine.scopes.clone(),
-                claims: request.claims,
+                claims,
                 expiration: Some(expiration),
                 revoked: false,
                 revocation_reason: None,
@@ -371,19 +385,27 @@ impl Issuer {
         for (name, value) in token.claims.iter().flatten() {
             claims.entry(name.clone()).or_insert_with(|| value.clone());
         }
-        let keys = self.inner.keys.read().unwrap_or_else(|e| e.into_inner());
-        let (key, _) = keys
-            .first()
-            .ok_or_else(|| IssuerError::internal("no signing key"))?;
-        let jwt = key.sign(&claims)?;
-        if let Some(expiration) = token.expiration {
-            self.inner.store.extend_key_expiry(&key.kid, expiration)?;
-        }
-        drop(keys);
+        self.sign_claims(&claims, crate::jwt::M2M_CATEGORY)
+    }
+
+    /// Signs `claims` with the current key and the `cat` header `category`, and keeps the key
+    /// published until the token's `exp`.
+    pub(crate) fn sign_claims(
+        &self,
+        claims: &Map<String, Value>,
+        category: &str,
+    ) -> Result<String, IssuerError> {
+        let expiry_ms = claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .map_or(0, |exp| exp.saturating_mul(1000));
         let mut keys = self.inner.keys.write().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, row)) = keys.first_mut() {
-            row.last_expiry = row.last_expiry.max(token.expiration.unwrap_or(0));
-        }
+        let (key, row) = keys
+            .first_mut()
+            .ok_or_else(|| IssuerError::internal("no signing key"))?;
+        let jwt = key.sign(claims, category)?;
+        self.inner.store.extend_key_expiry(&key.kid, expiry_ms)?;
+        row.last_expiry = row.last_expiry.max(expiry_ms);
         Ok(jwt)
     }
 
@@ -494,7 +516,7 @@ impl Default for TokenQuery {
 }
 
 /// `bytes` random bytes from the system's secure generator, in hex.
-fn random_hex(bytes: usize) -> Result<String, IssuerError> {
+pub(crate) fn random_hex(bytes: usize) -> Result<String, IssuerError> {
     let mut random = vec![0u8; bytes];
     aws_lc_rs::rand::fill(&mut random)
         .map_err(|_| IssuerError::internal("the system random generator failed"))?;

@@ -29,6 +29,15 @@ CREATE TABLE IF NOT EXISTS m2m_tokens (
     updated_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS m2m_tokens_subject ON m2m_tokens (subject, created_at);
+CREATE TABLE IF NOT EXISTS jwt_templates (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    claims TEXT NOT NULL,
+    lifetime INTEGER NOT NULL,
+    allowed_clock_skew INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS signing_keys (
     kid TEXT PRIMARY KEY,
     algorithm TEXT NOT NULL,
@@ -50,6 +59,18 @@ pub(crate) struct TokenRow {
     pub(crate) revoked: bool,
     pub(crate) revocation_reason: Option<String>,
     pub(crate) last_used_at: Option<i64>,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+}
+
+/// A stored JWT template (times in Unix milliseconds).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TemplateRow {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) claims: Map<String, Value>,
+    pub(crate) lifetime: u64,
+    pub(crate) allowed_clock_skew: u64,
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
 }
@@ -258,6 +279,92 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+impl Store {
+    pub(crate) fn templates(&self) -> Result<Vec<TemplateRow>, IssuerError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare(&format!(
+            "SELECT {TEMPLATE_COLUMNS} FROM jwt_templates ORDER BY created_at, name"
+        ))?;
+        let rows = statement
+            .query_map([], template_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Inserts or replaces (by id) a template; `false` when another template has its name.
+    pub(crate) fn save_template(&self, template: &TemplateRow) -> Result<bool, IssuerError> {
+        let connection = self.connection();
+        let taken: Option<String> = connection
+            .query_row(
+                "SELECT id FROM jwt_templates WHERE name = ?1 AND id != ?2",
+                params![template.name, template.id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if taken.is_some() {
+            return Ok(false);
+        }
+        connection.execute(
+            "INSERT OR REPLACE INTO jwt_templates
+                 (id, name, claims, lifetime, allowed_clock_skew, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                template.id,
+                template.name,
+                Value::Object(template.claims.clone()).to_string(),
+                i64::try_from(template.lifetime).unwrap_or(i64::MAX),
+                i64::try_from(template.allowed_clock_skew).unwrap_or(i64::MAX),
+                template.created_at,
+                template.updated_at,
+            ],
+        )?;
+        Ok(true)
+    }
+
+    pub(crate) fn delete_template(&self, id: &str) -> Result<bool, IssuerError> {
+        Ok(self
+            .connection()
+            .execute("DELETE FROM jwt_templates WHERE id = ?1", [id])?
+            > 0)
+    }
+}
+
+const TEMPLATE_COLUMNS: &str =
+    "id, name, claims, lifetime, allowed_clock_skew, created_at, updated_at";
+
+fn template_row(row: &Row<'_>) -> rusqlite::Result<TemplateRow> {
+    let claims: String = row.get(2)?;
+    let claims = match serde_json::from_str(&claims) {
+        Ok(Value::Object(map)) => map,
+        _ => {
+            return Err(rusqlite::Error::FromSqlConversionFailure(
+                2,
+                rusqlite::types::Type::Text,
+                "stored template claims are not a JSON object".into(),
+            ));
+        }
+    };
+    let unsigned = |index: usize| -> rusqlite::Result<u64> {
+        let value: i64 = row.get(index)?;
+        u64::try_from(value).map_err(|error| {
+            rusqlite::Error::FromSqlConversionFailure(
+                index,
+                rusqlite::types::Type::Integer,
+                Box::new(error),
+            )
+        })
+    };
+    Ok(TemplateRow {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        claims,
+        lifetime: unsigned(3)?,
+        allowed_clock_skew: unsigned(4)?,
+        created_at: row.get(5)?,
+        updated_at: row.get(6)?,
+    })
 }
 
 const COLUMNS: &str = "id, subject, scopes, claims, expiration, revoked, revocation_reason,

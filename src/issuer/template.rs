@@ -65,13 +65,27 @@ const ROOTS: [&str; 6] = [
 /// assert_eq!(error.path(), "a.b[0]");
 /// assert!(error.to_string().contains("{{user.id"));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("claim `{path}`: {problem}: `{text}`")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplateError {
     path: String,
     problem: &'static str,
     text: String,
 }
+
+impl fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.path.is_empty() {
+            write!(f, "claim `{}`: ", self.path)?;
+        }
+        f.write_str(self.problem)?;
+        if !self.text.is_empty() {
+            write!(f, ": `{}`", self.text)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TemplateError {}
 
 impl TemplateError {
     fn new(path: &str, problem: &'static str, text: &str) -> Self {
@@ -159,6 +173,48 @@ impl Template {
             compiled.push((name.clone(), compile_value(value, name)?));
         }
         Ok(Self { claims: compiled })
+    }
+
+    /// Reads a template's claims from JSON text, which may hold `//` and `/* */` comments as the
+    /// documentation writes templates, and compiles them. Returns the claims as written too.
+    ///
+    /// ```
+    /// use tower_machine_auth::issuer::Template;
+    ///
+    /// let (claims, template) = Template::parse(r#"{
+    ///     // static values
+    ///     "aud": "https://my-site.com",
+    ///     "user_id": "{{user.id}}" /* dynamic */
+    /// }"#)?;
+    /// assert_eq!(claims["aud"], "https://my-site.com");
+    /// # Ok::<(), tower_machine_auth::issuer::TemplateError>(())
+    /// ```
+    pub fn parse(text: &str) -> Result<(Map<String, Value>, Self), TemplateError> {
+        let mut json = String::new();
+        std::io::Read::read_to_string(
+            &mut json_comments::StripComments::new(text.as_bytes()),
+            &mut json,
+        )
+        .map_err(|_| TemplateError::new("", "cannot read the template", ""))?;
+        let claims = match serde_json::from_str::<Value>(&json) {
+            Ok(Value::Object(claims)) => claims,
+            Ok(_) => {
+                return Err(TemplateError::new(
+                    "",
+                    "a template is a JSON object of claims",
+                    text.trim(),
+                ));
+            }
+            Err(error) => {
+                return Err(TemplateError::new(
+                    "",
+                    "the template is not valid JSON",
+                    &format!("line {}, column {}", error.line(), error.column()),
+                ));
+            }
+        };
+        let template = Self::compile(&claims)?;
+        Ok((claims, template))
     }
 
     /// Renders the claims for a subject: `{"user": {…}, "org": {…}, "session": {…}, "machine": {…}}`.

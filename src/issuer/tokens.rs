@@ -225,7 +225,7 @@ pub(crate) fn revoke_request(body: &[u8]) -> Result<Option<String>, IssuerError>
     Ok(reason)
 }
 
-fn json_object(body: &[u8]) -> Result<Map<String, Value>, IssuerError> {
+pub(crate) fn json_object(body: &[u8]) -> Result<Map<String, Value>, IssuerError> {
     crate::strict_json::parse_object(body).map_err(|error| {
         IssuerError::malformed_body(match error {
             crate::strict_json::StrictJsonError::DuplicateMember => {
@@ -236,7 +236,7 @@ fn json_object(body: &[u8]) -> Result<Map<String, Value>, IssuerError> {
     })
 }
 
-fn wrong_type(name: &str, expected: &str) -> IssuerError {
+pub(crate) fn wrong_type(name: &str, expected: &str) -> IssuerError {
     IssuerError::invalid_param(
         "form_param_format_invalid",
         name,
@@ -244,7 +244,7 @@ fn wrong_type(name: &str, expected: &str) -> IssuerError {
     )
 }
 
-fn unknown_param(name: &str) -> IssuerError {
+pub(crate) fn unknown_param(name: &str) -> IssuerError {
     IssuerError::invalid_param(
         "form_param_unknown",
         name,
