@@ -56,6 +56,12 @@ impl IssuerError {
         Self::new(401, code, "Unauthorized request", long_message.into())
     }
 
+    /// 401 for a secret key that is not one of the instance's, in the shape Clerk's SDK tests
+    /// expect: the same sentence as `message` and `long_message`.
+    pub fn invalid_key(code: &'static str, sentence: &'static str) -> Self {
+        Self::new(401, code, sentence, sentence.to_owned())
+    }
+
     /// 404: no such resource (or not one this key may see).
     pub fn not_found(what: &str) -> Self {
         Self::new(

@@ -210,8 +210,8 @@ fn token_query(query: &str) -> Result<TokenQuery, IssuerError> {
         };
         match &*name {
             "subject" => parsed.subject = Some(value.into_owned()),
-            "revoked" => parsed.revoked = Some(flag(&value)?),
-            "expired" => parsed.expired = Some(flag(&value)?),
+            "revoked" => parsed.include_revoked = flag(&value)?,
+            "expired" => parsed.include_expired = flag(&value)?,
             "limit" => parsed.limit = number(&value, 1..=100)?,
             "offset" => parsed.offset = number(&value, 0..=u32::MAX)?,
             _ => {
@@ -330,8 +330,8 @@ mod tests {
             query,
             TokenQuery {
                 subject: Some("mch_a".into()),
-                revoked: Some(false),
-                expired: Some(true),
+                include_revoked: false,
+                include_expired: true,
                 limit: 100,
                 offset: 5
             }

@@ -280,7 +280,7 @@ impl Issuer {
 
     pub(crate) fn machine(&self, secret_key: &str) -> Result<&MachineConfig, IssuerError> {
         self.inner.config.machine_with_key(secret_key).ok_or_else(|| {
-            IssuerError::unauthorized(
+            IssuerError::invalid_key(
                 "machine_secret_key_invalid",
                 "The provided Machine Secret Key is invalid. Make sure that your Machine Secret \
                  Key is correct.",
@@ -467,8 +467,8 @@ impl Issuer {
         let (rows, total) = self.inner.store.list(
             &TokenFilter {
                 subject: filter.subject,
-                revoked: filter.revoked,
-                expired: filter.expired,
+                include_revoked: filter.include_revoked,
+                include_expired: filter.include_expired,
                 limit: filter.limit,
                 offset: filter.offset,
             },
@@ -493,10 +493,11 @@ impl Issuer {
 pub struct TokenQuery {
     /// Only this machine's tokens.
     pub subject: Option<String>,
-    /// Only revoked (or only unrevoked) tokens.
-    pub revoked: Option<bool>,
-    /// Only expired (or only unexpired) tokens.
-    pub expired: Option<bool>,
+    /// Whether revoked tokens are included too (`revoked=true`; default: left out), as Clerk's
+    /// `m2m.list({ revoked })` documents it.
+    pub include_revoked: bool,
+    /// Whether expired tokens are included too (`expired=true`; default: left out).
+    pub include_expired: bool,
     /// At most this many (1 to 100, default 10).
     pub limit: u32,
     /// After skipping this many.
@@ -507,8 +508,8 @@ impl Default for TokenQuery {
     fn default() -> Self {
         Self {
             subject: None,
-            revoked: None,
-            expired: None,
+            include_revoked: false,
+            include_expired: false,
             limit: 10,
             offset: 0,
         }

@@ -91,8 +91,8 @@ pub(crate) struct KeyRow {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct TokenFilter {
     pub(crate) subject: Option<String>,
-    pub(crate) revoked: Option<bool>,
-    pub(crate) expired: Option<bool>,
+    pub(crate) include_revoked: bool,
+    pub(crate) include_expired: bool,
     pub(crate) limit: u32,
     pub(crate) offset: u32,
 }
@@ -204,10 +204,15 @@ impl Store {
         now_ms: i64,
     ) -> Result<(Vec<TokenRow>, u64), IssuerError> {
         let condition = "(?1 IS NULL OR subject = ?1)
-             AND (?2 IS NULL OR revoked = ?2)
-             AND (?3 IS NULL OR ((expiration IS NOT NULL AND expiration <= ?4) = ?3))";
+             AND (?2 OR revoked = 0)
+             AND (?3 OR expiration IS NULL OR expiration > ?4)";
         let connection = self.connection();
-        let arguments = params![filter.subject, filter.revoked, filter.expired, now_ms];
+        let arguments = params![
+            filter.subject,
+            filter.include_revoked,
+            filter.include_expired,
+            now_ms
+        ];
         let total: i64 = connection.query_row(
             &format!("SELECT COUNT(*) FROM m2m_tokens WHERE {condition}"),
             arguments,
@@ -221,8 +226,8 @@ impl Store {
             .query_map(
                 params![
                     filter.subject,
-                    filter.revoked,
-                    filter.expired,
+                    filter.include_revoked,
+                    filter.include_expired,
                     now_ms,
                     filter.limit,
                     filter.offset

@@ -1,64 +1,56 @@
-// Clerk's own SDK (@clerk/backend) as the client of the local issuer. Machine A creates and
-// revokes tokens with its machine secret key; machine B authenticates requests with its own
-// machine secret key (opaque tokens) and the instance secret key (the JWKS, for JWTs), as
-// Clerk's documentation sets them up. Prints one JSON document on stdout.
+// Clerk's own SDK (@clerk/backend) as the client of the local issuer, set up as Clerk's M2M guide
+// sets up two machines: machine A creates and revokes tokens with its machine secret key;
+// machine B, which A's tokens are scoped to, verifies them with its own machine secret key
+// (opaque tokens, at `/m2m_tokens/verify`) and the instance secret key (JWTs, with the JWKS from
+// `/v1/jwks`). A few more clients cover the other ways the SDK is configured. Prints one JSON
+// document on stdout.
 import { createClerkClient } from '@clerk/backend';
+import { attempt, authenticate, env, token } from './sdk.mjs';
 
-const { API_URL, SECRET_KEY, MACHINE_A_SECRET_KEY, MACHINE_B_SECRET_KEY } = process.env;
-const machineA = createClerkClient({ apiUrl: API_URL, machineSecretKey: MACHINE_A_SECRET_KEY });
+const apiUrl = env('API_URL');
+const secretKey = env('SECRET_KEY');
+const machineA = createClerkClient({ apiUrl, machineSecretKey: env('MACHINE_A_SECRET_KEY') });
 const machineB = createClerkClient({
-  apiUrl: API_URL,
-  secretKey: SECRET_KEY,
-  machineSecretKey: MACHINE_B_SECRET_KEY,
+  apiUrl, secretKey, machineSecretKey: env('MACHINE_B_SECRET_KEY'),
 });
-
-const token = (t) => ({
-  id: t.id, subject: t.subject, scopes: t.scopes, claims: t.claims, revoked: t.revoked,
-  revocationReason: t.revocationReason, expired: t.expired, expiration: t.expiration, token: t.token,
+// Only the instance secret key: opaque tokens are verified with it.
+const instance = createClerkClient({ apiUrl, secretKey });
+// Only the PEM public key: JWTs are verified without any network (the API URL is a closed port).
+const networkless = createClerkClient({
+  apiUrl: env('CLOSED_URL'), secretKey: 'sk_test_never_sent', jwtKey: env('JWT_KEY'),
 });
-
-// Runs `action`, recording its value or the error it threw.
-const attempt = async (action) => {
-  try {
-    return { ok: true, value: await action() };
-  } catch (error) {
-    return { ok: false, error: { message: error.message, status: error.status ?? null, code: error.code ?? error.errors?.[0]?.code ?? null } };
-  }
-};
-
-// `authenticateRequest(…, { acceptsToken: 'm2m_token' })` as machine B would call it.
-const authenticate = async (bearer) => {
-  const request = new Request('http://localhost/cron/run', { headers: { Authorization: `Bearer ${bearer}` } });
-  const state = await machineB.authenticateRequest(request, { acceptsToken: 'm2m_token' });
-  const auth = state.toAuth();
-  return {
-    status: state.status, isAuthenticated: state.isAuthenticated, reason: state.reason,
-    message: state.message, tokenType: state.tokenType, id: auth.id, machineId: auth.machineId,
-    scopes: auth.scopes, claims: auth.claims,
-  };
-};
+// A machine secret key the issuer does not know.
+const stranger = createClerkClient({ apiUrl, machineSecretKey: 'ak_not_a_key_of_this_instance' });
 
 const out = {};
 out.jwt = await attempt(async () => token(await machineA.m2m.createToken({ tokenFormat: 'jwt' })));
 out.opaque = await attempt(async () => token(await machineA.m2m.createToken({
   tokenFormat: 'opaque', secondsUntilExpiration: 600, claims: { job: 'interop' },
 })));
-out.toRevoke = await attempt(async () => token(await machineA.m2m.createToken({})));
+// The SDK's defaults: opaque, `seconds_until_expiration: null`, `claims: null`.
+out.toRevoke = await attempt(async () => token(await machineA.m2m.createToken()));
+// Server-side token reuse (recorded, not asserted: the issuer refuses it, see the README).
+out.reuse = await attempt(async () => token(await machineA.m2m.createToken({
+  tokenFormat: 'opaque', secondsUntilExpiration: 600, claims: { job: 'interop' },
+  minRemainingTtlSeconds: 60,
+})));
+
 if (out.jwt.ok && out.opaque.ok && out.toRevoke.ok) {
-  const [jwt, opaque, toRevoke] = [out.jwt.value.token, out.opaque.value.token, out.toRevoke.value.token];
+  const [jwt, opaque, toRevoke] = [out.jwt, out.opaque, out.toRevoke].map((s) => s.value.token);
+  // `m2m.verify` checks a JWT locally (JWKS fetched with the secret key), an opaque token at the API.
   out.verifyJwt = await attempt(async () => token(await machineB.m2m.verify({ token: jwt })));
   out.verifyOpaque = await attempt(async () => token(await machineB.m2m.verify({ token: opaque })));
-  out.authenticateJwt = await attempt(() => authenticate(jwt));
-  out.authenticateOpaque = await attempt(() => authenticate(opaque));
-  out.authenticateBeforeRevoke = await attempt(() => authenticate(toRevoke));
+  out.authenticateJwt = await attempt(() => authenticate(machineB, jwt));
+  out.authenticateOpaque = await attempt(() => authenticate(machineB, opaque));
+  out.authenticateBeforeRevoke = await attempt(() => authenticate(machineB, toRevoke));
+  out.authenticateJwtNetworkless = await attempt(() => authenticate(networkless, jwt));
+  out.authenticateOpaqueWithInstanceKey = await attempt(() => authenticate(instance, opaque));
+  out.authenticateOpaqueWithUnknownKey = await attempt(() => authenticate(stranger, opaque));
   out.revoke = await attempt(async () => token(await machineA.m2m.revokeToken({
     m2mTokenId: out.toRevoke.value.id, revocationReason: 'interop test',
   })));
   out.verifyRevoked = await attempt(async () => token(await machineB.m2m.verify({ token: toRevoke })));
-  out.authenticateRevoked = await attempt(() => authenticate(toRevoke));
-  out.list = await attempt(async () => {
-    const page = await machineA.m2m.list({ limit: 10 });
-    return { totalCount: page.totalCount, ids: page.data.map((t) => t.id) };
-  });
+  out.authenticateRevoked = await attempt(() => authenticate(machineB, toRevoke));
+  out.authenticateOpaqueAfterRevoke = await attempt(() => authenticate(machineB, opaque));
 }
 process.stdout.write(JSON.stringify(out));
