@@ -1,22 +1,50 @@
-//! The `machine-auth` command line, run as a process against its own `dev` issuer.
+//! The `machine-auth` command line, run as a process: against its own `dev` issuer (the demo, a
+//! configuration file, a data directory), against a recording stand-in for Clerk's API, and with
+//! missing or wrong configuration.
 #![cfg(feature = "cli")]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 mod common;
 
-use std::collections::HashMap;
-use std::process::{Command, Output, Stdio};
-
-use common::opaque_token;
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use common::TestKey;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_machine-auth");
 
-/// A running `machine-auth dev`, and the variables its export lines set.
+/// The last line `dev` prints on standard output.
+const LAST_DEV_LINE: &str = "# Ctrl-C stops the issuer.";
+
+/// A running `machine-auth dev` (killed when dropped), and what it printed.
 struct Dev {
     _child: tokio::process::Child,
     url: String,
+    /// The variables of its `export` lines, unquoted.
     exports: HashMap<String, String>,
+    /// The commented `# export CLERK_MACHINE_SECRET_KEY=…  # mch_…` lines: (key, comment).
+    other_machines: Vec<(String, String)>,
+    stdout: String,
+}
+
+impl Dev {
+    /// `(name, value)` pairs of these export lines.
+    fn env(&self, names: &[&str]) -> Vec<(String, String)> {
+        names
+            .iter()
+            .map(|name| ((*name).to_owned(), self.exports[*name].clone()))
+            .collect()
+    }
 }
 
 async fn start_dev(arguments: &[&str]) -> Dev {
@@ -24,67 +52,145 @@ async fn start_dev(arguments: &[&str]) -> Dev {
         .arg("dev")
         .args(["--port", "0"])
         .args(arguments)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut url = None;
-    let mut exports = HashMap::new();
-    while let Ok(Ok(Some(line))) =
-        tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line()).await
-    {
-        if let Some(rest) = line.strip_prefix("listening on ") {
-            url = Some(rest.to_owned());
-        } else if let Some(rest) = line.strip_prefix("export ") {
-            let (name, value) = rest.split_once('=').unwrap();
-            let value = value.split("  #").next().unwrap().trim();
-            exports
-                .entry(name.to_owned())
-                .or_insert_with(|| value.to_owned());
-        } else if line.contains("CLERK_JWT_KEY") {
-            break; // the last line about the keys
+    let mut stdout = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("dev printed no `{LAST_DEV_LINE}` line: {stdout}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("dev exited: {stdout}"));
+        stdout.push_str(&line);
+        stdout.push('\n');
+        if line == LAST_DEV_LINE {
+            break;
         }
     }
+    let (exports, other_machines) = parse_exports(&stdout);
+    let url = stdout
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("listening on "))
+        .unwrap_or_else(|| panic!("the first line is not `listening on …`: {stdout}"))
+        .to_owned();
     Dev {
         _child: child,
-        url: url.expect("no `listening on` line"),
+        url,
         exports,
+        other_machines,
+        stdout,
     }
 }
 
-/// Runs `machine-auth` with only these variables (and PATH) set.
-fn run(arguments: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
-    let mut command = Command::new(BINARY);
-    command
+/// The `export NAME=VALUE` lines (a single-quoted value may span lines, as the PEM does), and the
+/// commented machine keys.
+fn parse_exports(stdout: &str) -> (HashMap<String, String>, Vec<(String, String)>) {
+    let mut exports = HashMap::new();
+    let mut others = Vec::new();
+    let mut lines = stdout.lines();
+    while let Some(line) = lines.next() {
+        if let Some(rest) = line.strip_prefix("# export CLERK_MACHINE_SECRET_KEY=") {
+            let (key, comment) = rest.split_once("  # ").expect("a machine comment");
+            others.push((unquote(key), comment.to_owned()));
+            continue;
+        }
+        let Some(rest) = line.strip_prefix("export ") else {
+            continue;
+        };
+        let (name, value) = rest.split_once('=').unwrap();
+        let mut value = value.to_owned();
+        if value.starts_with('\'') {
+            while value.len() < 2 || !value.ends_with('\'') {
+                value.push('\n');
+                value.push_str(lines.next().expect("an unterminated quote"));
+            }
+        }
+        assert!(
+            !value.contains(" #"),
+            "an export line with a trailing comment: {line}"
+        );
+        exports.insert(name.to_owned(), unquote(&value));
+    }
+    (exports, others)
+}
+
+fn unquote(word: &str) -> String {
+    match word.strip_prefix('\'').and_then(|w| w.strip_suffix('\'')) {
+        Some(inner) => inner.replace(r"'\''", "'"),
+        None => word.to_owned(),
+    }
+}
+
+/// Runs `machine-auth` with only these variables (and PATH) set, `stdin` as its input, for at
+/// most 20 s.
+fn run<N: AsRef<str>, V: AsRef<str>>(
+    arguments: &[&str],
+    env: &[(N, V)],
+    stdin: Option<&str>,
+) -> Output {
+    let mut child = Command::new(BINARY)
         .args(arguments)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
+        .envs(env.iter().map(|(n, v)| (n.as_ref(), v.as_ref())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap();
-    if let Some(input) = stdin {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
     }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
+    drop(input);
+    // Read the pipes on threads so that a hung child cannot hang the test.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut buffer = Vec::new();
+        std::io::Read::read_to_end(&mut out, &mut buffer).ok();
+        buffer
+    });
+    let err = std::thread::spawn(move || {
+        let mut buffer = Vec::new();
+        std::io::Read::read_to_end(&mut err, &mut buffer).ok();
+        buffer
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("machine-auth {arguments:?} did not finish in 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
 }
+
+const NO_ENV: &[(&str, &str)] = &[];
 
 fn stdout_json(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
         panic!(
             "stdout is not JSON: {}\nstderr: {}",
             String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+            stderr(output)
         )
     })
 }
@@ -93,28 +199,89 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+fn all_output(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(output)
+    )
+}
+
+#[track_caller]
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(output)
+    );
+}
+
+/// A directory under the system's temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let path = std::env::temp_dir().join(format!(
+            "machine-auth-cli-{tag}-{}-{nanos}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[tokio::test]
-async fn the_whole_cycle_against_dev() {
+async fn the_whole_cycle_against_the_demo() {
     let dev = start_dev(&[]).await;
     assert_eq!(dev.exports["CLERK_API_URL"], dev.url);
-    let env = |names: &[&str]| -> Vec<(String, String)> {
-        names
-            .iter()
-            .map(|n| ((*n).to_owned(), dev.exports[*n].clone()))
-            .collect()
-    };
-    let client_env = env(&["CLERK_API_URL", "CLERK_MACHINE_SECRET_KEY"]);
-    let client_env: Vec<(&str, &str)> = client_env
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let server_env = env(&["CLERK_API_URL", "CLERK_SECRET_KEY"]);
-    let server_env: Vec<(&str, &str)> = server_env
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
+    assert!(dev.url.starts_with("http://127.0.0.1:"), "{}", dev.url);
+    assert!(dev.exports["CLERK_SECRET_KEY"].starts_with("sk_"));
+    let machine_key = dev.exports["CLERK_MACHINE_SECRET_KEY"].clone();
+    assert!(machine_key.starts_with("ak_demo_cron"), "{}", dev.stdout);
+    let pem = &dev.exports["CLERK_JWT_KEY"];
+    assert!(
+        pem.starts_with("-----BEGIN PUBLIC KEY-----\n")
+            && pem.ends_with("-----END PUBLIC KEY-----"),
+        "{pem}"
+    );
+    assert_eq!(dev.other_machines.len(), 1, "{}", dev.stdout);
+    let (reports_key, reports_comment) = &dev.other_machines[0];
+    assert!(
+        reports_comment.starts_with("mch_reports_api"),
+        "{reports_comment}"
+    );
+    assert!(dev.stdout.contains("mch_cron_service"));
 
-    let jwt = run(
+    let client = dev.env(&["CLERK_API_URL", "CLERK_MACHINE_SECRET_KEY"]);
+    let layer = dev.env(&["CLERK_API_URL", "CLERK_SECRET_KEY"]);
+    let networkless = dev.env(&["CLERK_JWT_KEY"]);
+    let everything = dev.env(&[
+        "CLERK_API_URL",
+        "CLERK_SECRET_KEY",
+        "CLERK_JWT_KEY",
+        "CLERK_MACHINE_SECRET_KEY",
+    ]);
+
+    // A JWT, with claims and a lifetime.
+    let created = run(
         &[
             "token",
             "create",
@@ -125,200 +292,644 @@ async fn the_whole_cycle_against_dev() {
             "--claims",
             r#"{"job":"nightly"}"#,
         ],
-        &client_env,
+        &client,
         None,
     );
-    assert!(jwt.status.success(), "{}", stderr(&jwt));
-    let jwt = stdout_json(&jwt);
-    assert_eq!(jwt["claims"]["job"], "nightly");
-    let jwt_token = jwt["token"].as_str().unwrap().to_owned();
-
-    let verified = run(&["verify", &jwt_token], &server_env, None);
-    assert!(verified.status.success(), "{}", stderr(&verified));
-    assert_eq!(stdout_json(&verified)["machine_id"], "mch_cron_service");
-    let from_stdin = run(
-        &["verify", "-"],
-        &server_env,
-        Some(&format!("{jwt_token}\n")),
+    assert_exit(&created, 0);
+    assert!(
+        !all_output(&created).contains(&machine_key),
+        "the key was printed"
     );
-    assert!(from_stdin.status.success(), "{}", stderr(&from_stdin));
+    let resource = stdout_json(&created);
+    assert_eq!(resource["object"], "machine_to_machine_token");
+    assert_eq!(resource["subject"], "mch_cron_service");
+    assert_eq!(resource["claims"]["job"], "nightly");
+    let jwt = resource["token"].as_str().unwrap().to_owned();
+    assert_eq!(jwt.split('.').count(), 3);
 
-    let opaque = stdout_json(&run(&["token", "create"], &client_env, None));
+    // Verified with the JWKS (instance key), with the PEM alone, and read from standard input.
+    for env in [&layer, &networkless, &everything] {
+        let verified = run(&["verify", &jwt], env, None);
+        assert_exit(&verified, 0);
+        let machine = stdout_json(&verified);
+        assert_eq!(machine["machine_id"], "mch_cron_service");
+        assert_eq!(machine["token_format"], "jwt");
+        assert_eq!(machine["claims"]["job"], "nightly");
+    }
+    let from_stdin = run(&["verify", "-"], &layer, Some(&format!("  {jwt}\n")));
+    assert_exit(&from_stdin, 0);
+    assert_eq!(stdout_json(&from_stdin)["machine_id"], "mch_cron_service");
+
+    // Opaque tokens: the default format, and asked for.
+    let default_format = stdout_json(&run(&["token", "create"], &client, None));
+    assert!(default_format["token"].as_str().unwrap().starts_with("mt_"));
+    let opaque = run(&["token", "create", "--format", "opaque"], &client, None);
+    assert_exit(&opaque, 0);
+    let opaque = stdout_json(&opaque);
     let opaque_token = opaque["token"].as_str().unwrap().to_owned();
+    let opaque_id = opaque["id"].as_str().unwrap().to_owned();
+    assert!(opaque_token.starts_with("mt_"));
+    assert_ne!(opaque_token, opaque_id);
+
+    let verified = run(&["verify", &opaque_token], &layer, None);
+    assert_exit(&verified, 0);
+    assert_eq!(stdout_json(&verified)["token_format"], "opaque");
+    // The machine the token is meant for (its scope) verifies it with its own key; the creator's
+    // key does not see it, and the message says why.
+    let receiver = [
+        ("CLERK_API_URL", dev.url.as_str()),
+        ("CLERK_MACHINE_SECRET_KEY", reports_key.as_str()),
+    ];
+    assert_exit(&run(&["verify", &opaque_token], &receiver, None), 0);
+    let wrong_machine = run(&["verify", &opaque_token], &everything, None);
+    assert_exit(&wrong_machine, 1);
     assert!(
-        run(&["verify", &opaque_token], &server_env, None)
-            .status
-            .success()
+        stderr(&wrong_machine).contains("meant for that machine"),
+        "{}",
+        stderr(&wrong_machine)
     );
+
+    // Revoked: refused at once.
     let revoked = run(
-        &[
-            "token",
-            "revoke",
-            opaque["id"].as_str().unwrap(),
-            "--reason",
-            "test",
-        ],
-        &client_env,
+        &["token", "revoke", &opaque_id, "--reason", "leaked"],
+        &client,
         None,
     );
-    assert!(revoked.status.success(), "{}", stderr(&revoked));
-    assert_eq!(stdout_json(&revoked)["revocation_reason"], "test");
-    let after = run(&["verify", &opaque_token], &server_env, None);
-    assert_eq!(after.status.code(), Some(1));
+    assert_exit(&revoked, 0);
+    let revoked = stdout_json(&revoked);
+    assert_eq!(revoked["revoked"], true);
+    assert_eq!(revoked["revocation_reason"], "leaked");
+    let after = run(&["verify", &opaque_token], &layer, None);
+    assert_exit(&after, 1);
     assert!(
-        stderr(&after).contains("token-invalid"),
+        stderr(&after).contains("rejected: token-invalid"),
         "{}",
         stderr(&after)
     );
+    assert!(
+        !all_output(&after).contains(&opaque_token),
+        "the token was echoed"
+    );
 
-    let garbage = run(&["verify", "not-a-token"], &server_env, None);
-    assert_eq!(garbage.status.code(), Some(1));
+    // Garbage, tampering, and ids that do not exist.
+    let garbage = run(&["verify", "not-a-token"], &layer, None);
+    assert_exit(&garbage, 1);
     assert!(stderr(&garbage).contains("token-type-mismatch"));
-
+    let mut parts: Vec<String> = jwt.split('.').map(str::to_owned).collect();
+    parts[2] = parts[2].chars().rev().collect();
+    let tampered = run(&["verify", &parts.join(".")], &networkless, None);
+    assert_exit(&tampered, 1);
+    assert!(
+        stderr(&tampered).contains("token-invalid"),
+        "{}",
+        stderr(&tampered)
+    );
+    let empty = run(&["verify", "-"], &layer, Some("\n"));
+    assert_exit(&empty, 1);
+    assert!(stderr(&empty).contains("empty"));
     let unknown = run(
         &["token", "revoke", "mt_00000000000000000000000000000000"],
-        &client_env,
+        &client,
         None,
     );
-    assert_eq!(unknown.status.code(), Some(1));
+    assert_exit(&unknown, 1);
     assert!(stderr(&unknown).contains("404"), "{}", stderr(&unknown));
+    let not_an_id = run(&["token", "revoke", "mt_../../jwks"], &client, None);
+    assert_exit(&not_an_id, 1);
+    assert!(
+        stderr(&not_an_id).contains("`id`"),
+        "{}",
+        stderr(&not_an_id)
+    );
 
-    let inspected = run(&["inspect", &jwt_token], &[], None);
-    assert!(inspected.status.success());
+    // A wrong key: Clerk's message and the status, never the key.
+    let wrong_key = "ak_wrong_machine_key_0123456789";
+    let refused = run(
+        &["token", "create"],
+        &[
+            ("CLERK_API_URL", dev.url.as_str()),
+            ("CLERK_MACHINE_SECRET_KEY", wrong_key),
+        ],
+        None,
+    );
+    assert_exit(&refused, 1);
+    assert!(stderr(&refused).contains("401"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("Machine Secret Key is invalid"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!all_output(&refused).contains(wrong_key));
+    let zero_lifetime = run(&["token", "create", "--expires-in", "0"], &client, None);
+    assert_exit(&zero_lifetime, 1);
+    assert!(
+        stderr(&zero_lifetime).contains("seconds_until_expiration"),
+        "{}",
+        stderr(&zero_lifetime)
+    );
+
+    // inspect: decoded, marked unverified, nothing checked.
+    let inspected = run(&["inspect", &jwt], NO_ENV, None);
+    assert_exit(&inspected, 0);
+    assert!(stderr(&inspected).contains("NOT VERIFIED"));
     let inspected = stdout_json(&inspected);
     assert_eq!(inspected["unverified"], true);
     assert_eq!(inspected["header"]["cat"], "cl_B7d4PD333AAA");
+    assert_eq!(inspected["header"]["alg"], "RS256");
     assert_eq!(inspected["claims"]["sub"], "mch_cron_service");
-    assert!(stderr(&run(&["inspect", &jwt_token], &[], None)).contains("NOT VERIFIED"));
-    assert_eq!(
-        run(&["inspect", &opaque_token], &[], None).status.code(),
-        Some(1)
+    assert_eq!(inspected["claims"]["job"], "nightly");
+    let from_stdin = run(&["inspect", "-"], NO_ENV, Some(&jwt));
+    assert_exit(&from_stdin, 0);
+    assert_eq!(stdout_json(&from_stdin)["claims"]["jti"], resource["id"]);
+    let opaque_inspected = run(&["inspect", &opaque_token], NO_ENV, None);
+    assert_exit(&opaque_inspected, 1);
+    assert!(
+        stderr(&opaque_inspected).contains("opaque")
+            && stderr(&opaque_inspected).contains("issuer"),
+        "{}",
+        stderr(&opaque_inspected)
     );
-    assert_eq!(run(&["inspect", "a.b"], &[], None).status.code(), Some(1));
+    for malformed in ["a.b", "a.b.c", "e30.bm90IGpzb24.c2ln", "a.b.c.d.e"] {
+        let output = run(&["inspect", malformed], NO_ENV, None);
+        assert_exit(&output, 1);
+        assert!(output.stdout.is_empty(), "{malformed}: printed something");
+    }
+}
+
+/// A JWT past its expiry and the verifier's clock skew, signed with a key of the test's own: the
+/// command says `token-expired`, without waiting for a fresh token to age.
+#[test]
+fn an_expired_jwt_is_rejected_as_expired() {
+    let key = TestKey::shared_rsa();
+    let issued = common::now() - 3600;
+    let claims = common::with(common::claims_at(issued), "exp", json!(issued + 60));
+    let token = key.token("ins_test", &claims);
+    let expired = run(
+        &["verify", &token],
+        &[("CLERK_JWT_KEY", key.public_pem().as_str())],
+        None,
+    );
+    assert_exit(&expired, 1);
+    assert!(
+        stderr(&expired).contains("rejected: token-expired: the token has expired"),
+        "{}",
+        stderr(&expired)
+    );
+    assert!(
+        !stderr(&expired).contains(&token),
+        "the token appears in the output"
+    );
 }
 
 #[test]
-fn missing_configuration_is_exit_2_with_what_to_set() {
-    let verify = run(&["verify", "x.y.z"], &[], None);
-    assert_eq!(verify.status.code(), Some(2));
+fn misconfiguration_is_exit_2_and_says_what_to_set() {
+    let verify = run(&["verify", "x.y.z"], NO_ENV, None);
+    assert_exit(&verify, 2);
     assert!(
         stderr(&verify).contains("CLERK_JWT_KEY"),
         "{}",
         stderr(&verify)
     );
-    let create = run(&["token", "create"], &[], None);
-    assert_eq!(create.status.code(), Some(2));
-    assert!(
-        stderr(&create).contains("CLERK_MACHINE_SECRET_KEY"),
-        "{}",
-        stderr(&create)
-    );
-    let claims = run(
-        &["token", "create", "--claims", "[1]"],
-        &[("CLERK_MACHINE_SECRET_KEY", "ak_x")],
+
+    let bad_pem = run(
+        &["verify", "x.y.z"],
+        &[("CLERK_JWT_KEY", "not a key")],
         None,
     );
-    assert_eq!(claims.status.code(), Some(1));
-    assert!(stderr(&claims).contains("JSON object"));
+    assert_exit(&bad_pem, 2);
+
+    for command in [&["token", "create"][..], &["token", "revoke", "mt_0123"]] {
+        let output = run(command, NO_ENV, None);
+        assert_exit(&output, 2);
+        assert!(
+            stderr(&output).contains("set CLERK_MACHINE_SECRET_KEY")
+                && stderr(&output).contains("machine-auth dev"),
+            "{}",
+            stderr(&output)
+        );
+    }
+
+    // The key must not travel in the clear.
+    let cleartext = run(
+        &["token", "create"],
+        &[
+            ("CLERK_API_URL", "http://api.example.com"),
+            ("CLERK_MACHINE_SECRET_KEY", "ak_test_0123456789"),
+        ],
+        None,
+    );
+    assert_exit(&cleartext, 2);
+    assert!(
+        stderr(&cleartext).contains("https"),
+        "{}",
+        stderr(&cleartext)
+    );
+
+    let key = [("CLERK_MACHINE_SECRET_KEY", "ak_test_0123456789")];
+    for claims in ["[1]", "\"x\"", "{"] {
+        let output = run(&["token", "create", "--claims", claims], &key, None);
+        assert_exit(&output, 1);
+        assert!(
+            stderr(&output).contains("JSON object"),
+            "{}",
+            stderr(&output)
+        );
+    }
+
+    let usage = run(&["token", "create", "--format", "paseto"], NO_ENV, None);
+    assert_exit(&usage, 2);
 }
 
-#[tokio::test]
-async fn an_unreachable_verifier_is_exit_2() {
+#[test]
+fn an_unreachable_issuer_is_exit_2() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
     let url = format!("http://{closed}");
-    let output = run(
-        &["verify", &opaque_token()],
+    let env = [
+        ("CLERK_MACHINE_SECRET_KEY", "ak_test_0123456789"),
+        ("CLERK_API_URL", url.as_str()),
+    ];
+    let verify = run(
         &[
-            ("CLERK_MACHINE_SECRET_KEY", "ak_machine_key"),
-            ("CLERK_API_URL", &url),
+            "verify",
+            "mt_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
         ],
+        &env,
         None,
     );
-    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(stderr(&output).contains("verifier-unavailable"));
+    assert_exit(&verify, 2);
+    assert!(
+        stderr(&verify).contains("verifier-unavailable"),
+        "{}",
+        stderr(&verify)
+    );
+    let create = run(&["token", "create"], &env, None);
+    assert_exit(&create, 2);
+    assert!(
+        stderr(&create).contains("cannot reach"),
+        "{}",
+        stderr(&create)
+    );
+}
+
+/// What the stand-in for Clerk's API saw: method, path, headers, body.
+type Seen = Arc<Mutex<Vec<(String, String, HeaderMap, Value)>>>;
+
+/// A stand-in for Clerk's Backend API that records requests: `/m2m_tokens` creates, `…/revoke`
+/// revokes; under `/fail` Clerk's 422, under `/redirect` a redirect, under `/text` a 200 that
+/// is not JSON.
+async fn recording_api() -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    let app = Router::new().fallback(
+        move |method: axum::http::Method, uri: Uri, headers: HeaderMap, body: String| {
+            let record = record.clone();
+            async move {
+                let path = uri.path().to_owned();
+                record.lock().unwrap().push((
+                    method.to_string(),
+                    path.clone(),
+                    headers,
+                    serde_json::from_str(&body).unwrap_or(Value::Null),
+                ));
+                let resource = json!({"object": "machine_to_machine_token", "id": "mt_1",
+                    "subject": "mch_x", "revoked": path.ends_with("/revoke")});
+                if path.starts_with("/fail") {
+                    let errors = json!({"errors": [{"code": "form_param_invalid",
+                        "message": "short", "long_message": "the long message", "meta": {}}]});
+                    (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(errors)).into_response()
+                } else if path.starts_with("/text") {
+                    (StatusCode::OK, "<html>not an API</html>").into_response()
+                } else if path.starts_with("/redirect") {
+                    (
+                        StatusCode::TEMPORARY_REDIRECT,
+                        [("location", "/m2m_tokens")],
+                        "",
+                    )
+                        .into_response()
+                } else if path.ends_with("/m2m_tokens") {
+                    (StatusCode::CREATED, axum::Json(resource)).into_response()
+                } else if path.ends_with("/revoke") {
+                    (StatusCode::OK, axum::Json(resource)).into_response()
+                } else {
+                    (StatusCode::NOT_FOUND, "not found").into_response()
+                }
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_commands_send_what_clerks_sdk_sends() {
+    let (url, seen) = recording_api().await;
+    let key = "ak_recorded_0123456789";
+    let env = [
+        ("CLERK_API_URL", url.as_str()),
+        ("CLERK_MACHINE_SECRET_KEY", key),
+    ];
+    let run_here = |arguments: &[&str], env: &[(&str, &str)]| {
+        let arguments: Vec<String> = arguments.iter().map(|a| (*a).to_owned()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+            run(&arguments, &env, None)
+        })
+    };
+
+    assert_exit(&run_here(&["token", "create"], &env).await.unwrap(), 0);
+    let created = run_here(
+        &[
+            "token",
+            "create",
+            "--format",
+            "jwt",
+            "--expires-in",
+            "90",
+            "--claims",
+            r#"{"a":[1]}"#,
+        ],
+        &env,
+    )
+    .await
+    .unwrap();
+    assert_exit(&created, 0);
+    assert_eq!(stdout_json(&created)["id"], "mt_1");
+    let revoked = run_here(&["token", "revoke", "mt_1", "--reason", "leaked"], &env)
+        .await
+        .unwrap();
+    assert_exit(&revoked, 0);
+    assert_eq!(stdout_json(&revoked)["revoked"], true);
+    assert_exit(
+        &run_here(&["token", "revoke", "mt_1"], &env).await.unwrap(),
+        0,
+    );
+    // A trailing `/v1` (and `/`) is kept, as Clerk's SDK does.
+    let v1 = format!("{url}/v1/");
+    let env_v1 = [
+        ("CLERK_API_URL", v1.as_str()),
+        ("CLERK_MACHINE_SECRET_KEY", key),
+    ];
+    assert_exit(&run_here(&["token", "create"], &env_v1).await.unwrap(), 0);
+
+    {
+        let seen = seen.lock().unwrap();
+        let bodies: Vec<(&str, &str, &Value)> = seen
+            .iter()
+            .map(|(method, path, _, body)| (method.as_str(), path.as_str(), body))
+            .collect();
+        assert_eq!(
+            bodies,
+            [
+                (
+                    "POST",
+                    "/m2m_tokens",
+                    &json!({"seconds_until_expiration": null, "claims": null,
+                        "token_format": "opaque"})
+                ),
+                (
+                    "POST",
+                    "/m2m_tokens",
+                    &json!({"seconds_until_expiration": 90, "claims": {"a": [1]},
+                        "token_format": "jwt"})
+                ),
+                (
+                    "POST",
+                    "/m2m_tokens/mt_1/revoke",
+                    &json!({"revocation_reason": "leaked"})
+                ),
+                (
+                    "POST",
+                    "/m2m_tokens/mt_1/revoke",
+                    &json!({"revocation_reason": null})
+                ),
+                (
+                    "POST",
+                    "/v1/m2m_tokens",
+                    &json!({"seconds_until_expiration": null, "claims": null,
+                        "token_format": "opaque"})
+                ),
+            ]
+        );
+        for (_, _, headers, _) in seen.iter() {
+            assert_eq!(headers["authorization"], format!("Bearer {key}").as_str());
+            assert_eq!(headers["content-type"], "application/json");
+            assert_eq!(headers["clerk-api-version"], "2026-05-12");
+        }
+    }
+
+    // Clerk's error: the long message and the status, exit 1, never the key.
+    let fail = format!("{url}/fail");
+    let env_fail = [
+        ("CLERK_API_URL", fail.as_str()),
+        ("CLERK_MACHINE_SECRET_KEY", key),
+    ];
+    let refused = run_here(&["token", "revoke", "mt_2"], &env_fail)
+        .await
+        .unwrap();
+    assert_exit(&refused, 1);
+    assert!(
+        stderr(&refused).contains("422") && stderr(&refused).contains("the long message"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!all_output(&refused).contains(key));
+
+    // Redirects are not followed (the key would go with them).
+    seen.lock().unwrap().clear();
+    let redirect = format!("{url}/redirect");
+    let env_redirect = [
+        ("CLERK_API_URL", redirect.as_str()),
+        ("CLERK_MACHINE_SECRET_KEY", key),
+    ];
+    let redirected = run_here(&["token", "create"], &env_redirect).await.unwrap();
+    assert_exit(&redirected, 1);
+    assert!(
+        stderr(&redirected).contains("307"),
+        "{}",
+        stderr(&redirected)
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1, "the redirect was followed");
+
+    // A success that is not JSON is not taken for one.
+    let text = format!("{url}/text");
+    let env_text = [
+        ("CLERK_API_URL", text.as_str()),
+        ("CLERK_MACHINE_SECRET_KEY", key),
+    ];
+    let not_json = run_here(&["token", "create"], &env_text).await.unwrap();
+    assert_exit(&not_json, 2);
+    assert!(
+        stderr(&not_json).contains("not a JSON object"),
+        "{}",
+        stderr(&not_json)
+    );
 }
 
 #[tokio::test]
 async fn dev_keeps_tokens_in_a_data_directory_and_reads_a_config_file() {
-    let dir = std::env::temp_dir().join(format!("machine-auth-cli-{}", opaque_token()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("machines.json");
+    let dir = TempDir::new("data");
+    let config = dir.path().join("machines.json");
     std::fs::write(
         &config,
-        r#"{"instance_secret_key": "sk_test_cli_instance", "machines": [
-            {"name": "Billing", "secret_key": "ak_test_cli_billing", "scopes": []}]}"#,
+        r#"{
+            "instance_secret_key": "sk_test_cli_instance",
+            "machines": [
+                {"name": "Billing worker", "secret_key": "ak_test_cli_billing", "scopes": ["mch_cli_ledger"]},
+                {"id": "mch_cli_ledger", "name": "Ledger", "secret_key": "ak_test_cli_ledger"}
+            ]
+        }"#,
     )
     .unwrap();
-    let data = dir.join("data");
-    let token = {
-        let dev = start_dev(&[
-            "--config",
-            config.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ])
-        .await;
-        assert_eq!(
-            dev.exports["CLERK_MACHINE_SECRET_KEY"],
-            "ak_test_cli_billing"
-        );
-        let env = [
-            ("CLERK_API_URL", dev.url.as_str()),
-            ("CLERK_MACHINE_SECRET_KEY", "ak_test_cli_billing"),
-        ];
-        let created = stdout_json(&run(&["token", "create"], &env, None));
-        assert!(
-            created["subject"].as_str().unwrap().starts_with("mch_"),
-            "a generated id: {created}"
-        );
-        created["token"].as_str().unwrap().to_owned()
-    };
-    let dev = start_dev(&[
+    let data = dir.path().join("data");
+    let arguments = [
         "--config",
         config.to_str().unwrap(),
         "--data-dir",
         data.to_str().unwrap(),
-    ])
-    .await;
-    let env = [
-        ("CLERK_API_URL", dev.url.as_str()),
-        ("CLERK_SECRET_KEY", "sk_test_cli_instance"),
     ];
-    let verified = run(&["verify", &token], &env, None);
-    assert!(
-        verified.status.success(),
-        "the token did not survive the restart: {}",
-        stderr(&verified)
-    );
 
-    std::fs::write(&config, r#"{"instance_secret_key": "sk_test_cli_instance", "machines": [{"id": "billing", "name": "B", "secret_key": "ak_test_cli_billing"}]}"#).unwrap();
-    let bad = run(
-        &["dev", "--port", "0", "--config", config.to_str().unwrap()],
-        &[],
-        None,
-    );
-    assert_eq!(bad.status.code(), Some(2));
-    assert!(stderr(&bad).contains("machines[0].id"), "{}", stderr(&bad));
+    let (jwt, opaque, pem) = {
+        let dev = start_dev(&arguments).await;
+        assert_eq!(dev.exports["CLERK_SECRET_KEY"], "sk_test_cli_instance");
+        assert_eq!(
+            dev.exports["CLERK_MACHINE_SECRET_KEY"],
+            "ak_test_cli_billing"
+        );
+        assert_eq!(dev.other_machines.len(), 1);
+        assert_eq!(dev.other_machines[0].0, "ak_test_cli_ledger");
+        assert!(
+            dev.other_machines[0]
+                .1
+                .starts_with("mch_cli_ledger (Ledger")
+        );
+        assert!(!dev.stdout.contains("live in memory"), "{}", dev.stdout);
+        let client = dev.env(&["CLERK_API_URL", "CLERK_MACHINE_SECRET_KEY"]);
+        let created = run(&["token", "create", "--format", "jwt"], &client, None);
+        assert_exit(&created, 0);
+        let created = stdout_json(&created);
+        let subject = created["subject"].as_str().unwrap();
+        assert!(
+            subject.starts_with("mch_") && subject != "mch_cli_ledger",
+            "an id derived from the name: {created}"
+        );
+        assert_eq!(created["scopes"], json!(["mch_cli_ledger"]));
+        let opaque = stdout_json(&run(&["token", "create"], &client, None));
+        (
+            created["token"].as_str().unwrap().to_owned(),
+            opaque["token"].as_str().unwrap().to_owned(),
+            dev.exports["CLERK_JWT_KEY"].clone(),
+        )
+    };
+
+    // Restarted on the same data directory: same key, tokens still valid.
+    let dev = start_dev(&arguments).await;
+    assert_eq!(dev.exports["CLERK_JWT_KEY"], pem, "the signing key changed");
+    let layer = dev.env(&["CLERK_API_URL", "CLERK_SECRET_KEY"]);
+    for token in [&jwt, &opaque] {
+        let verified = run(&["verify", token], &layer, None);
+        assert_exit(&verified, 0);
+        assert_eq!(
+            stdout_json(&verified)["scopes"],
+            json!(["mch_cli_ledger"]),
+            "the token did not survive the restart"
+        );
+    }
+    // The ledger, whose key is one of the commented lines, verifies the opaque token meant for it.
+    let ledger = [
+        ("CLERK_API_URL", dev.url.as_str()),
+        ("CLERK_MACHINE_SECRET_KEY", "ak_test_cli_ledger"),
+    ];
+    assert_exit(&run(&["verify", &opaque], &ledger, None), 0);
     drop(dev);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
-fn every_command_has_help_with_an_example() {
+fn a_bad_config_names_the_file_and_the_field() {
+    let dir = TempDir::new("config");
+    let config = dir.path().join("machines.json");
+    let shown = config.display().to_string();
+    for (text, field) in [
+        (
+            r#"{"instance_secret_key": "sk_test_cli_instance", "machines": [{"id": "billing", "name": "B", "secret_key": "ak_test_cli_billing"}]}"#,
+            "machines[0].id",
+        ),
+        (
+            r#"{"instance_secret_key": "sk_test_cli_instance", "machines": [{"name": "B", "secret_key": "ak_test_cli_billing", "scope": []}]}"#,
+            "scope",
+        ),
+        (
+            r#"{"instance_secret_key": "sk_test_cli_instance", "machines": [{"name": "B", "secret_key": 5}]}"#,
+            "machines[0].secret_key",
+        ),
+        (
+            r#"{"instance_secret_key": "pk_test", "machines": []}"#,
+            "instance_secret_key",
+        ),
+        (r#"{"instance_secret_key": "#, "EOF"),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let output = run(&["dev", "--port", "0", "--config", &shown], NO_ENV, None);
+        assert_exit(&output, 2);
+        assert!(
+            stderr(&output).contains(&shown) && stderr(&output).contains(field),
+            "{text}: {}",
+            stderr(&output)
+        );
+        assert!(output.stdout.is_empty(), "{text}: printed exports");
+    }
+    let missing = dir.path().join("missing.json");
+    let output = run(
+        &["dev", "--port", "0", "--config", missing.to_str().unwrap()],
+        NO_ENV,
+        None,
+    );
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("missing.json"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn every_command_has_help_with_an_example_and_its_exit_status() {
     for command in [
         &["--help"][..],
         &["dev", "--help"],
+        &["token", "--help"],
         &["token", "create", "--help"],
         &["token", "revoke", "--help"],
         &["verify", "--help"],
         &["inspect", "--help"],
+        &["help", "verify"],
     ] {
-        let output = run(command, &[], None);
-        assert!(output.status.success());
+        let output = run(command, NO_ENV, None);
+        assert_exit(&output, 0);
         let help = String::from_utf8_lossy(&output.stdout);
         assert!(help.contains("Example"), "{command:?}: {help}");
+        assert!(help.contains("machine-auth "), "{command:?}: {help}");
+        if command != ["token", "--help"] {
+            assert!(help.contains("Exit status"), "{command:?}: {help}");
+        }
+    }
+    let dev_help =
+        String::from_utf8_lossy(&run(&["dev", "--help"], NO_ENV, None).stdout).into_owned();
+    assert!(dev_help.contains("[default: 8787]"), "{dev_help}");
+    for command in [&["--version"][..], &["verify", "--version"]] {
+        let output = run(command, NO_ENV, None);
+        assert_exit(&output, 0);
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains(env!("CARGO_PKG_VERSION")),
+            "{command:?}"
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! `machine-auth`: run the local issuer, create and revoke machine tokens, verify and inspect them.
 
-use std::io::Read;
-use std::path::PathBuf;
+use std::error::Error as _;
+use std::io::{IsTerminal, Read, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,19 +11,43 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
-use tower_machine_auth::issuer::{Issuer, IssuerConfig};
+use tower_machine_auth::issuer::{Issuer, IssuerConfig, MachineConfig};
 use tower_machine_auth::{DEFAULT_CLERK_API_URL, MachineVerifier, Reason};
 
+/// The token was rejected, the API refused the request, or the input is wrong.
 const EXIT_REJECTED: u8 = 1;
+/// Misconfigured (missing or bad variables, a bad `--config`), or the verifier or API could not
+/// be reached. Clap's usage errors exit with 2 as well.
 const EXIT_UNAVAILABLE: u8 = 2;
+
+/// `machine-auth dev`'s port when `--port` is not given.
+const DEFAULT_DEV_PORT: u16 = 8787;
+
+/// The Backend API version Clerk's SDK sends (`SUPPORTED_BAPI_VERSION` of @clerk/backend).
+const CLERK_API_VERSION: &str = "2026-05-12";
+
+/// Longest token accepted on standard input (the verifier caps tokens at 8 KiB anyway).
+const MAX_STDIN_TOKEN: u64 = 64 * 1024;
 
 #[derive(Parser)]
 #[command(
     name = "machine-auth",
     version,
+    propagate_version = true,
     about = "Machine-to-machine tokens: a local Clerk-compatible issuer, token creation and \
              revocation, verification and inspection.",
-    after_help = "Examples:\n  machine-auth dev                          # terminal 1: the issuer; run its export lines in terminal 2\n  machine-auth token create --format jwt    # terminal 2\n  machine-auth verify \"$TOKEN\"\n  machine-auth inspect \"$TOKEN\""
+    after_help = "Examples:\n  \
+        machine-auth dev                          # terminal 1: the issuer on 127.0.0.1:8787\n  \
+        # terminal 2: paste the export lines that `dev` printed, then\n  \
+        machine-auth token create --format jwt\n  \
+        machine-auth verify \"$TOKEN\"\n  \
+        machine-auth inspect \"$TOKEN\"\n\n\
+        Exit status:\n  \
+        0  success\n  \
+        1  the token was rejected, the API refused the request, or the input is malformed\n  \
+        2  misconfigured (a variable or --config is missing or wrong), the verifier or the API \
+        could not be reached, or a usage error\n\n\
+        Logs go to standard error; RUST_LOG sets their level (e.g. RUST_LOG=debug)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -30,39 +56,70 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the local Clerk-compatible issuer on 127.0.0.1 (Clerk's Backend API routes for M2M
-    /// tokens and the JWKS), printing the `export CLERK_…=…` lines that point the layer and the
-    /// client at it.
+    /// Run the local Clerk-compatible issuer on 127.0.0.1 and print the `export CLERK_…=…` lines
+    /// that point the layer and the client at it.
     #[command(
-        after_help = "Without --config, a built-in demo: machines mch_cron_service (which \
-        may call mch_reports_api) and mch_reports_api, with public demo keys.\n\nExamples:\n  \
-        machine-auth dev\n  machine-auth dev --port 0 --data-dir .machine-auth\n  \
-        machine-auth dev --config machines.json\n\nmachines.json:\n  {\"instance_secret_key\": \
-        \"sk_test_…\", \"machines\": [{\"id\": \"mch_cron\", \"name\": \"Cron\", \"secret_key\": \
-        \"ak_…\", \"scopes\": [\"mch_api\"]}]}"
+        long_about = "Run the local Clerk-compatible issuer on 127.0.0.1 (Clerk's Backend API \
+        routes for M2M tokens and the JWKS) until Ctrl-C.\n\nWhen it is ready it prints \
+        `listening on http://127.0.0.1:PORT`, then the `export CLERK_…=…` lines that point the \
+        layer (machine B) and the client (machine A) at it: CLERK_API_URL; for the layer \
+        CLERK_SECRET_KEY (the instance key) and CLERK_JWT_KEY (the public key, for networkless \
+        JWT verification); for the client CLERK_MACHINE_SECRET_KEY (the first machine's key; \
+        the other machines' as comments). These are the only secret keys machine-auth ever \
+        prints.",
+        after_help = "Without --config, a built-in demo: machines mch_cron_service (which may \
+        call mch_reports_api) and mch_reports_api, with public demo keys.\n\n\
+        Examples:\n  \
+        machine-auth dev\n  \
+        machine-auth dev --port 0 --data-dir .machine-auth\n  \
+        machine-auth dev --config machines.json\n\n\
+        machines.json (ids may be left out: they are derived from the names):\n  \
+        {\"instance_secret_key\": \"sk_test_0123456789\",\n   \
+        \"machines\": [{\"id\": \"mch_cron\", \"name\": \"Cron\", \"secret_key\": \
+        \"ak_cron_0123456789\", \"scopes\": [\"mch_api\"]},\n                \
+        {\"id\": \"mch_api\", \"name\": \"API\", \"secret_key\": \"ak_api_0123456789\"}]}\n\n\
+        Exit status:\n  \
+        0  stopped by Ctrl-C (or SIGTERM)\n  \
+        2  the configuration is wrong, the port is taken, or the data directory cannot be used"
     )]
     Dev {
         /// The port on 127.0.0.1 (0 picks a free one).
-        #[arg(long, default_value_t = 8787)]
+        #[arg(long, default_value_t = DEFAULT_DEV_PORT)]
         port: u16,
-        /// Keep keys and opaque tokens here (issuer.sqlite3), so that they survive restarts;
-        /// without it, everything lives in memory.
-        #[arg(long)]
+        /// Keep keys and opaque tokens in DIR/issuer.sqlite3, so that they survive restarts
+        /// (default: in memory).
+        #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
-        /// A JSON configuration of the instance and its machines (default: the demo).
-        #[arg(long)]
+        /// A JSON configuration of the instance and its machines (default: the built-in demo).
+        #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
     /// Create or revoke M2M tokens at CLERK_API_URL with CLERK_MACHINE_SECRET_KEY (works against
-    /// Clerk and against `machine-auth dev`).
-    #[command(subcommand)]
+    /// Clerk itself and against `machine-auth dev`).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        machine-auth token create --format jwt --expires-in 600\n  \
+        machine-auth token revoke mt_0123456789abcdef0123456789abcdef --reason leaked"
+    )]
     Token(TokenCommand),
     /// Verify a token with the same verifier as the layer, configured from the same environment
-    /// variables (CLERK_JWT_KEY, CLERK_SECRET_KEY, CLERK_MACHINE_SECRET_KEY, CLERK_API_URL).
+    /// variables.
     #[command(
-        after_help = "Prints the authenticated machine as JSON.\n\nExit status: 0 valid, 1 \
-        rejected, 2 verifier unavailable or misconfigured.\n\nExamples:\n  machine-auth verify \
-        \"$TOKEN\"\n  echo \"$TOKEN\" | machine-auth verify -"
+        long_about = "Verify a token with the same verifier as the layer \
+        (MachineVerifier::from_env), configured from the same environment variables: \
+        CLERK_JWT_KEY (PEM public key, networkless), CLERK_SECRET_KEY (JWKS from \
+        CLERK_API_URL), CLERK_JWKS_URL, CLERK_MACHINE_SECRET_KEY (opaque mt_… tokens, checked at \
+        CLERK_API_URL) and CLERK_API_URL (default https://api.clerk.com).\n\nPrints the \
+        authenticated machine as JSON; a rejection prints its reason and message on standard \
+        error, e.g. `rejected: token-expired: the token has expired`.",
+        after_help = "Examples:\n  \
+        machine-auth verify \"$TOKEN\"\n  \
+        echo \"$TOKEN\" | machine-auth verify -\n\n\
+        Exit status:\n  \
+        0  the token is valid\n  \
+        1  the token was rejected\n  \
+        2  the verifier is misconfigured or unavailable (keys or the issuer unreachable)"
     )]
     Verify {
         /// The token, or `-` to read it from standard input.
@@ -70,8 +127,16 @@ enum Command {
     },
     /// Decode a JWT's header and claims WITHOUT verifying anything, for debugging.
     #[command(
-        after_help = "Examples:\n  machine-auth inspect \"$TOKEN\"\n  machine-auth inspect - \
-        < token.txt"
+        long_about = "Decode a JWT's header and claims WITHOUT verifying anything (no signature, \
+        expiry or issuer check), for debugging. Prints {\"unverified\": true, \"header\": …, \
+        \"claims\": …}. Opaque mt_… tokens carry nothing to decode: only their issuer knows \
+        them (use `machine-auth verify`).",
+        after_help = "Examples:\n  \
+        machine-auth inspect \"$TOKEN\"\n  \
+        machine-auth inspect - < token.txt\n\n\
+        Exit status:\n  \
+        0  decoded\n  \
+        1  not a JWT (malformed, or an opaque token)"
     )]
     Inspect {
         /// The token, or `-` to read it from standard input.
@@ -83,32 +148,52 @@ enum Command {
 enum TokenCommand {
     /// Create a token: POST {CLERK_API_URL}/m2m_tokens. Prints the token resource (with `token`).
     #[command(
-        after_help = "Examples:\n  machine-auth token create\n  machine-auth token create \
-        --format jwt --expires-in 600 --claims '{\"job\":\"nightly\"}'"
+        long_about = "Create a token for the machine whose secret key is \
+        CLERK_MACHINE_SECRET_KEY: POST {CLERK_API_URL}/m2m_tokens with the body Clerk's SDK \
+        sends. Prints the created token resource as JSON; the token itself is its `token`, and \
+        its `id` is what `token revoke` takes.",
+        after_help = "Examples:\n  \
+        machine-auth token create\n  \
+        machine-auth token create --format jwt --expires-in 600 --claims '{\"job\":\"nightly\"}'\n  \
+        TOKEN=$(machine-auth token create --format jwt | jq -r .token)\n\n\
+        Exit status:\n  \
+        0  created\n  \
+        1  the API refused the request (its message is printed), or --claims is not an object\n  \
+        2  CLERK_MACHINE_SECRET_KEY or CLERK_API_URL is missing or wrong, or the API could not \
+        be reached"
     )]
     Create {
         /// The token format (Clerk's default is opaque).
         #[arg(long, value_enum, default_value_t = Format::Opaque)]
         format: Format,
         /// Custom claims, as a JSON object.
-        #[arg(long)]
+        #[arg(long, value_name = "JSON")]
         claims: Option<String>,
-        /// The lifetime in seconds (default: the machine's).
-        #[arg(long)]
+        /// The lifetime in seconds (default: the machine's, at Clerk one hour).
+        #[arg(long, value_name = "SECONDS")]
         expires_in: Option<u64>,
         #[command(flatten)]
         api: Api,
     },
-    /// Revoke an opaque token: POST {CLERK_API_URL}/m2m_tokens/{ID}/revoke.
+    /// Revoke a token: POST {CLERK_API_URL}/m2m_tokens/{ID}/revoke. Prints the token resource.
     #[command(
-        after_help = "Example:\n  machine-auth token revoke mt_0123456789abcdef0123456789abcdef \
-        --reason leaked"
+        long_about = "Revoke a token with CLERK_MACHINE_SECRET_KEY: POST \
+        {CLERK_API_URL}/m2m_tokens/{ID}/revoke. Opaque tokens are refused at once; a JWT stays \
+        valid where it is verified locally until it expires. Prints the revoked token resource.",
+        after_help = "Examples:\n  \
+        machine-auth token revoke mt_0123456789abcdef0123456789abcdef\n  \
+        machine-auth token revoke mt_0123456789abcdef0123456789abcdef --reason leaked\n\n\
+        Exit status:\n  \
+        0  revoked\n  \
+        1  the API refused the request (e.g. 404: no such token for this machine)\n  \
+        2  CLERK_MACHINE_SECRET_KEY or CLERK_API_URL is missing or wrong, or the API could not \
+        be reached"
     )]
     Revoke {
         /// The token's id (`mt_…`, the `id` of the created resource, not the token itself).
         id: String,
         /// Why, kept with the token.
-        #[arg(long)]
+        #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
         #[command(flatten)]
         api: Api,
@@ -121,40 +206,54 @@ enum Format {
     Opaque,
 }
 
+/// Where the token commands send their requests. The machine secret key is read from
+/// CLERK_MACHINE_SECRET_KEY only, never from the command line (where `ps` and the shell's history
+/// would show it).
 #[derive(clap::Args)]
 struct Api {
-    /// Clerk's Backend API, or `machine-auth dev`.
-    #[arg(long, env = "CLERK_API_URL", default_value = DEFAULT_CLERK_API_URL)]
+    /// Clerk's Backend API, or `machine-auth dev`'s URL.
+    #[arg(long, env = "CLERK_API_URL", default_value = DEFAULT_CLERK_API_URL, value_name = "URL")]
     api_url: String,
-    /// The machine secret key (ak_…).
-    #[arg(long, env = "CLERK_MACHINE_SECRET_KEY", hide_env_values = true)]
-    machine_secret_key: Option<String>,
 }
 
 /// A failure, and the exit status it gets.
+#[derive(Debug)]
 struct Failure {
     message: String,
     code: u8,
 }
 
 impl Failure {
-    fn new(code: u8, message: impl Into<String>) -> Self {
+    fn rejected(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
-            code,
+            code: EXIT_REJECTED,
+        }
+    }
+
+    fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: EXIT_UNAVAILABLE,
         }
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let default_filter = match cli.command {
+        Command::Dev { .. } => "warn,machine_auth=info,tower_machine_auth=info",
+        _ => "warn",
+    };
+    // Logs go to standard error: standard output is for results (and `dev`'s export lines).
+    let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,tower_machine_auth=warn".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
-        .init();
+        .try_init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -177,14 +276,16 @@ fn main() -> ExitCode {
                 claims,
                 expires_in,
                 api,
-            }) => create(format, claims, expires_in, api).await,
+            }) => create(format, claims, expires_in, &api).await,
             Command::Token(TokenCommand::Revoke { id, reason, api }) => {
-                revoke(&id, reason, api).await
+                revoke(&id, reason, &api).await
             }
             Command::Verify { token } => verify(&read_token(&token)?).await,
             Command::Inspect { token } => inspect(&read_token(&token)?),
         }
     });
+    // Background tasks (JWKS refresh, idle connections) must not delay the exit.
+    runtime.shutdown_timeout(Duration::from_millis(100));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -194,172 +295,429 @@ fn main() -> ExitCode {
     }
 }
 
-/// The token argument, or standard input for `-`.
+/// The token argument, or standard input for `-`; trimmed, and never empty.
 fn read_token(argument: &str) -> Result<String, Failure> {
-    if argument != "-" {
-        return Ok(argument.trim().to_owned());
+    let token = if argument == "-" {
+        let mut token = String::new();
+        std::io::stdin()
+            .take(MAX_STDIN_TOKEN)
+            .read_to_string(&mut token)
+            .map_err(|error| {
+                Failure::rejected(format!(
+                    "cannot read the token from standard input: {error}"
+                ))
+            })?;
+        token
+    } else {
+        argument.to_owned()
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(Failure::rejected(
+            "the token is empty: pass it as the argument, or `-` and the token on standard input",
+        ));
     }
-    let mut token = String::new();
-    std::io::stdin()
-        .read_to_string(&mut token)
-        .map_err(|error| {
-            Failure::new(
-                EXIT_REJECTED,
-                format!("cannot read the token from standard input: {error}"),
-            )
-        })?;
-    Ok(token.trim().to_owned())
+    Ok(token.to_owned())
+}
+
+/// Writes `text` to standard output and flushes it; a closed pipe (`| head`) is not an error.
+fn emit(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
+/// A result, as pretty JSON on standard output.
+fn emit_json(value: &impl serde::Serialize) {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    emit(&text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// dev
+
+/// The demo, or the configuration file, parsed (unknown fields refused) and validated.
+fn load_config(path: Option<&Path>) -> Result<IssuerConfig, Failure> {
+    let Some(path) = path else {
+        return Ok(IssuerConfig::demo());
+    };
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        Failure::unavailable(format!(
+            "cannot read the configuration {}: {error}",
+            path.display()
+        ))
+    })?;
+    // `from_json` names the failing field (`machines[0].id`, …) and validates.
+    IssuerConfig::from_json(&text).map_err(|error| {
+        Failure::unavailable(format!(
+            "{}: {error} (see `machine-auth dev --help` for an example)",
+            path.display()
+        ))
+    })
 }
 
 async fn dev(port: u16, data_dir: Option<PathBuf>, config: Option<PathBuf>) -> Result<(), Failure> {
-    let config = match &config {
-        None => IssuerConfig::demo(),
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|error| {
-                Failure::new(
-                    EXIT_UNAVAILABLE,
-                    format!("cannot read {}: {error}", path.display()),
-                )
-            })?;
-            IssuerConfig::from_json(&text).map_err(|error| {
-                Failure::new(EXIT_UNAVAILABLE, format!("{}: {error}", path.display()))
-            })?
-        }
-    };
+    let config = load_config(config.as_deref())?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|error| {
-            Failure::new(
-                EXIT_UNAVAILABLE,
-                format!("cannot listen on 127.0.0.1:{port}: {error} (choose another --port)"),
-            )
+            Failure::unavailable(format!(
+                "cannot listen on 127.0.0.1:{port}: {error} (choose another --port, or --port 0 \
+                 for a free one)"
+            ))
         })?;
     let address = listener
         .local_addr()
-        .map_err(|error| Failure::new(EXIT_UNAVAILABLE, error.to_string()))?;
+        .map_err(|error| Failure::unavailable(format!("no local address: {error}")))?;
     let url = format!("http://{address}");
     let mut builder = Issuer::builder(config.clone()).issuer_url(&url);
     if let Some(dir) = &data_dir {
         builder = builder.data_dir(dir);
     }
-    let issuer = builder
-        .build()
-        .map_err(|error| Failure::new(EXIT_UNAVAILABLE, error.to_string()))?;
+    let issuer = builder.build().map_err(|error| match &data_dir {
+        Some(dir) => Failure::unavailable(format!(
+            "cannot start the issuer with the data directory {}: {error}",
+            dir.display()
+        )),
+        None => Failure::unavailable(format!("cannot start the issuer: {error}")),
+    })?;
     let public_key = issuer
         .public_key_pem()
-        .map_err(|error| Failure::new(EXIT_UNAVAILABLE, error.to_string()))?;
+        .map_err(|error| Failure::unavailable(format!("no public key: {error}")))?;
 
-    println!("listening on {url}");
-    println!("# Point the layer (machine B) and the client (machine A) at this issuer:");
-    println!("export CLERK_API_URL={url}");
-    println!("export CLERK_SECRET_KEY={}", config.instance_secret_key);
-    for (index, machine) in config.machines.iter().enumerate() {
-        let comment = if index == 0 { "" } else { "# " };
-        println!(
-            "{comment}export CLERK_MACHINE_SECRET_KEY={}  # {}",
-            machine.secret_key, machine.id
-        );
-    }
-    println!(
-        "# Networkless JWT verification instead of the JWKS (until the key is rotated):\n# export CLERK_JWT_KEY='{}'",
-        public_key.trim().replace('\n', "\\n")
+    emit(&export_lines(
+        &url,
+        &config,
+        &public_key,
+        data_dir.is_none(),
+    ));
+    tracing::info!(
+        issuer = %issuer.issuer_url(),
+        machines = config.machines.len(),
+        data_dir = ?data_dir,
+        "issuer ready; Ctrl-C stops it"
     );
-    if data_dir.is_none() {
-        println!("# Tokens and keys live in memory: pass --data-dir to keep them across restarts.");
+    let app = issuer
+        .router()
+        .layer(axum::middleware::from_fn(log_request));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|error| Failure::unavailable(format!("the issuer stopped: {error}")))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// What `dev` prints on standard output once it listens: the `listening on` line, then the lines
+/// to paste into the shells of the layer and the client.
+fn export_lines(url: &str, config: &IssuerConfig, public_key_pem: &str, in_memory: bool) -> String {
+    let mut out = String::new();
+    let mut line = |text: &str| {
+        out.push_str(text);
+        out.push('\n');
+    };
+    line(&format!("listening on {url}"));
+    line("# Paste into the shells of the layer (machine B) and the client (machine A).");
+    line("# Both:");
+    line(&format!("export CLERK_API_URL={}", shell_quote(url)));
+    line("# The layer: the instance key (the JWKS, and opaque tokens of every machine) and the");
+    line("# public key (JWTs verified without network; it wins over the JWKS):");
+    line(&format!(
+        "export CLERK_SECRET_KEY={}",
+        shell_quote(&config.instance_secret_key)
+    ));
+    line(&format!(
+        "export CLERK_JWT_KEY={}",
+        shell_quote(public_key_pem.trim())
+    ));
+    for (index, machine) in config.machines.iter().enumerate() {
+        let export = format!(
+            "export CLERK_MACHINE_SECRET_KEY={}",
+            shell_quote(&machine.secret_key)
+        );
+        if index == 0 {
+            line(&format!("# The client: {}.", describe(machine)));
+            line(
+                "# Not for the layer: with a machine key it verifies only the opaque tokens meant for",
+            );
+            line("# that machine.");
+            line(&export);
+        } else {
+            if index == 1 {
+                line("# The other machines:");
+            }
+            line(&format!("# {export}  # {}", describe(machine)));
+        }
     }
-    let shutdown = async {
+    if in_memory {
+        line("# Keys and tokens live in memory: pass --data-dir to keep them across restarts.");
+    }
+    line("# Ctrl-C stops the issuer.");
+    out
+}
+
+/// `mch_cron_service (Cron service, may call mch_reports_api)`.
+fn describe(machine: &MachineConfig) -> String {
+    let scopes = if machine.scopes.is_empty() {
+        "no other machine".to_owned()
+    } else {
+        machine.scopes.join(", ")
+    };
+    format!("{} ({}, may call {scopes})", machine.id, machine.name)
+}
+
+/// `value` as one shell word: as is when that is safe, else in single quotes (which keep
+/// newlines, so a PEM pastes as one value).
+fn shell_quote(value: &str) -> String {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"_-.,:/@%+=".contains(&b);
+    if !value.is_empty() && value.bytes().all(plain) {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
+
+/// One log line per request (method, path, status, time); bodies and keys are never logged.
+async fn log_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    axum::serve(listener, issuer.router())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|error| Failure::new(EXIT_UNAVAILABLE, format!("the issuer stopped: {error}")))
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
 }
 
-fn http_client() -> Result<reqwest::Client, Failure> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|error| {
-            Failure::new(
-                EXIT_UNAVAILABLE,
-                format!("cannot build the HTTP client: {error}"),
-            )
-        })
-}
+// ---------------------------------------------------------------------------------------------
+// token create / revoke
 
 impl Api {
-    fn key(&self) -> Result<&str, Failure> {
-        self.machine_secret_key.as_deref().filter(|key| !key.trim().is_empty()).ok_or_else(|| {
-            Failure::new(
-                EXIT_UNAVAILABLE,
-                "set CLERK_MACHINE_SECRET_KEY to the machine secret key (ak_…); `machine-auth dev` \
-                 prints one",
-            )
-        })
+    /// The machine secret key, from CLERK_MACHINE_SECRET_KEY.
+    fn key(&self) -> Result<String, Failure> {
+        std::env::var("CLERK_MACHINE_SECRET_KEY")
+            .ok()
+            .map(|key| key.trim().to_owned())
+            .filter(|key| !key.is_empty())
+            .ok_or_else(|| {
+                Failure::unavailable(
+                    "set CLERK_MACHINE_SECRET_KEY to the machine secret key (ak_…); \
+                     `machine-auth dev` prints one",
+                )
+            })
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.api_url.trim_end_matches('/'))
+    /// `{api_url}{path}`, after checking that the key would not travel in the clear.
+    fn url(&self, path: &str) -> Result<url::Url, Failure> {
+        let base = self.api_url.trim().trim_end_matches('/');
+        let bad = |why: &str| {
+            Failure::unavailable(format!(
+                "CLERK_API_URL `{base}` {why}: set it to Clerk's Backend API \
+                 ({DEFAULT_CLERK_API_URL}, the default) or to the URL `machine-auth dev` prints"
+            ))
+        };
+        let url = url::Url::parse(&format!("{base}{path}")).map_err(|_| bad("is not a URL"))?;
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(bad("has a query or a fragment"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad("holds credentials"));
+        }
+        match url.scheme() {
+            "https" => Ok(url),
+            "http" if is_loopback(&url) => Ok(url),
+            "http" => Err(bad(
+                "is http on a host that is not loopback: the secret key would travel in the \
+                 clear (use https)",
+            )),
+            _ => Err(bad("is not an http(s) URL")),
+        }
     }
 
-    /// POSTs `body` and prints the JSON reply, or fails with Clerk's error message.
+    /// POSTs `body` with the machine key and prints the JSON reply, or fails with the API's
+    /// error message.
     async fn post(&self, path: &str, body: Value) -> Result<(), Failure> {
-        let response = http_client()?
-            .post(self.url(path))
-            .bearer_auth(self.key()?)
-            .header("content-type", "application/json")
+        let key = self.key()?;
+        let url = self.url(path)?;
+        let client = http_client(is_loopback(&url))?;
+        let response = client
+            .post(url.clone())
+            .bearer_auth(&key)
+            .header("Clerk-API-Version", CLERK_API_VERSION)
+            .header("Content-Type", "application/json")
             .body(body.to_string())
             .send()
             .await
             .map_err(|error| {
-                Failure::new(
-                    EXIT_UNAVAILABLE,
-                    format!("cannot reach {}: {error}", self.api_url),
-                )
+                Failure::unavailable(format!(
+                    "cannot reach {}: {}",
+                    url_shown(&url),
+                    error_chain(&error)
+                ))
             })?;
         let status = response.status();
-        let reply: Value = response
-            .bytes()
-            .await
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or(Value::Null);
+        let bytes = response.bytes().await.map_err(|error| {
+            Failure::unavailable(format!(
+                "{} answered {status} but the reply could not be read: {}",
+                url_shown(&url),
+                error_chain(&error)
+            ))
+        })?;
+        let reply: Option<Value> = serde_json::from_slice(&bytes).ok();
         if !status.is_success() {
-            let error = &reply["errors"][0];
-            let message = error["long_message"]
-                .as_str()
-                .or(error["message"].as_str())
-                .unwrap_or("no details");
-            return Err(Failure::new(
-                EXIT_REJECTED,
-                format!("{} answered {status}: {message}", self.api_url),
-            ));
+            let mut message = match &reply {
+                Some(reply) => clerk_error(reply),
+                None => snippet(&bytes),
+            };
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                message.push_str(
+                    " (check CLERK_MACHINE_SECRET_KEY: the machine secret key, ak_…, of this API)",
+                );
+            }
+            return Err(Failure::rejected(format!(
+                "{} answered {status}: {message}",
+                url_shown(&url)
+            )));
         }
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&reply).unwrap_or_default()
-        );
+        let Some(reply) = reply.filter(Value::is_object) else {
+            return Err(Failure::unavailable(format!(
+                "{} answered {status} with something that is not a JSON object: {} (is \
+                 CLERK_API_URL Clerk's Backend API?)",
+                url_shown(&url),
+                snippet(&bytes)
+            )));
+        };
+        emit_json(&reply);
         Ok(())
     }
+}
+
+/// Clerk's `{"errors": [{"code", "message", "long_message"}]}`, or a bare `message`.
+fn clerk_error(reply: &Value) -> String {
+    let error = &reply["errors"][0];
+    let text = error["long_message"]
+        .as_str()
+        .or_else(|| error["message"].as_str())
+        .or_else(|| reply["message"].as_str())
+        .unwrap_or("no details");
+    match error["code"].as_str() {
+        Some(code) => format!("{text} ({code})"),
+        None => text.to_owned(),
+    }
+}
+
+/// The start of a reply that is not JSON, on one line.
+fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        return "an empty reply".to_owned();
+    }
+    match text.char_indices().nth(200) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
+    }
+}
+
+/// The URL without its path, for messages.
+fn url_shown(url: &url::Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// No redirects (the key must not follow one), 10 s timeouts, no proxy for loopback.
+fn http_client(loopback: bool) -> Result<reqwest::Client, Failure> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(10))
+        .user_agent(concat!("machine-auth/", env!("CARGO_PKG_VERSION")));
+    if loopback {
+        builder = builder.no_proxy();
+    }
+    builder
+        .build()
+        .map_err(|error| Failure::unavailable(format!("cannot build the HTTP client: {error}")))
+}
+
+/// An error and its causes, `: `-separated (reqwest's own message hides the cause).
+fn error_chain(error: &reqwest::Error) -> String {
+    let mut text = if error.is_timeout() {
+        "timed out after 10 s".to_owned()
+    } else {
+        error.to_string()
+    };
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 async fn create(
     format: Format,
     claims: Option<String>,
     expires_in: Option<u64>,
-    api: Api,
+    api: &Api,
 ) -> Result<(), Failure> {
     let claims = match claims {
         None => Value::Null,
         Some(text) => match serde_json::from_str::<Value>(&text) {
             Ok(claims @ Value::Object(_)) => claims,
-            _ => {
-                return Err(Failure::new(
-                    EXIT_REJECTED,
-                    "--claims must be a JSON object, e.g. '{\"job\":\"nightly\"}'",
+            Ok(_) => {
+                return Err(Failure::rejected(
+                    "--claims must be a JSON object, e.g. --claims '{\"job\":\"nightly\"}'",
                 ));
+            }
+            Err(error) => {
+                return Err(Failure::rejected(format!(
+                    "--claims is not JSON ({error}); it must be a JSON object, e.g. --claims \
+                     '{{\"job\":\"nightly\"}}'"
+                )));
             }
         },
     };
@@ -367,20 +725,30 @@ async fn create(
         Format::Jwt => "jwt",
         Format::Opaque => "opaque",
     };
+    // Exactly what Clerk's SDK sends (`m2m.createToken`).
     api.post(
         "/m2m_tokens",
-        json!({"seconds_until_expiration": expires_in, "claims": claims, "token_format": format}),
+        json!({
+            "seconds_until_expiration": expires_in,
+            "claims": claims,
+            "token_format": format,
+        }),
     )
     .await
 }
 
-async fn revoke(id: &str, reason: Option<String>, api: Api) -> Result<(), Failure> {
-    if !id.starts_with("mt_") || id.contains('/') {
-        return Err(Failure::new(
-            EXIT_REJECTED,
-            "the id is the token resource's `id` (mt_…), not the token",
+async fn revoke(id: &str, reason: Option<String>, api: &Api) -> Result<(), Failure> {
+    let id = id.trim();
+    let well_formed = id
+        .strip_prefix("mt_")
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if !well_formed {
+        return Err(Failure::rejected(
+            "the ID is the token resource's `id` (mt_ and letters or digits, printed by `token \
+             create`), not the token itself",
         ));
     }
+    // Exactly what Clerk's SDK sends (`m2m.revokeToken`).
     api.post(
         &format!("/m2m_tokens/{id}/revoke"),
         json!({ "revocation_reason": reason }),
@@ -388,57 +756,71 @@ async fn revoke(id: &str, reason: Option<String>, api: Api) -> Result<(), Failur
     .await
 }
 
+// ---------------------------------------------------------------------------------------------
+// verify / inspect
+
 async fn verify(token: &str) -> Result<(), Failure> {
     let verifier = MachineVerifier::from_env()
-        .map_err(|error| Failure::new(EXIT_UNAVAILABLE, format!("misconfigured: {error}")))?;
+        .map_err(|error| Failure::unavailable(format!("misconfigured: {error}")))?;
     match verifier.verify(token).await {
         Ok(machine) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&machine).unwrap_or_default()
-            );
+            emit_json(&machine);
             Ok(())
         }
+        Err(error) if error.reason() == Reason::VerifierUnavailable => Err(Failure::unavailable(
+            format!("unavailable: {}: {error}", error.reason()),
+        )),
         Err(error) => {
-            let code = if error.reason() == Reason::VerifierUnavailable {
-                EXIT_UNAVAILABLE
-            } else {
-                EXIT_REJECTED
-            };
-            Err(Failure::new(
-                code,
-                format!("rejected: {}: {error}", error.reason()),
-            ))
+            let mut message = format!("rejected: {}: {error}", error.reason());
+            let machine_key =
+                std::env::var("CLERK_MACHINE_SECRET_KEY").is_ok_and(|key| !key.trim().is_empty());
+            if error.reason() == Reason::TokenInvalid && token.starts_with("mt_") && machine_key {
+                message.push_str(
+                    "\nmachine-auth: note: with CLERK_MACHINE_SECRET_KEY set, the issuer knows only \
+                     the opaque tokens meant for that machine (in their `scopes`): verify with the \
+                     receiving machine's key, or unset it to verify with CLERK_SECRET_KEY",
+                );
+            }
+            Err(Failure::rejected(message))
         }
     }
 }
 
 fn inspect(token: &str) -> Result<(), Failure> {
     if token.starts_with("mt_") {
-        return Err(Failure::new(
-            EXIT_REJECTED,
-            "this is an opaque machine token: it carries nothing to decode; only its issuer can \
-             say what it is (`machine-auth verify` asks it)",
+        return Err(Failure::rejected(
+            "this is an opaque machine token: it carries nothing to decode, and only its issuer \
+             knows what it stands for; verify it at the issuer with `machine-auth verify`",
         ));
     }
-    let mut segments = token.split('.');
-    let (Some(header), Some(payload), Some(_), None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
-        return Err(Failure::new(
-            EXIT_REJECTED,
-            "not a JWT: a JWT has three base64url segments separated by dots",
+    if token.starts_with("ak_") || token.starts_with("sk_") {
+        return Err(Failure::rejected(
+            "this is a secret key, not a token: keep it out of logs and tickets",
         ));
+    }
+    let segments: Vec<&str> = token.split('.').collect();
+    let [header, payload, _signature] = segments[..] else {
+        let count = segments.len();
+        return Err(Failure::rejected(if count == 5 {
+            "this looks like an encrypted JWT (JWE, five segments): its claims cannot be read \
+             without the key"
+                .to_owned()
+        } else {
+            format!(
+                "not a JWT: a JWT has three base64url segments separated by dots, this has {count}"
+            )
+        }));
     };
     let decode = |segment: &str, what: &str| -> Result<Value, Failure> {
         let bytes = URL_SAFE_NO_PAD
-            .decode(segment)
-            .map_err(|_| Failure::new(EXIT_REJECTED, format!("the {what} is not base64url")))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|_| Failure::new(EXIT_REJECTED, format!("the {what} is not JSON")))
+            .decode(segment.trim_end_matches('='))
+            .map_err(|_| Failure::rejected(format!("not a JWT: the {what} is not base64url")))?;
+        match serde_json::from_slice(&bytes) {
+            Ok(value @ Value::Object(_)) => Ok(value),
+            _ => Err(Failure::rejected(format!(
+                "not a JWT: the {what} is not a JSON object"
+            ))),
+        }
     };
     let decoded = json!({
         "unverified": true,
@@ -446,11 +828,56 @@ fn inspect(token: &str) -> Result<(), Failure> {
         "claims": decode(payload, "payload")?,
     });
     eprintln!(
-        "machine-auth: NOT VERIFIED: the signature, the expiry and the issuer were not checked (use `machine-auth verify`)"
+        "machine-auth: warning: NOT VERIFIED: nothing was checked (signature, expiry, issuer); \
+         use `machine-auth verify` to verify"
     );
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&decoded).unwrap_or_default()
-    );
+    emit_json(&decoded);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quote_keeps_plain_words_and_quotes_the_rest() {
+        assert_eq!(shell_quote("ak_demo_123"), "ak_demo_123");
+        assert_eq!(shell_quote("http://127.0.0.1:80"), "http://127.0.0.1:80");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("$x"), "'$x'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn the_api_url_must_not_expose_the_key() {
+        let api = |url: &str| Api {
+            api_url: url.to_owned(),
+        };
+        assert!(api("https://api.clerk.com").url("/m2m_tokens").is_ok());
+        assert_eq!(
+            api("https://api.clerk.com/v1/")
+                .url("/m2m_tokens")
+                .unwrap()
+                .as_str(),
+            "https://api.clerk.com/v1/m2m_tokens"
+        );
+        assert!(api("http://127.0.0.1:8787").url("/m2m_tokens").is_ok());
+        assert!(api("http://localhost:8787").url("/m2m_tokens").is_ok());
+        assert!(api("http://[::1]:8787").url("/m2m_tokens").is_ok());
+        assert!(api("http://api.clerk.com").url("/m2m_tokens").is_err());
+        assert!(api("ftp://api.clerk.com").url("/m2m_tokens").is_err());
+        assert!(api("https://u:p@api.clerk.com").url("/m2m_tokens").is_err());
+        assert!(api("https://api.clerk.com?x=1").url("/m2m_tokens").is_err());
+        assert!(api("not a url").url("/m2m_tokens").is_err());
+    }
+
+    #[test]
+    fn clerk_errors_are_summarized() {
+        let reply = json!({"errors": [{"code": "c", "message": "m", "long_message": "long"}]});
+        assert_eq!(clerk_error(&reply), "long (c)");
+        assert_eq!(clerk_error(&json!({"message": "m"})), "m");
+        assert_eq!(snippet(b"  <html>\n oops </html> "), "<html> oops </html>");
+        assert_eq!(snippet(b""), "an empty reply");
+    }
 }
