@@ -910,6 +910,8 @@ fn every_command_has_help_with_an_example_and_its_exit_status() {
         &["token", "revoke", "--help"],
         &["verify", "--help"],
         &["inspect", "--help"],
+        &["template", "--help"],
+        &["template", "render", "--help"],
         &["help", "verify"],
     ] {
         let output = run(command, NO_ENV, None);
@@ -917,7 +919,7 @@ fn every_command_has_help_with_an_example_and_its_exit_status() {
         let help = String::from_utf8_lossy(&output.stdout);
         assert!(help.contains("Example"), "{command:?}: {help}");
         assert!(help.contains("machine-auth "), "{command:?}: {help}");
-        if command != ["token", "--help"] {
+        if command != ["token", "--help"] && command != ["template", "--help"] {
             assert!(help.contains("Exit status"), "{command:?}: {help}");
         }
     }
@@ -932,4 +934,175 @@ fn every_command_has_help_with_an_example_and_its_exit_status() {
             "{command:?}"
         );
     }
+}
+
+/// `template render`: the claims a template produces for a subject (template claims, then the
+/// default claims), a signed token that verifies with the printed public key, and errors that
+/// name the claim and the text.
+#[test]
+fn template_render_prints_the_claims_or_a_signed_token() {
+    let dir = TempDir::new("template");
+    let template = dir.0.join("template.json");
+    std::fs::write(
+        &template,
+        r#"{
+            // comments are allowed, as the documentation writes templates
+            "aud": "https://my-site.com",
+            "name": "{{user.last_name}} {{user.first_name}}",
+            "age": "{{user.public_metadata.age}}",
+            "plan": "{{user.public_metadata.plan || 'free'}}",
+            "org": {"slug": "{{org.slug}}", "nothing": "{{user.unknown}}"}
+        }"#,
+    )
+    .unwrap();
+    let subject = dir.0.join("subject.json");
+    std::fs::write(
+        &subject,
+        r#"{"user": {"id": "user_2maria", "first_name": "Maria", "last_name": null,
+                     "public_metadata": {"age": 31}},
+            "org": {"slug": "acme"}}"#,
+    )
+    .unwrap();
+    let (template, subject) = (template.to_str().unwrap(), subject.to_str().unwrap());
+
+    let rendered = run(
+        &[
+            "template",
+            "render",
+            template,
+            "--subject",
+            subject,
+            "--lifetime",
+            "120",
+            "--azp",
+            "https://app.example",
+        ],
+        NO_ENV,
+        None,
+    );
+    assert_exit(&rendered, 0);
+    let claims = stdout_json(&rendered);
+    let iat = claims["iat"].as_i64().unwrap();
+    assert!((iat - common::now()).abs() < 60, "{claims}");
+    let jti = claims["jti"].as_str().unwrap().to_owned();
+    assert_eq!(
+        claims,
+        json!({
+            "aud": "https://my-site.com",
+            "name": "null Maria",
+            "age": 31,
+            "plan": "free",
+            "org": {"slug": "acme", "nothing": null},
+            "azp": "https://app.example",
+            "exp": iat + 120,
+            "iat": iat,
+            "iss": "http://127.0.0.1:8787",
+            "jti": jti,
+            "nbf": iat - 5,
+            "sub": "user_2maria",
+        })
+    );
+
+    let signed = run(
+        &[
+            "template",
+            "render",
+            template,
+            "--subject",
+            subject,
+            "--sign",
+            "--sub",
+            "user_other",
+            "--issuer",
+            "https://clerk.example.test",
+        ],
+        NO_ENV,
+        None,
+    );
+    assert_exit(&signed, 0);
+    let token = String::from_utf8(signed.stdout.clone()).unwrap();
+    let errors = stderr(&signed);
+    let pem_start = errors
+        .find("-----BEGIN PUBLIC KEY-----")
+        .expect("the public key");
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(errors[pem_start..].as_bytes()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_issuer(&["https://clerk.example.test"]);
+    validation.set_audience(&["https://my-site.com"]);
+    let verified = jsonwebtoken::decode::<Value>(token.trim(), &key, &validation).unwrap();
+    assert_eq!(verified.claims["sub"], "user_other");
+    assert_eq!(verified.claims["name"], "null Maria");
+    assert_eq!(
+        verified.claims["exp"].as_i64().unwrap() - verified.claims["iat"].as_i64().unwrap(),
+        60
+    );
+
+    let from_stdin = |template: &str| {
+        run(
+            &["template", "render", "-", "--subject", subject],
+            NO_ENV,
+            Some(template),
+        )
+    };
+    for (template, expected) in [
+        (
+            r#"{"a": {"b": ["{{user.id"]}}"#,
+            "claim `a.b[0]`: unclosed shortcode (missing `}}`): `{{user.id`",
+        ),
+        (
+            r#"{"sub": "{{user.id}}"}"#,
+            "claim `sub`: is a default claim",
+        ),
+        (r#"{"sid": "x"}"#, "claim `sid`: is a session-bound claim"),
+        (r#"{"a": "{{ user.id || }}"}"#, "claim `a`"),
+        (r#"{"a": "{{ account.id }}"}"#, "claim `a`"),
+        (
+            r#"["not", "an object"]"#,
+            "a template is a JSON object of claims",
+        ),
+    ] {
+        let output = from_stdin(template);
+        assert_exit(&output, 1);
+        assert!(output.stdout.is_empty(), "{template}: printed something");
+        assert!(
+            stderr(&output).contains(&format!("standard input: {expected}")),
+            "{template}: {}",
+            stderr(&output)
+        );
+    }
+
+    let no_user = dir.0.join("no-user.json");
+    std::fs::write(&no_user, r#"{"org": {"slug": "acme"}}"#).unwrap();
+    let unknown_root = dir.0.join("unknown-root.json");
+    std::fs::write(&unknown_root, r#"{"users": {}}"#).unwrap();
+    for (subject, expected) in [
+        (no_user.to_str().unwrap(), "no user.id (or machine.id)"),
+        (unknown_root.to_str().unwrap(), "`users` is not a root"),
+        (
+            "/nonexistent/subject.json",
+            "cannot read /nonexistent/subject.json",
+        ),
+    ] {
+        let output = run(
+            &["template", "render", template, "--subject", subject],
+            NO_ENV,
+            None,
+        );
+        assert_exit(&output, 1);
+        assert!(stderr(&output).contains(expected), "{}", stderr(&output));
+    }
+    let out_of_range = run(
+        &[
+            "template",
+            "render",
+            template,
+            "--subject",
+            subject,
+            "--lifetime",
+            "10",
+        ],
+        NO_ENV,
+        None,
+    );
+    assert_exit(&out_of_range, 2);
 }

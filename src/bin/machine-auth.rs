@@ -11,7 +11,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
-use tower_machine_auth::issuer::{Issuer, IssuerConfig, MachineConfig};
+use tower_machine_auth::issuer::{
+    Issuer, IssuerConfig, IssuerError, MachineConfig, SHORTCODE_ROOTS, Template,
+};
 use tower_machine_auth::{DEFAULT_CLERK_API_URL, MachineVerifier, Reason};
 
 /// The token was rejected, the API refused the request, or the input is wrong.
@@ -141,6 +143,73 @@ enum Command {
     Inspect {
         /// The token, or `-` to read it from standard input.
         token: String,
+    },
+    /// Try a JWT template (the shortcode language of Clerk's JWT templates) before saving it.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  \
+        machine-auth template render template.json --subject maria.json\n  \
+        machine-auth template render template.json --subject maria.json --sign"
+    )]
+    Template(TemplateCommand),
+}
+
+#[derive(Subcommand)]
+enum TemplateCommand {
+    /// Render a JWT template for a subject: the full claim set it would produce, or a signed token.
+    #[command(
+        long_about = "Render a JWT template for a subject, to try it before saving it: prints, \
+        as JSON, the full claim set a token of it would carry (the template's claims, then the \
+        default claims azp, exp, iat, iss, jti, nbf and sub, which the template cannot set), or \
+        with --sign a token signed with a fresh key (its public key PEM goes to standard \
+        error).\n\nTEMPLATE.json is a JSON object of claims with static values and shortcodes \
+        (`{{user.first_name}}`, `{{user.public_metadata.plan || 'free'}}`); `//` and `/* */` \
+        comments are allowed. SUBJECT.json holds the data the shortcodes read, by root object: \
+        {\"user\": {…}, \"org\": {…}, \"membership\": {…}, \"session\": {…}, \
+        \"machine\": {…}}, with fields named as the shortcodes name them (first_name, \
+        public_metadata, …).",
+        after_help = "Examples:\n  \
+        machine-auth template render template.json --subject maria.json\n  \
+        machine-auth template render template.json --subject maria.json --sign --lifetime 300\n\n\
+        template.json:\n  \
+        {\"name\": \"{{user.first_name}} {{user.last_name}}\", \"plan\": \
+        \"{{user.public_metadata.plan || 'free'}}\"}\n\
+        maria.json:\n  \
+        {\"user\": {\"id\": \"user_2abc\", \"first_name\": \"Maria\", \"last_name\": \
+        \"Doe\", \"public_metadata\": {}}}\n\n\
+        Exit status:\n  \
+        0  rendered (or signed)\n  \
+        1  the template or the subject is wrong (the claim's path and the offending text are \
+        printed), or a file cannot be read\n  \
+        2  a usage error (e.g. --lifetime outside 30 to 315360000)"
+    )]
+    Render {
+        /// The template: a JSON object of claims, or `-` to read it from standard input.
+        #[arg(value_name = "TEMPLATE.json")]
+        template: PathBuf,
+        /// The data the shortcodes read: {"user": {…}, "org": {…}, "session": {…}, …}.
+        #[arg(long, value_name = "SUBJECT.json")]
+        subject: PathBuf,
+        /// Print a signed token instead of the claims.
+        #[arg(long)]
+        sign: bool,
+        /// Seconds from `iat` to `exp`.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60,
+              value_parser = clap::value_parser!(u64).range(30..=315_360_000))]
+        lifetime: u64,
+        /// Seconds `nbf` lies before `iat`.
+        #[arg(long, value_name = "SECONDS", default_value_t = 5,
+              value_parser = clap::value_parser!(u64).range(0..=300))]
+        allowed_clock_skew: u64,
+        /// The `sub` claim (default: the subject's user.id, else its machine.id).
+        #[arg(long)]
+        sub: Option<String>,
+        /// The `azp` claim, which Clerk takes from the request's Origin (default: none).
+        #[arg(long, value_name = "ORIGIN")]
+        azp: Option<String>,
+        /// The `iss` claim.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8787")]
+        issuer: String,
     },
 }
 
@@ -282,6 +351,27 @@ fn main() -> ExitCode {
             }
             Command::Verify { token } => verify(&read_token(&token)?).await,
             Command::Inspect { token } => inspect(&read_token(&token)?),
+            Command::Template(TemplateCommand::Render {
+                template,
+                subject,
+                sign,
+                lifetime,
+                allowed_clock_skew,
+                sub,
+                azp,
+                issuer,
+            }) => render_template(
+                &template,
+                &subject,
+                &Rendering {
+                    sign,
+                    lifetime,
+                    allowed_clock_skew,
+                    sub,
+                    azp,
+                    issuer,
+                },
+            ),
         }
     });
     // Background tasks (JWKS refresh, idle connections) must not delay the exit.
@@ -833,6 +923,125 @@ fn inspect(token: &str) -> Result<(), Failure> {
     );
     emit_json(&decoded);
     Ok(())
+}
+
+/// How `template render` fills the default claims, and whether it signs.
+struct Rendering {
+    sign: bool,
+    lifetime: u64,
+    allowed_clock_skew: u64,
+    sub: Option<String>,
+    azp: Option<String>,
+    issuer: String,
+}
+
+/// Longest template or subject file read.
+const MAX_INPUT_FILE: u64 = 1024 * 1024;
+
+fn render_template(template: &Path, subject: &Path, rendering: &Rendering) -> Result<(), Failure> {
+    let (_, compiled) = Template::parse(&read_input(template)?)
+        .map_err(|error| Failure::rejected(format!("{}: {error}", input_name(template))))?;
+    let subject_data = read_subject(subject)?;
+    let sub = match &rendering.sub {
+        Some(sub) => sub.clone(),
+        None => ["user", "machine"]
+            .iter()
+            .find_map(|root| subject_data[root]["id"].as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                Failure::rejected(format!(
+                    "{}: no user.id (or machine.id) to use as the sub claim: add one, or pass \
+                     --sub",
+                    input_name(subject)
+                ))
+            })?,
+    };
+    let issuer = Issuer::builder(IssuerConfig::demo())
+        .issuer_url(&rendering.issuer)
+        .build()
+        .map_err(|error| Failure::unavailable(format!("cannot start an issuer: {error}")))?;
+    let (lifetime, skew, azp) = (
+        rendering.lifetime,
+        rendering.allowed_clock_skew,
+        rendering.azp.as_deref(),
+    );
+    let internal = |error: IssuerError| Failure::unavailable(format!("cannot render: {error}"));
+    if rendering.sign {
+        let token = issuer
+            .template_token(&compiled, &subject_data, &sub, lifetime, skew, azp)
+            .map_err(internal)?;
+        let public_key = issuer.public_key_pem().map_err(internal)?;
+        eprintln!("machine-auth: signed with a fresh key; its public key:\n{public_key}");
+        emit(&token);
+    } else {
+        let claims = issuer
+            .template_claims(&compiled, &subject_data, &sub, lifetime, skew, azp)
+            .map_err(internal)?;
+        emit_json(&claims);
+    }
+    Ok(())
+}
+
+/// A file's text (at most 1 MiB), or standard input for `-`.
+fn read_input(path: &Path) -> Result<String, Failure> {
+    let unreadable = |error: std::io::Error| {
+        Failure::rejected(format!("cannot read {}: {error}", input_name(path)))
+    };
+    let mut text = String::new();
+    let read = if path == Path::new("-") {
+        std::io::stdin()
+            .take(MAX_INPUT_FILE + 1)
+            .read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path)
+            .map_err(unreadable)?
+            .take(MAX_INPUT_FILE + 1)
+            .read_to_string(&mut text)
+    };
+    read.map_err(unreadable)?;
+    if text.len() as u64 > MAX_INPUT_FILE {
+        return Err(Failure::rejected(format!(
+            "{} is larger than 1 MiB",
+            input_name(path)
+        )));
+    }
+    Ok(text)
+}
+
+/// How an input file is named in messages.
+fn input_name(path: &Path) -> String {
+    if path == Path::new("-") {
+        "standard input".to_owned()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// The subject file: a JSON object whose keys are roots shortcodes can name.
+fn read_subject(path: &Path) -> Result<Value, Failure> {
+    let wrong = |problem: String| Failure::rejected(format!("{}: {problem}", input_name(path)));
+    let subject: Value = serde_json::from_str(&read_input(path)?).map_err(|error| {
+        wrong(format!(
+            "not valid JSON (line {}, column {})",
+            error.line(),
+            error.column()
+        ))
+    })?;
+    let Some(roots) = subject.as_object() else {
+        return Err(wrong(
+            "the subject is a JSON object by root, such as {\"user\": {\"id\": \"user_1\"}}".into(),
+        ));
+    };
+    if let Some(unknown) = roots
+        .keys()
+        .find(|root| !SHORTCODE_ROOTS.contains(&root.as_str()))
+    {
+        return Err(wrong(format!(
+            "`{unknown}` is not a root a shortcode can read (one of {})",
+            SHORTCODE_ROOTS.join(", ")
+        )));
+    }
+    Ok(subject)
 }
 
 #[cfg(test)]

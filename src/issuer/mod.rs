@@ -39,7 +39,9 @@ pub use config::{
 };
 pub use error::IssuerError;
 pub use jwt_templates::{JwtTemplate, TemplateFields};
-pub use template::{DEFAULT_CLAIMS, SESSION_BOUND_CLAIMS, Template, TemplateError};
+pub use template::{
+    DEFAULT_CLAIMS, SESSION_BOUND_CLAIMS, SHORTCODE_ROOTS, Template, TemplateError,
+};
 pub use tokens::{CreateTokenRequest, M2mToken, RESERVED_CLAIMS, TokenFormatParam};
 
 use std::fmt;

@@ -45,8 +45,8 @@ use serde_json::{Map, Number, Value};
 pub const DEFAULT_CLAIMS: [&str; 7] = ["azp", "exp", "iat", "iss", "jti", "nbf", "sub"];
 /// Claims only session-bound tokens carry; a template cannot include them.
 pub const SESSION_BOUND_CLAIMS: [&str; 4] = ["sid", "v", "pla", "fea"];
-/// The objects a shortcode can read.
-const ROOTS: [&str; 6] = [
+/// The objects a shortcode can read: the roots of a subject (`{{user.id}}`, `{{org.slug}}`, …).
+pub const SHORTCODE_ROOTS: [&str; 6] = [
     "user",
     "org",
     "organization",
@@ -365,7 +365,7 @@ fn compile_operand(operand: &str, path: &str, shown: &str) -> Result<Operand, Te
             .map_err(|_| TemplateError::new(path, "bad number literal", operand));
     }
     let segments: Vec<&str> = operand.split('.').collect();
-    if !ROOTS.contains(&segments[0]) {
+    if !SHORTCODE_ROOTS.contains(&segments[0]) {
         return Err(TemplateError::new(
             path,
             if segments.len() == 1 {
