@@ -1025,7 +1025,7 @@ fn template_render_prints_the_claims_or_a_signed_token() {
     let pem_start = errors
         .find("-----BEGIN PUBLIC KEY-----")
         .expect("the public key");
-    let key = jsonwebtoken::DecodingKey::from_rsa_pem(errors[pem_start..].as_bytes()).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(&errors.as_bytes()[pem_start..]).unwrap();
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     validation.set_issuer(&["https://clerk.example.test"]);
     validation.set_audience(&["https://my-site.com"]);
