@@ -41,6 +41,8 @@
 #[cfg(feature = "axum")]
 pub mod axum;
 mod cache;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod clock;
 mod credential;
 pub mod error;

@@ -1,0 +1,28 @@
+//! Machine A: a token source that creates machine tokens and reuses them, an outgoing Tower
+//! layer and a reqwest integration that attach them (feature `client`).
+//!
+//! ```no_run
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use tower_machine_auth::client::MachineTokenSource;
+//!
+//! // CLERK_MACHINE_SECRET_KEY, and CLERK_API_URL (default https://api.clerk.com).
+//! let source = MachineTokenSource::from_env()?;
+//! let http = reqwest::Client::new();
+//! let response = source.send(http.post("https://reports.internal/cron/run")).await?;
+//! println!("{}", response.status());
+//! # Ok(())
+//! # }
+//! ```
+
+mod create;
+mod error;
+mod layer;
+mod send;
+mod source;
+mod token;
+
+pub use error::{SendError, TokenError};
+pub use layer::{AttachMachineToken, MachineTokenLayer, ReplayBody, ResponseFuture};
+pub use source::{MachineTokenSource, MachineTokenSourceBuilder, TokenSourceStats};
+pub use token::MachineToken;

@@ -1,0 +1,652 @@
+//! `MachineTokenSource`: creates machine tokens and reuses each until shortly before it expires.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use http::HeaderValue;
+use serde_json::Value;
+
+use super::create::{CreateFailure, CreateRequest, create};
+use super::{MachineToken, TokenError};
+use crate::TokenFormat;
+use crate::clock::{Clock, SystemClock};
+use crate::error::ConfigError;
+use crate::fetch::{self, Timeouts};
+use crate::verifier::DEFAULT_CLERK_API_URL;
+
+/// Machine A's tokens: created through the issuer's API (`POST {CLERK_API_URL}/m2m_tokens` with
+/// `CLERK_MACHINE_SECRET_KEY`, against Clerk or `machine-auth dev`), and reused.
+///
+/// - [`token`](Self::token) hands out the current token. When less than a share of its life is
+///   left (a fifth by default) it starts creating the next one in the background and keeps
+///   handing out the current one meanwhile: no caller waits while a valid token exists.
+/// - Many callers asking at once while no valid token exists cause one creation call.
+/// - A failed creation is retried with exponential backoff and jitter (1 s doubling to 60 s by
+///   default) while the current token is valid. Once it has expired callers get
+///   [`TokenError::Unavailable`]; a token is never handed out within 2 s of its expiry.
+/// - A 401 from the issuer (a wrong machine key) or another 4xx is a configuration error: it is
+///   logged, reported by every later call, and not retried.
+///
+/// Cheap to clone; clones share the token.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let issuer = tower_machine_auth::issuer::Issuer::builder(
+/// #     tower_machine_auth::issuer::IssuerConfig::demo()).build()?;
+/// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// # let api_url = format!("http://{}", listener.local_addr()?);
+/// # tokio::spawn(async move { axum::serve(listener, issuer.router()).await });
+/// use std::time::Duration;
+/// use tower_machine_auth::TokenFormat;
+/// use tower_machine_auth::client::MachineTokenSource;
+///
+/// let source = MachineTokenSource::builder()
+///     .api_url(&api_url)
+///     .machine_secret_key("ak_demo_cron_service_do_not_use_in_production")
+///     .format(TokenFormat::Opaque)
+///     .lifetime(Duration::from_secs(600))
+///     .build()?;
+/// let first = source.token().await?;
+/// let second = source.token().await?;
+/// assert_eq!(first.id(), second.id(), "reused");
+/// assert_eq!(source.stats().created, 1);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MachineTokenSource {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    request: CreateRequest,
+    format: TokenFormat,
+    refresh_share: f64,
+    backoff: Backoff,
+    rejection_cooldown: Duration,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+    /// Held while a creation call is in flight: the single flight.
+    creating: tokio::sync::Mutex<()>,
+    created: AtomicU64,
+    failed: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    current: Option<MachineToken>,
+    /// Creation calls finished, to tell waiters whether one happened while they waited.
+    attempts: u64,
+    consecutive_failures: u32,
+    last_failure: Option<TokenError>,
+    next_attempt_at: Option<SystemTime>,
+    /// A configuration error: reported from now on, never retried.
+    fatal: Option<TokenError>,
+    refreshing: bool,
+    last_rejection: Option<SystemTime>,
+}
+
+/// Counters of a source.
+///
+/// ```
+/// use tower_machine_auth::client::TokenSourceStats;
+///
+/// let stats = TokenSourceStats::default();
+/// assert_eq!((stats.created, stats.failed), (0, 0));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenSourceStats {
+    /// Tokens created.
+    pub created: u64,
+    /// Creation calls that failed.
+    pub failed: u64,
+}
+
+impl fmt::Debug for MachineTokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MachineTokenSource")
+            .field("api", &self.inner.request.shown)
+            .field("format", &self.inner.format)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MachineTokenSource {
+    /// A builder: set at least the machine secret key.
+    pub fn builder() -> MachineTokenSourceBuilder {
+        MachineTokenSourceBuilder::default()
+    }
+
+    /// A source configured from Clerk's variables: `CLERK_MACHINE_SECRET_KEY` (required) and
+    /// `CLERK_API_URL` (default `https://api.clerk.com`); JWT tokens with the issuer's default
+    /// lifetime. Use [`MachineTokenSourceBuilder::env`] to change the rest.
+    ///
+    /// ```
+    /// use tower_machine_auth::client::MachineTokenSource;
+    ///
+    /// # unsafe { std::env::remove_var("CLERK_MACHINE_SECRET_KEY") };
+    /// let error = MachineTokenSource::from_env().unwrap_err();
+    /// assert!(error.to_string().contains("CLERK_MACHINE_SECRET_KEY"));
+    /// ```
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::builder().env().build()
+    }
+
+    /// The token to send: the current one, or a new one if there is no valid token (one
+    /// creation call however many callers wait).
+    pub async fn token(&self) -> Result<MachineToken, TokenError> {
+        let waited_after = {
+            let mut state = self.state();
+            let now = self.inner.clock.now();
+            if let Some(current) = state.current.clone().filter(|t| t.usable_at(now)) {
+                self.refresh_in_background_if_due(&mut state, &current, now);
+                return Ok(current);
+            }
+            self.unavailable(&state, now)?;
+            state.attempts
+        };
+        let _flight = self.inner.creating.lock().await;
+        {
+            let state = self.state();
+            let now = self.inner.clock.now();
+            if let Some(current) = state.current.clone().filter(|t| t.usable_at(now)) {
+                return Ok(current);
+            }
+            if state.attempts > waited_after {
+                // A creation finished while this caller waited, and it failed.
+                self.unavailable(&state, now)?;
+            }
+        }
+        self.create_and_keep().await
+    }
+
+    /// Machine B refused `token` (HTTP 401): stop handing it out, so that the next
+    /// [`token`](Self::token) creates a new one. Returns whether the source no longer hands out
+    /// `token`, that is whether a retry would send another token.
+    ///
+    /// To keep a machine B that refuses every token from costing a creation per request, a
+    /// refusal drops the token at most once per cooldown (30 s by default); within it, this
+    /// returns `false` and the token stays.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let issuer = tower_machine_auth::issuer::Issuer::builder(
+    /// #     tower_machine_auth::issuer::IssuerConfig::demo()).build()?;
+    /// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// # let api_url = format!("http://{}", listener.local_addr()?);
+    /// # tokio::spawn(async move { axum::serve(listener, issuer.router()).await });
+    /// # let source = tower_machine_auth::client::MachineTokenSource::builder()
+    /// #     .api_url(&api_url)
+    /// #     .machine_secret_key("ak_demo_cron_service_do_not_use_in_production")
+    /// #     .build()?;
+    /// let refused = source.token().await?;
+    /// assert!(source.reject(&refused));
+    /// let fresh = source.token().await?;
+    /// assert_ne!(fresh.id(), refused.id());
+    /// assert!(!source.reject(&fresh), "within the cooldown the token stays");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn reject(&self, token: &MachineToken) -> bool {
+        let mut state = self.state();
+        let Some(current) = &state.current else {
+            return true;
+        };
+        if !current.same_as(token) {
+            return true;
+        }
+        let now = self.inner.clock.now();
+        if state
+            .last_rejection
+            .is_some_and(|last| now < last + self.inner.rejection_cooldown)
+        {
+            return false;
+        }
+        tracing::info!(token_id = token.id(), "machine B refused the token: dropping it");
+        state.current = None;
+        state.last_rejection = Some(now);
+        true
+    }
+
+    /// How many tokens were created, and how many creation calls failed.
+    pub fn stats(&self) -> TokenSourceStats {
+        TokenSourceStats {
+            created: self.inner.created.load(Ordering::Relaxed),
+            failed: self.inner.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `Err` when no creation may be tried now: a configuration error, or a backoff running.
+    fn unavailable(&self, state: &State, now: SystemTime) -> Result<(), TokenError> {
+        if let Some(fatal) = &state.fatal {
+            return Err(fatal.clone());
+        }
+        if let (Some(TokenError::Unavailable { cause, .. }), Some(at)) =
+            (&state.last_failure, state.next_attempt_at)
+            && now < at
+        {
+            return Err(TokenError::Unavailable {
+                cause: cause.clone(),
+                retry_in: at.duration_since(now).unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+
+    fn refresh_in_background_if_due(
+        &self,
+        state: &mut State,
+        current: &MachineToken,
+        now: SystemTime,
+    ) {
+        let due = current.refresh_due_at(now)
+            && !state.refreshing
+            && state.fatal.is_none()
+            && state.next_attempt_at.is_none_or(|at| now >= at);
+        if !due {
+            return;
+        }
+        state.refreshing = true;
+        let source = self.clone();
+        tokio::spawn(async move {
+            let _flight = source.inner.creating.lock().await;
+            let still_due = source.state().current.as_ref().is_none_or(|current| {
+                current.refresh_due_at(source.inner.clock.now())
+            });
+            if still_due {
+                let _ = source.create_and_keep().await;
+            }
+            source.state().refreshing = false;
+        });
+    }
+
+    /// One creation call; keeps the token, or records the failure. Call with the flight held.
+    async fn create_and_keep(&self) -> Result<MachineToken, TokenError> {
+        let outcome = create(&self.inner.request).await;
+        let now = self.inner.clock.now();
+        let mut state = self.state();
+        state.attempts += 1;
+        let failure = match outcome {
+            Ok(created) => {
+                let token = MachineToken::new(
+                    &created.token,
+                    created.id,
+                    self.inner.format,
+                    created.created_at.unwrap_or(now),
+                    created.expires_at,
+                    self.inner.refresh_share,
+                );
+                if let Some(token) = token {
+                    self.inner.created.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(token_id = token.id(), "created a machine token");
+                    state.current = Some(token.clone());
+                    state.consecutive_failures = 0;
+                    state.last_failure = None;
+                    state.next_attempt_at = None;
+                    return Ok(token);
+                }
+                CreateFailure::Transient("the issuer's token is not a valid header value".into())
+            }
+            Err(failure) => failure,
+        };
+        self.inner.failed.fetch_add(1, Ordering::Relaxed);
+        let error = match failure {
+            CreateFailure::CredentialsRejected { code } => {
+                let error = TokenError::CredentialsRejected { code };
+                tracing::error!(api = %self.inner.request.shown, "{error}");
+                state.fatal = Some(error.clone());
+                error
+            }
+            CreateFailure::Refused {
+                status,
+                code,
+                message,
+            } => {
+                let error = TokenError::Refused {
+                    status,
+                    code,
+                    message,
+                };
+                tracing::error!(api = %self.inner.request.shown, "{error}");
+                state.fatal = Some(error.clone());
+                error
+            }
+            CreateFailure::Transient(cause) => {
+                state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+                let retry_in = self.inner.backoff.delay(state.consecutive_failures);
+                state.next_attempt_at = Some(now + retry_in);
+                let error = TokenError::Unavailable { cause, retry_in };
+                tracing::warn!("{error}");
+                error
+            }
+        };
+        state.last_failure = Some(error.clone());
+        Err(error)
+    }
+}
+
+/// Exponential backoff with jitter: attempt `n` waits between half and all of
+/// `min(initial * 2^(n-1), max)`.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    initial: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn delay(&self, failures: u32) -> Duration {
+        let exponent = failures.saturating_sub(1).min(30);
+        let ceiling = self.initial.saturating_mul(1 << exponent).min(self.max);
+        ceiling.mul_f64(0.5 + random_fraction() / 2.0)
+    }
+}
+
+/// A number in `[0, 1)`.
+fn random_fraction() -> f64 {
+    let mut bytes = [0u8; 8];
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Builds a [`MachineTokenSource`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_machine_auth::TokenFormat;
+/// use tower_machine_auth::client::MachineTokenSource;
+///
+/// let source = MachineTokenSource::builder()
+///     .machine_secret_key("ak_…")
+///     .format(TokenFormat::Opaque)
+///     .claims(serde_json::json!({"job": "nightly"}))
+///     .lifetime(Duration::from_secs(3600))
+///     .refresh_when_remaining(0.25)
+///     .build()?;
+/// # Ok::<(), tower_machine_auth::ConfigError>(())
+/// ```
+#[must_use]
+pub struct MachineTokenSourceBuilder {
+    api_url: String,
+    machine_secret_key: Option<String>,
+    format: TokenFormat,
+    claims: Option<Value>,
+    lifetime: Option<Duration>,
+    refresh_share: f64,
+    backoff: Backoff,
+    rejection_cooldown: Duration,
+    timeouts: Timeouts,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for MachineTokenSourceBuilder {
+    fn default() -> Self {
+        Self {
+            api_url: DEFAULT_CLERK_API_URL.to_owned(),
+            machine_secret_key: None,
+            format: TokenFormat::Jwt,
+            claims: None,
+            lifetime: None,
+            refresh_share: 0.2,
+            backoff: Backoff {
+                initial: Duration::from_secs(1),
+                max: Duration::from_secs(60),
+            },
+            rejection_cooldown: Duration::from_secs(30),
+            timeouts: Timeouts::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl fmt::Debug for MachineTokenSourceBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MachineTokenSourceBuilder")
+            .field("api_url", &self.api_url)
+            .field("format", &self.format)
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Longest lifetime that may be asked for: ten years, as the issuer allows.
+const MAX_LIFETIME: Duration = Duration::from_secs(315_360_000);
+
+impl MachineTokenSourceBuilder {
+    /// Reads `CLERK_API_URL` and `CLERK_MACHINE_SECRET_KEY` (unset or empty variables are left
+    /// alone).
+    ///
+    /// ```
+    /// use tower_machine_auth::client::MachineTokenSource;
+    ///
+    /// let lookup = |name: &str| (name == "CLERK_MACHINE_SECRET_KEY").then(|| "ak_x".to_owned());
+    /// assert!(MachineTokenSource::builder().env_from(lookup).build().is_ok());
+    /// ```
+    pub fn env(self) -> Self {
+        self.env_from(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`env`](Self::env), reading variables through `lookup`.
+    pub fn env_from(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        if let Some(api_url) = get("CLERK_API_URL") {
+            self.api_url = api_url;
+        }
+        if let Some(key) = get("CLERK_MACHINE_SECRET_KEY") {
+            self.machine_secret_key = Some(key);
+        }
+        self
+    }
+
+    /// The issuer's API: Clerk's `https://api.clerk.com` (the default), or `machine-auth dev`'s
+    /// URL. https, or http on a loopback host. Ending in `/v1` calls `/v1/m2m_tokens`.
+    pub fn api_url(mut self, url: impl Into<String>) -> Self {
+        self.api_url = url.into();
+        self
+    }
+
+    /// The machine's secret key (`ak_…`): tokens are created for that machine.
+    pub fn machine_secret_key(mut self, key: impl Into<String>) -> Self {
+        self.machine_secret_key = Some(key.into());
+        self
+    }
+
+    /// JWT (the default: machine B verifies it without a network call) or opaque (revocable at
+    /// once; machine B asks the issuer about it).
+    pub fn format(mut self, format: TokenFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Custom claims for every token: a JSON object ([`build`](MachineTokenSourceBuilder::build)
+    /// refuses anything else).
+    pub fn claims(mut self, claims: Value) -> Self {
+        self.claims = Some(claims);
+        self
+    }
+
+    /// How long each token lives, in whole seconds (1 s to ten years). Default: the issuer's
+    /// (one hour at Clerk and at `machine-auth dev`).
+    pub fn lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = Some(lifetime);
+        self
+    }
+
+    /// Create the next token when less than `share` of the current one's life is left
+    /// (default 0.2, a fifth; between 0.01 and 0.9).
+    pub fn refresh_when_remaining(mut self, share: f64) -> Self {
+        self.refresh_share = share;
+        self
+    }
+
+    /// Backoff after a failed creation: `initial` doubling up to `max`, each delay drawn between
+    /// half and all of it (default 1 s to 60 s).
+    pub fn retry_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.backoff = Backoff { initial, max };
+        self
+    }
+
+    /// How often machine B's refusals may drop the token (default once per 30 s).
+    pub fn rejection_cooldown(mut self, cooldown: Duration) -> Self {
+        self.rejection_cooldown = cooldown;
+        self
+    }
+
+    /// Connect and total timeouts of a creation call (default 2 s and 5 s).
+    pub fn http_timeouts(mut self, connect: Duration, total: Duration) -> Self {
+        self.timeouts = Timeouts { connect, total };
+        self
+    }
+
+    /// The clock that decides when tokens expire (tests use
+    /// [`TokioClock`](crate::clock::TokioClock) with paused time).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Checks the configuration. Needs no network; the first token is created on the first
+    /// [`MachineTokenSource::token`].
+    pub fn build(self) -> Result<MachineTokenSource, ConfigError> {
+        let key = self
+            .machine_secret_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "no machine secret key: set CLERK_MACHINE_SECRET_KEY (the machine's ak_… key; \
+                     `machine-auth dev` prints one)",
+                )
+            })?;
+        let mut authorization = HeaderValue::try_from(format!("Bearer {key}")).map_err(|_| {
+            ConfigError::new("the machine secret key holds characters not allowed in a header")
+        })?;
+        authorization.set_sensitive(true);
+        let base = self.api_url.trim().trim_end_matches('/');
+        let url = fetch::checked_url(&format!("{base}/m2m_tokens"), "CLERK_API_URL")?;
+        let claims = match self.claims {
+            None => None,
+            Some(Value::Object(claims)) => Some(claims),
+            Some(_) => {
+                return Err(ConfigError::new("the token claims must be a JSON object"));
+            }
+        };
+        if let Some(lifetime) = self.lifetime {
+            fetch::check_range(
+                "the token lifetime",
+                lifetime,
+                Duration::from_secs(1),
+                MAX_LIFETIME,
+            )?;
+            if lifetime.subsec_nanos() != 0 {
+                return Err(ConfigError::new(format!(
+                    "the token lifetime is {lifetime:?}; it must be whole seconds"
+                )));
+            }
+        }
+        if !(0.01..=0.9).contains(&self.refresh_share) {
+            return Err(ConfigError::new(format!(
+                "refresh_when_remaining is {}; it must be between 0.01 and 0.9",
+                self.refresh_share
+            )));
+        }
+        fetch::check_range(
+            "the initial retry backoff",
+            self.backoff.initial,
+            Duration::from_millis(10),
+            self.backoff.max,
+        )?;
+        fetch::check_range(
+            "the longest retry backoff",
+            self.backoff.max,
+            self.backoff.initial,
+            Duration::from_secs(3600),
+        )?;
+        fetch::check_range(
+            "the rejection cooldown",
+            self.rejection_cooldown,
+            Duration::ZERO,
+            Duration::from_secs(3600),
+        )?;
+        self.timeouts.check("token creation")?;
+        Ok(MachineTokenSource {
+            inner: Arc::new(Inner {
+                request: CreateRequest {
+                    shown: fetch::shown(&url),
+                    url,
+                    authorization,
+                    client: fetch::client(self.timeouts)?,
+                    body: CreateRequest::body(self.format, self.lifetime, claims.as_ref()),
+                },
+                format: self.format,
+                refresh_share: self.refresh_share,
+                backoff: self.backoff,
+                rejection_cooldown: self.rejection_cooldown,
+                clock: self.clock,
+                state: Mutex::new(State::default()),
+                creating: tokio::sync::Mutex::new(()),
+                created: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum_with_jitter() {
+        let backoff = Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+        };
+        for (failures, ceiling) in [(1, 1), (2, 2), (3, 4), (7, 60), (40, 60)] {
+            let ceiling = Duration::from_secs(ceiling);
+            let delays: Vec<_> = (0..50).map(|_| backoff.delay(failures)).collect();
+            assert!(
+                delays.iter().all(|d| *d >= ceiling / 2 && *d <= ceiling),
+                "{failures}: {delays:?}"
+            );
+            assert!(
+                delays.iter().any(|d| *d != delays[0]),
+                "{failures}: no jitter"
+            );
+        }
+    }
+
+    #[test]
+    fn the_builder_refuses_what_cannot_work() {
+        let key = || MachineTokenSource::builder().machine_secret_key("ak_x");
+        for (builder, expected) in [
+            (MachineTokenSource::builder(), "CLERK_MACHINE_SECRET_KEY"),
+            (key().api_url("http://example.com"), "https"),
+            (key().claims(serde_json::json!(["a"])), "JSON object"),
+            (key().lifetime(Duration::ZERO), "lifetime"),
+            (key().lifetime(Duration::from_millis(1500)), "whole seconds"),
+            (key().refresh_when_remaining(1.0), "refresh_when_remaining"),
+            (key().refresh_when_remaining(f64::NAN), "refresh_when_remaining"),
+            (
+                key().retry_backoff(Duration::from_secs(10), Duration::from_secs(1)),
+                "backoff",
+            ),
+            (
+                key().http_timeouts(Duration::from_secs(10), Duration::from_secs(1)),
+                "timeout",
+            ),
+        ] {
+            let error = builder.build().unwrap_err().to_string();
+            assert!(error.contains(expected), "{expected}: {error}");
+        }
+    }
+}
