@@ -3,8 +3,9 @@
 //! 1. a local Clerk-compatible issuer starts (the `issuer` feature; `machine-auth dev` runs the same);
 //! 2. machine B, the seed's cron server, starts behind `MachineAuthLayer`, reading the issuer's
 //!    JWKS for JWTs and asking it about opaque tokens;
-//! 3. machine A creates a JWT and an opaque token through the issuer's HTTP API and calls
-//!    machine B with each, and with tokens that must be refused;
+//! 3. machine A's `MachineTokenSource`s create a JWT and an opaque token through the issuer's
+//!    HTTP API (and would reuse each until shortly before it expires); machine A calls machine B
+//!    with each, and with tokens that must be refused;
 //! 4. machine A's opaque token is revoked: the next call with it is refused, while the JWT stays
 //!    valid until it expires. That is the trade-off the seed describes.
 //!
@@ -20,8 +21,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tower_machine_auth::MachineVerifier;
+use tower_machine_auth::client::MachineTokenSource;
 use tower_machine_auth::issuer::{Issuer, IssuerConfig};
+use tower_machine_auth::{MachineVerifier, TokenFormat};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -48,25 +50,21 @@ struct MachineA {
 }
 
 impl MachineA {
-    /// `POST /m2m_tokens`, as Clerk's SDK sends it.
-    async fn create_token(
+    /// A token source of machine A (the `client` feature): creates tokens with
+    /// `POST /m2m_tokens`, as Clerk's SDK sends it, and reuses them.
+    fn source(
         &self,
-        format: &str,
+        format: TokenFormat,
         lifetime: Option<u64>,
-    ) -> Result<Value, Box<dyn Error>> {
-        let body =
-            json!({"seconds_until_expiration": lifetime, "claims": null, "token_format": format});
-        let response = self
-            .http
-            .post(format!("{}/m2m_tokens", self.issuer_url))
-            .bearer_auth(&self.secret_key)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await?;
-        Ok(serde_json::from_slice(
-            &response.error_for_status()?.bytes().await?,
-        )?)
+    ) -> Result<MachineTokenSource, Box<dyn Error>> {
+        let mut builder = MachineTokenSource::builder()
+            .api_url(&self.issuer_url)
+            .machine_secret_key(&self.secret_key)
+            .format(format);
+        if let Some(seconds) = lifetime {
+            builder = builder.lifetime(Duration::from_secs(seconds));
+        }
+        Ok(builder.build()?)
     }
 
     async fn revoke(&self, id: &str) -> Result<(), Box<dyn Error>> {
@@ -139,12 +137,16 @@ async fn run() -> Result<bool, Box<dyn Error>> {
         cron_url,
         as_expected: true,
     };
-    println!("3. Machine A creates tokens (POST /m2m_tokens) and calls POST /cron/run:");
-    let jwt = machine_a.create_token("jwt", None).await?;
-    let opaque = machine_a.create_token("opaque", None).await?;
-    let short = machine_a.create_token("jwt", Some(1)).await?;
-    let token = |resource: &Value| resource["token"].as_str().unwrap_or_default().to_owned();
-    let (jwt_token, opaque_token, short_token) = (token(&jwt), token(&opaque), token(&short));
+    println!(
+        "3. Machine A's token sources create tokens (POST /m2m_tokens); it calls POST /cron/run:"
+    );
+    let jwt_source = machine_a.source(TokenFormat::Jwt, None)?;
+    let opaque_source = machine_a.source(TokenFormat::Opaque, None)?;
+    let short_source = machine_a.source(TokenFormat::Jwt, Some(1))?;
+    let opaque = opaque_source.token().await?;
+    let jwt_token = jwt_source.token().await?.as_str().to_owned();
+    let opaque_token = opaque.as_str().to_owned();
+    let short_token = short_source.token().await?.as_str().to_owned();
     machine_a
         .call("a JWT (verified locally)", Some(&jwt_token), (200, None))
         .await?;
@@ -190,9 +192,7 @@ async fn run() -> Result<bool, Box<dyn Error>> {
         .await?;
 
     println!("\n4. The issuer revokes the opaque token (POST /m2m_tokens/{{id}}/revoke):");
-    machine_a
-        .revoke(opaque["id"].as_str().unwrap_or_default())
-        .await?;
+    machine_a.revoke(opaque.id()).await?;
     machine_a
         .call(
             "the revoked opaque token, next call",
@@ -207,6 +207,22 @@ async fn run() -> Result<bool, Box<dyn Error>> {
             (200, None),
         )
         .await?;
+    let fresh = opaque_source.send(
+        machine_a
+            .http
+            .post(format!("{}/cron/run", machine_a.cron_url)),
+    );
+    let fresh = fresh.await?.status().as_u16();
+    machine_a.as_expected &= fresh == 200;
+    println!(
+        "   {:<50} → {fresh}",
+        "send(): refused, so a new token, retried once"
+    );
+    println!(
+        "   (tokens created: {} JWT, {} opaque, for all these calls)\n",
+        jwt_source.stats().created,
+        opaque_source.stats().created
+    );
     println!("   Opaque tokens can be revoked at once but cost a call to the issuer per request;");
     println!("   JWTs cost no network at all but stay valid until they expire.");
     Ok(machine_a.as_expected)

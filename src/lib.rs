@@ -60,6 +60,7 @@ mod verifier;
 
 pub use error::{AuthError, ConfigError, Reason};
 pub use jsonwebtoken::Algorithm;
+pub use keys::CLERK_API_VERSION;
 pub use layer::{AuthMode, MachineAuthLayer};
 pub use machine::{
     AcceptedTokens, AuthenticatedMachine, AuthenticatedMachineBuilder, MAX_MACHINE_ID_LEN,

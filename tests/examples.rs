@@ -1,4 +1,4 @@
-//! The examples' public interface: `axum_cron` configured by env, and the quickstart's exit code.
+//! The examples' public interface: `axum_cron` and `machine_client` configured by env, and the quickstart's exit code.
 
 mod common;
 
@@ -195,4 +195,74 @@ async fn axum_cron_accepts_opaque_tokens_with_a_machine_secret_key() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 401);
+}
+
+/// `machine_client` against `axum_cron`, both on the crate's issuer: one line per call, the
+/// token created once and reused, in both formats; a wrong key and a missing target are exit 2.
+#[tokio::test]
+async fn machine_client_calls_axum_cron_on_a_schedule_reusing_its_token() {
+    let config = tower_machine_auth::issuer::IssuerConfig::demo();
+    let issuer = tower_machine_auth::issuer::Issuer::builder(config.clone())
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, issuer.router()).await });
+    let (_cron, cron_url) = start_cron(&[
+        ("CLERK_API_URL", api_url.clone()),
+        ("CLERK_SECRET_KEY", config.instance_secret_key.clone()),
+    ])
+    .await;
+    let target = format!("{cron_url}/cron/run");
+    let client = |vars: &[(&str, &str)]| {
+        let mut command = Command::new(example("machine_client"));
+        command
+            .env_clear()
+            .env("CLERK_API_URL", &api_url)
+            .env("TARGET_URL", &target)
+            .env("INTERVAL_SECS", "1")
+            .env("CALLS", "2");
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        command.output()
+    };
+    let key = config.machines[0].secret_key.as_str();
+    for format in ["jwt", "opaque"] {
+        let output = client(&[("CLERK_MACHINE_SECRET_KEY", key), ("TOKEN_FORMAT", format)])
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                format!("call 1: {target} 200 OK (tokens created so far: 1)"),
+                format!("call 2: {target} 200 OK (tokens created so far: 1)"),
+            ],
+            "{format}"
+        );
+    }
+
+    let wrong_key = client(&[("CLERK_MACHINE_SECRET_KEY", "ak_not_a_key_of_this_issuer")])
+        .await
+        .unwrap();
+    assert_eq!(wrong_key.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&wrong_key.stderr);
+    assert!(stderr.contains("CLERK_MACHINE_SECRET_KEY"), "{stderr}");
+    assert!(!stderr.contains("ak_not_a_key_of_this_issuer"), "{stderr}");
+
+    let no_target = Command::new(example("machine_client"))
+        .env_clear()
+        .env("CLERK_MACHINE_SECRET_KEY", key)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(no_target.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_target.stderr).contains("TARGET_URL"));
 }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tower_machine_auth::issuer::{
     Issuer, IssuerConfig, IssuerError, MachineConfig, SHORTCODE_ROOTS, Template,
 };
-use tower_machine_auth::{DEFAULT_CLERK_API_URL, MachineVerifier, Reason};
+use tower_machine_auth::{CLERK_API_VERSION, DEFAULT_CLERK_API_URL, MachineVerifier, Reason};
 
 /// The token was rejected, the API refused the request, or the input is wrong.
 const EXIT_REJECTED: u8 = 1;
@@ -24,9 +24,6 @@ const EXIT_UNAVAILABLE: u8 = 2;
 
 /// `machine-auth dev`'s port when `--port` is not given.
 const DEFAULT_DEV_PORT: u16 = 8787;
-
-/// The Backend API version Clerk's SDK sends (`SUPPORTED_BAPI_VERSION` of @clerk/backend).
-const CLERK_API_VERSION: &str = "2026-05-12";
 
 /// Longest token accepted on standard input (the verifier caps tokens at 8 KiB anyway).
 const MAX_STDIN_TOKEN: u64 = 64 * 1024;

@@ -84,9 +84,7 @@ pub(crate) async fn create(request: &CreateRequest) -> Result<Created, CreateFai
         .header(CONTENT_TYPE, "application/json")
         .header(ACCEPT, "application/json")
         .body(request.body.clone());
-    let failed = |error: FetchError| {
-        CreateFailure::Transient(format!("{} {error}", request.shown))
-    };
+    let failed = |error: FetchError| CreateFailure::Transient(format!("{} {error}", request.shown));
     let (status, body) = fetch::send_retrying_connect(call, MAX_REPLY_BYTES)
         .await
         .map_err(failed)?;
@@ -150,8 +148,8 @@ mod tests {
 
     #[test]
     fn the_body_is_the_sdks() {
-        let body: Value = serde_json::from_str(&CreateRequest::body(TokenFormat::Jwt, None, None))
-            .unwrap();
+        let body: Value =
+            serde_json::from_str(&CreateRequest::body(TokenFormat::Jwt, None, None)).unwrap();
         assert_eq!(
             body,
             json!({"seconds_until_expiration": null, "claims": null, "token_format": "jwt"})

@@ -62,7 +62,10 @@ impl TokenError {
     /// assert!(error.is_configuration());
     /// ```
     pub fn is_configuration(&self) -> bool {
-        matches!(self, Self::CredentialsRejected { .. } | Self::Refused { .. })
+        matches!(
+            self,
+            Self::CredentialsRejected { .. } | Self::Refused { .. }
+        )
     }
 }
 

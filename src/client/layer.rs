@@ -37,8 +37,8 @@ use super::MachineTokenSource;
 ///     .build()?;
 /// // Any client service; this one answers with what it was sent.
 /// let client = tower::service_fn(|request: http::Request<Full<bytes::Bytes>>| async move {
-///     let sent = request.headers()["authorization"].to_str()?.starts_with("Bearer ey");
-///     Ok::<_, http::Error>(http::Response::new(sent))
+///     let sent = request.headers()["authorization"].as_bytes().starts_with(b"Bearer ey");
+///     Ok::<_, std::convert::Infallible>(http::Response::new(sent))
 /// });
 /// let mut client = MachineTokenLayer::new(source).layer(client);
 /// let response = client.call(http::Request::new(Full::default())).await?;

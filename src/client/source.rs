@@ -207,7 +207,10 @@ impl MachineTokenSource {
         {
             return false;
         }
-        tracing::info!(token_id = token.id(), "machine B refused the token: dropping it");
+        tracing::info!(
+            token_id = token.id(),
+            "machine B refused the token: dropping it"
+        );
         state.current = None;
         state.last_rejection = Some(now);
         true
@@ -259,9 +262,11 @@ impl MachineTokenSource {
         let source = self.clone();
         tokio::spawn(async move {
             let _flight = source.inner.creating.lock().await;
-            let still_due = source.state().current.as_ref().is_none_or(|current| {
-                current.refresh_due_at(source.inner.clock.now())
-            });
+            let still_due = source
+                .state()
+                .current
+                .as_ref()
+                .is_none_or(|current| current.refresh_due_at(source.inner.clock.now()));
             if still_due {
                 let _ = source.create_and_keep().await;
             }
@@ -635,7 +640,10 @@ mod tests {
             (key().lifetime(Duration::ZERO), "lifetime"),
             (key().lifetime(Duration::from_millis(1500)), "whole seconds"),
             (key().refresh_when_remaining(1.0), "refresh_when_remaining"),
-            (key().refresh_when_remaining(f64::NAN), "refresh_when_remaining"),
+            (
+                key().refresh_when_remaining(f64::NAN),
+                "refresh_when_remaining",
+            ),
             (
                 key().retry_backoff(Duration::from_secs(10), Duration::from_secs(1)),
                 "backoff",

@@ -176,14 +176,16 @@ mod tests {
         assert_eq!(token.as_str(), "mt_secret");
         assert!(token.authorization().is_sensitive());
         assert!(!format!("{token:?}").contains("mt_secret"));
-        assert!(MachineToken::new(
-            "bad\ntoken",
-            "mt_id".into(),
-            TokenFormat::Jwt,
-            SystemTime::UNIX_EPOCH,
-            None,
-            0.2
-        )
-        .is_none());
+        assert!(
+            MachineToken::new(
+                "bad\ntoken",
+                "mt_id".into(),
+                TokenFormat::Jwt,
+                SystemTime::UNIX_EPOCH,
+                None,
+                0.2
+            )
+            .is_none()
+        );
     }
 }

@@ -7,7 +7,8 @@ mod rsa;
 mod verifying_key;
 
 pub(crate) use jwk::parse_jwk_set;
-pub(crate) use jwks::{CLERK_API_VERSION, JwksEndpoint, JwksSettings, JwksSource};
+pub use jwks::CLERK_API_VERSION;
+pub(crate) use jwks::{JwksEndpoint, JwksSettings, JwksSource};
 pub(crate) use pem::key_from_pem;
 pub(crate) use verifying_key::{PublicKey, VerifyingKey};
 
