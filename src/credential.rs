@@ -67,7 +67,7 @@ pub(crate) fn b64token(credential: &[u8]) -> Result<&str, AuthError> {
 }
 
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
-fn is_b64token(token: &[u8]) -> bool {
+pub(crate) fn is_b64token(token: &[u8]) -> bool {
     let body_len = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
     body_len > 0
         && all_bytes(&token[..body_len], |b| {

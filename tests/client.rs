@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::extract::Request;
@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use serde_json::{Value, json};
 use tower::{Layer, Service, ServiceExt};
 use tower_machine_auth::client::{MachineTokenLayer, MachineTokenSource, TokenError};
-use tower_machine_auth::clock::TokioClock;
+use tower_machine_auth::clock::{Clock, TokioClock};
 use tower_machine_auth::issuer::{Issuer, IssuerConfig};
 use tower_machine_auth::{AuthenticatedMachine, MachineAuthLayer, MachineVerifier, TokenFormat};
 
@@ -35,7 +35,7 @@ struct LocalIssuer {
 }
 
 impl LocalIssuer {
-    async fn start(clock: TokioClock) -> Self {
+    async fn start(clock: impl Clock) -> Self {
         let issuer = Issuer::builder(IssuerConfig::demo())
             .clock(clock)
             .build()
@@ -94,7 +94,7 @@ impl LocalIssuer {
 
     /// Machine B: `POST /cron/run` behind `MachineAuthLayer`, verifying JWTs with the issuer's
     /// public key and opaque tokens at the issuer with its own machine key. Counts requests.
-    fn machine_b(&self, clock: TokioClock) -> (Router, Arc<AtomicUsize>) {
+    fn machine_b(&self, clock: impl Clock) -> (Router, Arc<AtomicUsize>) {
         let verifier = MachineVerifier::builder()
             .pem_key(self.issuer.public_key_pem().unwrap())
             .clerk_api_url(&self.url)
@@ -226,6 +226,55 @@ async fn one_creation_serves_many_requests_and_refresh_comes_before_expiry() {
     );
     assert_eq!(source.stats().created as usize, creations);
     assert_eq!(source.stats().failed, 0);
+}
+
+/// Tokio's paused clock, shifted by a number of seconds: a machine whose clock is off.
+#[derive(Debug, Clone, Copy)]
+struct ShiftedClock(TokioClock, i64);
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> SystemTime {
+        let shift = Duration::from_secs(self.1.unsigned_abs());
+        if self.1 < 0 {
+            self.0.now() - shift
+        } else {
+            self.0.now() + shift
+        }
+    }
+}
+
+/// Machine A's clock ten minutes behind, then ahead of, the issuer's and machine B's: a token's
+/// life is counted on machine A's own clock, so one creation still serves 48 s of requests and
+/// the next comes before machine B would refuse the current one.
+#[tokio::test(start_paused = true)]
+async fn a_machine_whose_clock_is_off_still_reuses_and_renews_in_time() {
+    for shift in [600, -600] {
+        let clock = TokioClock::new();
+        let issuer_clock = ShiftedClock(clock, shift);
+        let local = LocalIssuer::start(issuer_clock).await;
+        let (machine_b, seen) = local.machine_b(issuer_clock);
+        let source = local.source(clock, TokenFormat::Jwt);
+        let mut client = MachineTokenLayer::new(source).layer(machine_b);
+        for second in 0..150 {
+            let response = call(&mut client, run_request("{}")).await.unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::OK,
+                "{shift} s, at {second} s"
+            );
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            150,
+            "{shift} s: nothing refused"
+        );
+        let creations = local.creations();
+        assert!(
+            (3..=4).contains(&creations),
+            "{shift} s: {creations} creations"
+        );
+    }
 }
 
 /// 100 callers asking at once with no token: one creation call.

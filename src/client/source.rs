@@ -25,7 +25,9 @@ use crate::verifier::DEFAULT_CLERK_API_URL;
 /// - Many callers asking at once while no valid token exists cause one creation call.
 /// - A failed creation is retried with exponential backoff and jitter (1 s doubling to 60 s by
 ///   default) while the current token is valid. Once it has expired callers get
-///   [`TokenError::Unavailable`]; a token is never handed out within 2 s of its expiry.
+///   [`TokenError::Unavailable`]; a token is never handed out within 2 s of its expiry. A token's
+///   life is counted on this machine's clock from when it was asked for, so a clock that is off
+///   the issuer's does not make it look expired (a creation per call) or valid for too long.
 /// - A 401 from the issuer (a wrong machine key) or another 4xx is a configuration error: it is
 ///   logged, reported by every later call, and not retried.
 ///
@@ -69,8 +71,9 @@ struct Inner {
     rejection_cooldown: Duration,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
-    /// Held while a creation call is in flight: the single flight.
-    creating: tokio::sync::Mutex<()>,
+    /// Held while a creation call is in flight: the single flight. A background refresh takes it
+    /// before it is spawned and holds it to the end (released even if its task is dropped).
+    creating: Arc<tokio::sync::Mutex<()>>,
     created: AtomicU64,
     failed: AtomicU64,
 }
@@ -85,7 +88,6 @@ struct State {
     next_attempt_at: Option<SystemTime>,
     /// A configuration error: reported from now on, never retried.
     fatal: Option<TokenError>,
-    refreshing: bool,
     last_rejection: Option<SystemTime>,
 }
 
@@ -251,7 +253,6 @@ impl MachineTokenSource {
         now: SystemTime,
     ) {
         let due = current.refresh_due_at(now)
-            && !state.refreshing
             && state.fatal.is_none()
             && state.next_attempt_at.is_none_or(|at| now >= at);
         if !due {
@@ -261,24 +262,20 @@ impl MachineTokenSource {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        state.refreshing = true;
+        // Taken under the state lock: no other creation can start before this one.
+        let Ok(flight) = self.inner.creating.clone().try_lock_owned() else {
+            return; // a creation is already in flight
+        };
         let source = self.clone();
         runtime.spawn(async move {
-            let _flight = source.inner.creating.lock().await;
-            let still_due = source
-                .state()
-                .current
-                .as_ref()
-                .is_none_or(|current| current.refresh_due_at(source.inner.clock.now()));
-            if still_due {
-                let _ = source.create_and_keep().await;
-            }
-            source.state().refreshing = false;
+            let _flight = flight;
+            let _ = source.create_and_keep().await;
         });
     }
 
     /// One creation call; keeps the token, or records the failure. Call with the flight held.
     async fn create_and_keep(&self) -> Result<MachineToken, TokenError> {
+        let requested_at = self.inner.clock.now();
         let outcome = create(&self.inner.request).await;
         let now = self.inner.clock.now();
         let mut state = self.state();
@@ -289,8 +286,11 @@ impl MachineTokenSource {
                     &created.token,
                     created.id,
                     self.inner.format,
-                    created.created_at.unwrap_or(now),
-                    created.expires_at,
+                    (
+                        created.created_at.unwrap_or(requested_at),
+                        created.expires_at,
+                    ),
+                    requested_at,
                     self.inner.refresh_share,
                 );
                 if let Some(token) = token {
@@ -302,7 +302,9 @@ impl MachineTokenSource {
                     state.next_attempt_at = None;
                     return Ok(token);
                 }
-                CreateFailure::Transient("the issuer's token is not a valid header value".into())
+                CreateFailure::Transient(
+                    "the issuer's token is not an RFC 6750 bearer token".into(),
+                )
             }
             Err(failure) => failure,
         };
@@ -601,7 +603,7 @@ impl MachineTokenSourceBuilder {
                 rejection_cooldown: self.rejection_cooldown,
                 clock: self.clock,
                 state: Mutex::new(State::default()),
-                creating: tokio::sync::Mutex::new(()),
+                creating: Arc::new(tokio::sync::Mutex::new(())),
                 created: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
             }),

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use http::HeaderValue;
 
 use crate::TokenFormat;
+use crate::credential::is_b64token;
 
 /// A token machine A sends as `Authorization: Bearer …`: the token, its id, and when it expires.
 ///
@@ -51,16 +52,24 @@ struct Inner {
 const EXPIRY_MARGIN: Duration = Duration::from_secs(2);
 
 impl MachineToken {
-    /// A token from the issuer's reply. `refresh_share` is the share of its life left when a new
+    /// A token from the issuer's reply, or `None` if the text is not an RFC 6750 `b64token`.
+    ///
+    /// `created_at` and `expires_at` are the issuer's; they give the token's life. That life is
+    /// counted on this machine's clock from `requested_at` (just before the creation call, so
+    /// never later than the issuer's start), which keeps renewal on time when this machine's
+    /// clock differs from the issuer's. `refresh_share` is the share of the life left when a new
     /// one should be made.
     pub(crate) fn new(
         token: &str,
         id: String,
         format: TokenFormat,
-        created_at: SystemTime,
-        expires_at: Option<SystemTime>,
+        (created_at, expires_at): (SystemTime, Option<SystemTime>),
+        requested_at: SystemTime,
         refresh_share: f64,
     ) -> Option<Self> {
+        if !is_b64token(token.as_bytes()) {
+            return None;
+        }
         let mut authorization = HeaderValue::try_from(format!("Bearer {token}")).ok()?;
         authorization.set_sensitive(true);
         let life = expires_at.map(|expires_at| {
@@ -68,12 +77,15 @@ impl MachineToken {
                 .duration_since(created_at)
                 .unwrap_or(Duration::ZERO)
         });
-        let (refresh_at, usable_until) = match (expires_at, life) {
-            (Some(expires_at), Some(life)) => (
-                Some(expires_at - life.mul_f64(refresh_share)),
-                Some(expires_at - EXPIRY_MARGIN.min(life / 10)),
-            ),
-            _ => (None, None),
+        let (refresh_at, usable_until) = match life {
+            Some(life) => {
+                let expiry_here = requested_at + life;
+                (
+                    Some(expiry_here - life.mul_f64(refresh_share)),
+                    Some(expiry_here - EXPIRY_MARGIN.min(life / 10)),
+                )
+            }
+            None => (None, None),
         };
         Some(Self {
             inner: Arc::new(Inner {
@@ -89,6 +101,7 @@ impl MachineToken {
 
     /// The token itself. It is a credential: never log it.
     pub fn as_str(&self) -> &str {
+        // Built from `Bearer ` and a b64token: ASCII, so both always succeed.
         let value = self.inner.authorization.to_str().unwrap_or_default();
         value.strip_prefix("Bearer ").unwrap_or_default()
     }
@@ -108,7 +121,8 @@ impl MachineToken {
         self.inner.format
     }
 
-    /// When the issuer says it expires (`None`: it does not).
+    /// When the issuer says it expires, on the issuer's clock (`None`: it does not). The source
+    /// decides when to renew from the token's life counted on its own clock, not from this.
     pub fn expires_at(&self) -> Option<SystemTime> {
         self.inner.expires_at
     }
@@ -150,8 +164,8 @@ mod tests {
             "mt_secret",
             "mt_id".into(),
             TokenFormat::Opaque,
+            (created, Some(expires)),
             created,
-            Some(expires),
             share,
         )
         .unwrap();
@@ -171,21 +185,61 @@ mod tests {
     }
 
     #[test]
+    fn the_life_is_counted_on_this_machines_clock() {
+        let issuer_created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let issuer_expires = issuer_created + Duration::from_secs(100);
+        let ten_minutes = Duration::from_secs(600);
+        // This machine's clock ten minutes behind the issuer's, then ten minutes ahead.
+        for requested in [issuer_created - ten_minutes, issuer_created + ten_minutes] {
+            let token = MachineToken::new(
+                "mt_secret",
+                "mt_id".into(),
+                TokenFormat::Opaque,
+                (issuer_created, Some(issuer_expires)),
+                requested,
+                0.2,
+            )
+            .unwrap();
+            assert_eq!(
+                token.expires_at(),
+                Some(issuer_expires),
+                "the issuer's expiry"
+            );
+            assert!(!token.refresh_due_at(requested + Duration::from_secs(79)));
+            assert!(token.refresh_due_at(requested + Duration::from_secs(80)));
+            assert!(token.usable_at(requested + Duration::from_secs(97)));
+            assert!(!token.usable_at(requested + Duration::from_secs(98)));
+        }
+    }
+
+    #[test]
     fn the_token_never_shows_in_debug_and_header_values_are_sensitive() {
         let (token, _) = made(100, 0.2);
         assert_eq!(token.as_str(), "mt_secret");
         assert!(token.authorization().is_sensitive());
         assert!(!format!("{token:?}").contains("mt_secret"));
-        assert!(
+    }
+
+    #[test]
+    fn only_rfc_6750_tokens_are_kept() {
+        let make = |text: &str| {
             MachineToken::new(
-                "bad\ntoken",
+                text,
                 "mt_id".into(),
                 TokenFormat::Jwt,
+                (SystemTime::UNIX_EPOCH, None),
                 SystemTime::UNIX_EPOCH,
-                None,
-                0.2
+                0.2,
             )
-            .is_none()
-        );
+        };
+        for bad in ["", "bad\ntoken", "two words", "t\u{f8}ken", "a,b", "=="] {
+            assert!(make(bad).is_none(), "{bad:?}");
+        }
+        for good in ["mt_0123abcdef", "eyJh.eyJz.c2ln", "a+b/c~d==", "ak-_."] {
+            assert_eq!(
+                make(good).map(|t| t.as_str().to_owned()).as_deref(),
+                Some(good)
+            );
+        }
     }
 }
