@@ -139,6 +139,8 @@ where
             let Some(mut replay) = replay else {
                 return Ok(response);
             };
+            // The refusal is not read: let its connection go rather than hold it through the retry.
+            drop(response);
             let fresh = source.token().await?;
             replay
                 .headers_mut()

@@ -50,6 +50,8 @@ impl MachineTokenSource {
         let Some(mut replay) = replay else {
             return Ok(response);
         };
+        // The refusal is not read: let its connection go rather than hold it through the retry.
+        drop(response);
         let fresh = self.token().await?;
         replay
             .headers_mut()
