@@ -1,8 +1,8 @@
 //! Machine A's token source, outgoing layer and reqwest sending, against the crate's real issuer
 //! on loopback, and machine B's real `MachineAuthLayer`. Time is tokio's paused clock.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
@@ -25,14 +25,18 @@ const REPORTS_KEY: &str = "ak_demo_reports_api_do_not_use_in_production";
 const INSTANCE_KEY: &str = "sk_test_demo_instance_do_not_use_in_production";
 
 /// The real issuer on loopback, with a count of creation calls and switches that make creation
-/// fail (503) or slow.
+/// fail (503), slow, or edit its reply (an issuer that misbehaves).
 struct LocalIssuer {
     issuer: Issuer,
     url: String,
     creations: Arc<AtomicUsize>,
     failing: Arc<AtomicBool>,
     delay_ms: Arc<AtomicU64>,
+    reply_edit: Arc<Mutex<Option<ReplyEdit>>>,
 }
+
+/// A change to the JSON of the issuer's creation reply.
+type ReplyEdit = fn(&mut Value);
 
 impl LocalIssuer {
     async fn start(clock: impl Clock) -> Self {
@@ -43,12 +47,19 @@ impl LocalIssuer {
         let creations = Arc::new(AtomicUsize::new(0));
         let failing = Arc::new(AtomicBool::new(false));
         let delay_ms = Arc::new(AtomicU64::new(0));
-        let (count, fail, delay) = (creations.clone(), failing.clone(), delay_ms.clone());
+        let reply_edit = Arc::new(Mutex::new(None::<ReplyEdit>));
+        let (count, fail, delay, edit) = (
+            creations.clone(),
+            failing.clone(),
+            delay_ms.clone(),
+            reply_edit.clone(),
+        );
         let router =
             issuer
                 .router()
                 .layer(middleware::from_fn(move |request: Request, next: Next| {
                     let (count, fail, delay) = (count.clone(), fail.clone(), delay.clone());
+                    let edit = *edit.lock().unwrap();
                     async move {
                         let creation =
                             request.method() == "POST" && request.uri().path() == "/m2m_tokens";
@@ -64,7 +75,14 @@ impl LocalIssuer {
                             return (StatusCode::SERVICE_UNAVAILABLE, "down for the test")
                                 .into_response();
                         }
-                        next.run(request).await
+                        let response = next.run(request).await;
+                        let Some(edit) = edit else {
+                            return response;
+                        };
+                        let (status, body) = json_of(response).await;
+                        let mut body = body;
+                        edit(&mut body);
+                        (status, axum::Json(body)).into_response()
                     }
                 }));
         let url = serve(router).await;
@@ -74,6 +92,7 @@ impl LocalIssuer {
             creations,
             failing,
             delay_ms,
+            reply_edit,
         }
     }
 
@@ -129,6 +148,16 @@ async fn serve(router: Router) -> String {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     url
+}
+
+/// Lets the runtime run until `done`, without moving the paused clock: loopback calls take real
+/// time, which a paused-clock `sleep` does not wait for. At most 10 s of real time.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(10), "never: {what}");
+        tokio::task::yield_now().await;
+    }
 }
 
 fn run_request(body: &str) -> http::Request<Full<Bytes>> {
@@ -198,10 +227,10 @@ async fn one_creation_serves_many_requests_and_refresh_comes_before_expiry() {
         "the caller waited on the refresh"
     );
     assert_eq!(during.id(), first.id());
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(local.creations(), 2, "the refresh is under way");
+    until("the refresh reaches the issuer", || local.creations() == 2).await;
     assert_eq!(source.token().await.unwrap().id(), first.id());
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::advance(Duration::from_secs(3)).await;
+    until("the refresh ends", || source.stats().created == 2).await;
     let refreshed = source.token().await.unwrap();
     assert_ne!(refreshed.id(), first.id());
     assert!(refreshed.expires_at() > first.expires_at());
@@ -330,7 +359,12 @@ async fn creation_failures_back_off_and_recover() {
         tokio::time::advance(Duration::from_millis(100)).await;
         tokio::task::yield_now().await;
     }
-    // Attempts at 48 s, then after 0.5–1 s, 1–2 s, 2–4 s, 4–8 s: four or five by 58 s.
+    until("the last attempt ends", || {
+        source.stats().failed as usize == local.creations() - 1
+    })
+    .await;
+    // Attempts at 48 s, then after 0.5–1 s, 1–2 s, 2–4 s, 4–8 s: four or five by 58 s, or three
+    // when the loopback calls are slow in real time while the paused clock moves on.
     let attempts = local.creations() - 1;
     assert!((3..=5).contains(&attempts), "{attempts} attempts in 10 s");
     assert_eq!(source.stats().failed as usize, attempts);
@@ -364,6 +398,128 @@ async fn creation_failures_back_off_and_recover() {
     assert_ne!(recovered.id(), first.id());
     let response = call(&mut client, run_request("{}")).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// A reply whose token could not be used for a while (an expiry not after its creation, an
+/// expiry in seconds rather than milliseconds, a negative one) is a failed creation: backed off,
+/// never handed out; during a refresh the current token stays. An expiry far beyond the lifetime
+/// asked for counts as that lifetime.
+#[tokio::test(start_paused = true)]
+async fn an_issuer_reply_with_an_unusable_token_is_a_failed_creation() {
+    let edits: [(ReplyEdit, &str); 3] = [
+        (
+            |reply| reply["expiration"] = reply["created_at"].clone(),
+            "no later than it was created",
+        ),
+        (
+            |reply| reply["expiration"] = json!(reply["expiration"].as_i64().unwrap() / 1000),
+            "no later than it was created",
+        ),
+        (|reply| reply["expiration"] = json!(-1), "out of range"),
+    ];
+    for (edit, expected) in edits {
+        let clock = TokioClock::new();
+        let local = LocalIssuer::start(clock).await;
+        *local.reply_edit.lock().unwrap() = Some(edit);
+        let source = local.source(clock, TokenFormat::Opaque);
+        let error = source.token().await.unwrap_err();
+        let TokenError::Unavailable { cause, .. } = &error else {
+            panic!("{error:?}")
+        };
+        assert!(cause.contains(expected), "{cause}");
+        assert!(source.token().await.is_err());
+        assert_eq!(local.creations(), 1, "{expected}: backed off");
+        assert_eq!((source.stats().created, source.stats().failed), (0, 1));
+    }
+
+    // During a refresh: the valid token stays, and the refresh is tried again after the backoff.
+    let clock = TokioClock::new();
+    let local = LocalIssuer::start(clock).await;
+    let source = local.source(clock, TokenFormat::Jwt);
+    let first = source.token().await.unwrap();
+    *local.reply_edit.lock().unwrap() = Some(edits[0].0);
+    tokio::time::advance(Duration::from_secs(48)).await;
+    assert_eq!(source.token().await.unwrap().id(), first.id());
+    until("the refresh fails", || source.stats().failed == 1).await;
+    assert_eq!(local.creations(), 2);
+    assert_eq!(source.token().await.unwrap().id(), first.id());
+    *local.reply_edit.lock().unwrap() = None;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(source.token().await.unwrap().id(), first.id());
+    until("the refresh ends", || source.stats().created == 2).await;
+    let renewed = source.token().await.unwrap();
+    assert_ne!(renewed.id(), first.id());
+
+    // An expiry a thousand times too far: renewed as if it were the 60 s asked for.
+    *local.reply_edit.lock().unwrap() = Some(|reply| {
+        let created = reply["created_at"].as_i64().unwrap();
+        let expiration = reply["expiration"].as_i64().unwrap();
+        reply["expiration"] = json!(created + (expiration - created) * 1000);
+    });
+    tokio::time::advance(Duration::from_secs(48)).await;
+    source.token().await.unwrap();
+    until("the refresh ends", || source.stats().created == 3).await;
+    let far = source.token().await.unwrap();
+    assert_ne!(far.id(), renewed.id());
+    let far_expiry = far.expires_at().unwrap();
+    assert!(far_expiry > renewed.expires_at().unwrap() + Duration::from_secs(3600));
+    tokio::time::advance(Duration::from_secs(48)).await;
+    source.token().await.unwrap();
+    until("the refresh ends", || source.stats().created == 4).await;
+    assert_ne!(
+        source.token().await.unwrap().id(),
+        far.id(),
+        "renewed after 48 s"
+    );
+}
+
+/// A caller who stops waiting (a 300 ms timeout against an issuer that takes 1 s) does not cancel
+/// the creation: the caller after it gets that token, and only one was made.
+#[tokio::test(start_paused = true)]
+async fn a_caller_who_stops_waiting_does_not_cancel_the_creation() {
+    let clock = TokioClock::new();
+    let local = LocalIssuer::start(clock).await;
+    local.delay_ms.store(1_000, Ordering::SeqCst);
+    let source = local.source(clock, TokenFormat::Opaque);
+    for _ in 0..3 {
+        let gave_up = tokio::time::timeout(Duration::from_millis(300), source.token()).await;
+        assert!(gave_up.is_err(), "the issuer takes 1 s");
+    }
+    source.token().await.unwrap();
+    assert_eq!(local.creations(), 1);
+    assert_eq!(source.stats().created, 1);
+}
+
+/// With a small share (a hundredth of a 60 s life, less than the 2 s margin before expiry) the
+/// refresh still comes in the background while the token is handed out: no caller waits.
+#[tokio::test(start_paused = true)]
+async fn a_small_refresh_share_still_refreshes_in_the_background() {
+    let clock = TokioClock::new();
+    let local = LocalIssuer::start(clock).await;
+    let source = MachineTokenSource::builder()
+        .api_url(&local.url)
+        .machine_secret_key(CRON_KEY)
+        .lifetime(Duration::from_secs(60))
+        .refresh_when_remaining(0.01)
+        .clock(clock)
+        .build()
+        .unwrap();
+    let first = source.token().await.unwrap();
+    local.delay_ms.store(1_000, Ordering::SeqCst);
+    for step in 0..140 {
+        let asked = tokio::time::Instant::now();
+        source.token().await.unwrap();
+        assert_eq!(
+            asked.elapsed(),
+            Duration::ZERO,
+            "waited at {} ms",
+            step * 500
+        );
+        tokio::time::advance(Duration::from_millis(500)).await;
+    }
+    until("the refresh ends", || source.stats().created == 2).await;
+    assert_ne!(source.token().await.unwrap().id(), first.id());
+    assert_eq!(local.creations(), 2);
 }
 
 /// A wrong machine key is a configuration error, reported and never retried.
@@ -474,6 +630,11 @@ async fn a_401_is_retried_once_with_a_fresh_token_only_for_replayable_bodies() {
     let response = call(&mut no_retry, run_request("{}")).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(seen.load(Ordering::SeqCst) - before, 1);
+    assert_ne!(
+        source.token().await.unwrap().id(),
+        next.id(),
+        "the refused token was dropped all the same"
+    );
 }
 
 fn stream_body(body: &'static [u8]) -> StreamBody<one_chunk::Once> {

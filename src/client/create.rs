@@ -25,14 +25,14 @@ pub(crate) struct CreateRequest {
 }
 
 impl CreateRequest {
-    /// The body Clerk's SDK sends: all three fields, nulls explicit.
+    /// The body Clerk's SDK sends: all three fields, null claims explicit.
     pub(crate) fn body(
         format: TokenFormat,
-        lifetime: Option<Duration>,
+        lifetime: Duration,
         claims: Option<&Map<String, Value>>,
     ) -> String {
         json!({
-            "seconds_until_expiration": lifetime.map(|lifetime| lifetime.as_secs()),
+            "seconds_until_expiration": lifetime.as_secs(),
             "claims": claims,
             "token_format": format.as_str(),
         })
@@ -116,16 +116,22 @@ fn created(body: &[u8]) -> Result<Created, FetchError> {
     {
         return Err(invalid());
     }
-    let time = |millis: i64| {
-        u64::try_from(millis)
-            .ok()
-            .map(|millis| UNIX_EPOCH + Duration::from_millis(millis))
+    // Absent or null: not given. Anything else must be a time this machine can represent.
+    let time = |millis: Option<i64>, name: &str| {
+        millis
+            .map(|millis| {
+                u64::try_from(millis)
+                    .ok()
+                    .and_then(|millis| UNIX_EPOCH.checked_add(Duration::from_millis(millis)))
+                    .ok_or_else(|| FetchError::Invalid(format!("`{name}` is out of range")))
+            })
+            .transpose()
     };
     Ok(Created {
+        created_at: time(reply.created_at, "created_at")?,
+        expires_at: time(reply.expiration, "expiration")?,
         token: reply.token,
         id: reply.id,
-        created_at: reply.created_at.and_then(time),
-        expires_at: reply.expiration.and_then(time),
     })
 }
 
@@ -148,16 +154,20 @@ mod tests {
 
     #[test]
     fn the_body_is_the_sdks() {
-        let body: Value =
-            serde_json::from_str(&CreateRequest::body(TokenFormat::Jwt, None, None)).unwrap();
+        let body: Value = serde_json::from_str(&CreateRequest::body(
+            TokenFormat::Jwt,
+            Duration::from_secs(3600),
+            None,
+        ))
+        .unwrap();
         assert_eq!(
             body,
-            json!({"seconds_until_expiration": null, "claims": null, "token_format": "jwt"})
+            json!({"seconds_until_expiration": 3600, "claims": null, "token_format": "jwt"})
         );
         let claims = json!({"job": "nightly"});
         let body: Value = serde_json::from_str(&CreateRequest::body(
             TokenFormat::Opaque,
-            Some(Duration::from_secs(600)),
+            Duration::from_secs(600),
             claims.as_object(),
         ))
         .unwrap();
@@ -179,8 +189,15 @@ mod tests {
             ok.expires_at,
             Some(UNIX_EPOCH + Duration::from_secs(1_700_000_060))
         );
+        let no_times = created(br#"{"id":"mt_1","token":"mt_abc","expiration":null}"#)
+            .ok()
+            .unwrap();
+        assert_eq!((no_times.created_at, no_times.expires_at), (None, None));
         for bad in [
             &br#"{"object":"machine_to_machine_token","id":"mt_1"}"#[..],
+            br#"{"id":"mt_1","token":"mt_abc","expiration":-1}"#,
+            br#"{"id":"mt_1","token":"mt_abc","created_at":-5}"#,
+            br#"{"id":"mt_1","token":"mt_abc","expiration":1e300}"#,
             br#"{"object":"jwt_template","id":"mt_1","token":"x"}"#,
             br#"{"object":"machine_to_machine_token","id":"mt_1","token":""}"#,
             b"<html>",

@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use http::HeaderValue;
 use serde_json::Value;
+use tokio::sync::OwnedMutexGuard;
+use tokio::task::JoinHandle;
 
 use super::create::{CreateFailure, CreateRequest, create};
 use super::{MachineToken, TokenError};
@@ -22,12 +24,16 @@ use crate::verifier::DEFAULT_CLERK_API_URL;
 /// - [`token`](Self::token) hands out the current token. When less than a share of its life is
 ///   left (a fifth by default) it starts creating the next one in the background and keeps
 ///   handing out the current one meanwhile: no caller waits while a valid token exists.
-/// - Many callers asking at once while no valid token exists cause one creation call.
+/// - Many callers asking at once while no valid token exists cause one creation call. It runs in
+///   a task of its own: a caller who stops waiting does not cancel it.
 /// - A failed creation is retried with exponential backoff and jitter (1 s doubling to 60 s by
 ///   default) while the current token is valid. Once it has expired callers get
-///   [`TokenError::Unavailable`]; a token is never handed out within 2 s of its expiry. A token's
-///   life is counted on this machine's clock from when it was asked for, so a clock that is off
-///   the issuer's does not make it look expired (a creation per call) or valid for too long.
+///   [`TokenError::Unavailable`]; a token is never handed out within 2 s (or a tenth of its life)
+///   of its expiry. A reply whose token could not be used for a while (an `expiration` not after
+///   `created_at`, out of range, or too close) is such a failure, and the current token stays.
+/// - A token's life is counted on this machine's clock from when it was asked for, so a clock
+///   that is off the issuer's does not make it look expired (a creation per call) or valid for
+///   too long.
 /// - A 401 from the issuer (a wrong machine key) or another 4xx is a configuration error: it is
 ///   logged, reported by every later call, and not retried.
 ///
@@ -66,6 +72,7 @@ pub struct MachineTokenSource {
 struct Inner {
     request: CreateRequest,
     format: TokenFormat,
+    lifetime: Duration,
     refresh_share: f64,
     backoff: Backoff,
     rejection_cooldown: Duration,
@@ -124,8 +131,7 @@ impl MachineTokenSource {
     }
 
     /// A source configured from Clerk's variables: `CLERK_MACHINE_SECRET_KEY` (required) and
-    /// `CLERK_API_URL` (default `https://api.clerk.com`); JWT tokens with the issuer's default
-    /// lifetime. Use [`MachineTokenSourceBuilder::env`] to change the rest.
+    /// `CLERK_API_URL` (default `https://api.clerk.com`); JWT tokens living one hour. Use [`MachineTokenSourceBuilder::env`] to change the rest.
     ///
     /// ```no_run
     /// use tower_machine_auth::client::MachineTokenSource;
@@ -150,7 +156,7 @@ impl MachineTokenSource {
             self.unavailable(&state, now)?;
             state.attempts
         };
-        let _flight = self.inner.creating.lock().await;
+        let flight = self.inner.creating.clone().lock_owned().await;
         {
             let state = self.state();
             let now = self.inner.clock.now();
@@ -162,7 +168,20 @@ impl MachineTokenSource {
                 self.unavailable(&state, now)?;
             }
         }
-        self.create_and_keep().await
+        // In a task of its own, so that a caller who stops waiting (a timeout) neither cancels
+        // the creation nor leaves the next caller to start another.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            let _flight = flight;
+            return self.create_and_keep().await;
+        };
+        self.spawn_creation(&runtime, flight)
+            .await
+            .unwrap_or_else(|_| {
+                Err(TokenError::Unavailable {
+                    cause: "the token creation was cancelled: the runtime is shutting down".into(),
+                    retry_in: Duration::ZERO,
+                })
+            })
     }
 
     /// Machine B refused `token` (HTTP 401): stop handing it out, so that the next
@@ -266,11 +285,20 @@ impl MachineTokenSource {
         let Ok(flight) = self.inner.creating.clone().try_lock_owned() else {
             return; // a creation is already in flight
         };
+        self.spawn_creation(&runtime, flight);
+    }
+
+    /// One creation in a task that holds the single flight until the outcome is recorded.
+    fn spawn_creation(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        flight: OwnedMutexGuard<()>,
+    ) -> JoinHandle<Result<MachineToken, TokenError>> {
         let source = self.clone();
         runtime.spawn(async move {
             let _flight = flight;
-            let _ = source.create_and_keep().await;
-        });
+            source.create_and_keep().await
+        })
     }
 
     /// One creation call; keeps the token, or records the failure. Call with the flight held.
@@ -283,28 +311,34 @@ impl MachineTokenSource {
         let failure = match outcome {
             Ok(created) => {
                 let token = MachineToken::new(
-                    &created.token,
-                    created.id,
+                    created,
                     self.inner.format,
-                    (
-                        created.created_at.unwrap_or(requested_at),
-                        created.expires_at,
-                    ),
-                    requested_at,
+                    (requested_at, self.inner.lifetime),
                     self.inner.refresh_share,
-                );
-                if let Some(token) = token {
-                    self.inner.created.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(token_id = token.id(), "created a machine token");
-                    state.current = Some(token.clone());
-                    state.consecutive_failures = 0;
-                    state.last_failure = None;
-                    state.next_attempt_at = None;
-                    return Ok(token);
-                }
-                CreateFailure::Transient(
-                    "the issuer's token is not an RFC 6750 bearer token".into(),
                 )
+                .and_then(|token| {
+                    // Else it would be renewed on every call (or sent expired).
+                    if token.usable_at(now) && !token.refresh_due_at(now) {
+                        Ok(token)
+                    } else {
+                        Err("the token would need renewing as soon as it arrived")
+                    }
+                });
+                match token {
+                    Ok(token) => {
+                        self.inner.created.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(token_id = token.id(), "created a machine token");
+                        state.current = Some(token.clone());
+                        state.consecutive_failures = 0;
+                        state.last_failure = None;
+                        state.next_attempt_at = None;
+                        return Ok(token);
+                    }
+                    Err(reason) => CreateFailure::Transient(format!(
+                        "{} sent a token that cannot be used: {reason}",
+                        self.inner.request.shown
+                    )),
+                }
             }
             Err(failure) => failure,
         };
@@ -389,7 +423,7 @@ pub struct MachineTokenSourceBuilder {
     machine_secret_key: Option<String>,
     format: TokenFormat,
     claims: Option<Value>,
-    lifetime: Option<Duration>,
+    lifetime: Duration,
     refresh_share: f64,
     backoff: Backoff,
     rejection_cooldown: Duration,
@@ -404,7 +438,7 @@ impl Default for MachineTokenSourceBuilder {
             machine_secret_key: None,
             format: TokenFormat::Jwt,
             claims: None,
-            lifetime: None,
+            lifetime: DEFAULT_LIFETIME,
             refresh_share: 0.2,
             backoff: Backoff {
                 initial: Duration::from_secs(1),
@@ -420,12 +454,19 @@ impl Default for MachineTokenSourceBuilder {
 impl fmt::Debug for MachineTokenSourceBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MachineTokenSourceBuilder")
-            .field("api_url", &self.api_url)
+            .field(
+                "api_url",
+                &reqwest::Url::parse(self.api_url.trim())
+                    .map_or_else(|_| "(not a URL)".to_owned(), |url| fetch::shown(&url)),
+            )
             .field("format", &self.format)
             .field("lifetime", &self.lifetime)
             .finish_non_exhaustive()
     }
 }
+
+/// How long a token lives unless [`MachineTokenSourceBuilder::lifetime`] says otherwise.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// Longest lifetime that may be asked for: ten years, as the issuer allows.
 const MAX_LIFETIME: Duration = Duration::from_secs(315_360_000);
@@ -483,15 +524,17 @@ impl MachineTokenSourceBuilder {
         self
     }
 
-    /// How long each token lives, in whole seconds (1 s to ten years). Default: the issuer's
-    /// (one hour at Clerk and at `machine-auth dev`).
+    /// How long each token lives, in whole seconds (1 s to ten years). Default: one hour. It is
+    /// always sent: left out, Clerk documents a token that never expires.
     pub fn lifetime(mut self, lifetime: Duration) -> Self {
-        self.lifetime = Some(lifetime);
+        self.lifetime = lifetime;
         self
     }
 
     /// Create the next token when less than `share` of the current one's life is left
-    /// (default 0.2, a fifth; between 0.01 and 0.9).
+    /// (default 0.2, a fifth; between 0.01 and 0.9). However small the share, the refresh starts
+    /// early enough to finish before the token stops being handed out (2 s, or a tenth of its
+    /// life, before its expiry), so callers never wait on it.
     pub fn refresh_when_remaining(mut self, share: f64) -> Self {
         self.refresh_share = share;
         self
@@ -550,18 +593,17 @@ impl MachineTokenSourceBuilder {
                 return Err(ConfigError::new("the token claims must be a JSON object"));
             }
         };
-        if let Some(lifetime) = self.lifetime {
-            fetch::check_range(
-                "the token lifetime",
-                lifetime,
-                Duration::from_secs(1),
-                MAX_LIFETIME,
-            )?;
-            if lifetime.subsec_nanos() != 0 {
-                return Err(ConfigError::new(format!(
-                    "the token lifetime is {lifetime:?}; it must be whole seconds"
-                )));
-            }
+        fetch::check_range(
+            "the token lifetime",
+            self.lifetime,
+            Duration::from_secs(1),
+            MAX_LIFETIME,
+        )?;
+        if self.lifetime.subsec_nanos() != 0 {
+            return Err(ConfigError::new(format!(
+                "the token lifetime is {:?}; it must be whole seconds",
+                self.lifetime
+            )));
         }
         if !(0.01..=0.9).contains(&self.refresh_share) {
             return Err(ConfigError::new(format!(
@@ -598,6 +640,7 @@ impl MachineTokenSourceBuilder {
                     body: CreateRequest::body(self.format, self.lifetime, claims.as_ref()),
                 },
                 format: self.format,
+                lifetime: self.lifetime,
                 refresh_share: self.refresh_share,
                 backoff: self.backoff,
                 rejection_cooldown: self.rejection_cooldown,

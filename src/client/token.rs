@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use http::HeaderValue;
 
+use super::create::Created;
 use crate::TokenFormat;
 use crate::credential::is_b64token;
 
@@ -52,47 +53,52 @@ struct Inner {
 const EXPIRY_MARGIN: Duration = Duration::from_secs(2);
 
 impl MachineToken {
-    /// A token from the issuer's reply, or `None` if the text is not an RFC 6750 `b64token`.
+    /// The token of the issuer's reply, or why it cannot be used.
     ///
-    /// `created_at` and `expires_at` are the issuer's; they give the token's life. That life is
-    /// counted on this machine's clock from `requested_at` (just before the creation call, so
-    /// never later than the issuer's start), which keeps renewal on time when this machine's
-    /// clock differs from the issuer's. `refresh_share` is the share of the life left when a new
-    /// one should be made.
+    /// The issuer's `created_at` and `expires_at` give the token's life, taken as at most
+    /// `asked_life` (what the source asked for: an issuer that says more, an expiry in the wrong
+    /// unit say, does not keep a token in use for longer). That life is counted on this machine's
+    /// clock from `requested_at` (just before the creation call, so never later than the issuer's
+    /// start), which keeps renewal on time when this machine's clock differs from the issuer's.
+    /// `refresh_share` is the share of the life left when a new one should be made.
     pub(crate) fn new(
-        token: &str,
-        id: String,
+        created: Created,
         format: TokenFormat,
-        (created_at, expires_at): (SystemTime, Option<SystemTime>),
-        requested_at: SystemTime,
+        (requested_at, asked_life): (SystemTime, Duration),
         refresh_share: f64,
-    ) -> Option<Self> {
-        if !is_b64token(token.as_bytes()) {
-            return None;
+    ) -> Result<Self, &'static str> {
+        if !is_b64token(created.token.as_bytes()) {
+            return Err("the token is not an RFC 6750 bearer token");
         }
-        let mut authorization = HeaderValue::try_from(format!("Bearer {token}")).ok()?;
+        let mut authorization = HeaderValue::try_from(format!("Bearer {}", created.token))
+            .map_err(|_| "the token is not an RFC 6750 bearer token")?;
         authorization.set_sensitive(true);
-        let life = expires_at.map(|expires_at| {
-            expires_at
-                .duration_since(created_at)
-                .unwrap_or(Duration::ZERO)
-        });
-        let (refresh_at, usable_until) = match life {
-            Some(life) => {
-                let expiry_here = requested_at + life;
-                (
-                    Some(expiry_here - life.mul_f64(refresh_share)),
-                    Some(expiry_here - EXPIRY_MARGIN.min(life / 10)),
-                )
-            }
+        let (refresh_at, usable_until) = match created.expires_at {
             None => (None, None),
+            Some(expires_at) => {
+                let life = expires_at
+                    .duration_since(created.created_at.unwrap_or(requested_at))
+                    .ok()
+                    .filter(|life| !life.is_zero())
+                    .ok_or("the token expires no later than it was created")?
+                    .min(asked_life);
+                let expiry_here = requested_at
+                    .checked_add(life)
+                    .ok_or("the token's expiry is out of range")?;
+                let margin = EXPIRY_MARGIN.min(life / 10);
+                let usable_until = expiry_here - margin;
+                // Never later than leaves the refresh one margin to finish in.
+                let refresh_at =
+                    (expiry_here - life.mul_f64(refresh_share)).min(usable_until - margin);
+                (Some(refresh_at), Some(usable_until))
+            }
         };
-        Some(Self {
+        Ok(Self {
             inner: Arc::new(Inner {
                 authorization,
-                id,
+                id: created.id,
                 format,
-                expires_at,
+                expires_at: created.expires_at,
                 refresh_at,
                 usable_until,
             }),
@@ -157,19 +163,27 @@ impl fmt::Debug for MachineToken {
 mod tests {
     use super::*;
 
+    const CREATED: SystemTime = SystemTime::UNIX_EPOCH;
+    /// The lifetime the source asked for.
+    const ASKED: Duration = Duration::from_secs(3600);
+
+    fn reply(token: &str, created_at: Option<u64>, expires_at: Option<u64>) -> Created {
+        let at = |secs| CREATED + Duration::from_secs(1_000_000 + secs);
+        Created {
+            token: token.to_owned(),
+            id: "mt_id".into(),
+            created_at: created_at.map(at),
+            expires_at: expires_at.map(at),
+        }
+    }
+
+    /// A token created at 1 000 000 s with `life` seconds to live, and its creation time.
     fn made(life: u64, share: f64) -> (MachineToken, SystemTime) {
-        let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let expires = created + Duration::from_secs(life);
-        let token = MachineToken::new(
-            "mt_secret",
-            "mt_id".into(),
-            TokenFormat::Opaque,
-            (created, Some(expires)),
-            created,
-            share,
-        )
-        .unwrap();
-        (token, created)
+        let requested = CREATED + Duration::from_secs(1_000_000);
+        let reply = reply("mt_secret", Some(0), Some(life));
+        let token =
+            MachineToken::new(reply, TokenFormat::Opaque, (requested, ASKED), share).unwrap();
+        (token, requested)
     }
 
     #[test]
@@ -185,31 +199,69 @@ mod tests {
     }
 
     #[test]
+    fn a_small_share_still_refreshes_while_the_token_is_handed_out() {
+        // A hundredth of 60 s is 0.6 s, less than the 2 s margin: the refresh is due at 56 s,
+        // leaving it the 2 s before the token stops being handed out at 58 s.
+        let (token, created) = made(60, 0.01);
+        assert!(!token.refresh_due_at(created + Duration::from_millis(55_900)));
+        assert!(token.refresh_due_at(created + Duration::from_secs(56)));
+        assert!(token.usable_at(created + Duration::from_millis(57_900)));
+    }
+
+    #[test]
     fn the_life_is_counted_on_this_machines_clock() {
-        let issuer_created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let issuer_expires = issuer_created + Duration::from_secs(100);
         let ten_minutes = Duration::from_secs(600);
+        let issuer_created = CREATED + Duration::from_secs(1_000_000);
         // This machine's clock ten minutes behind the issuer's, then ten minutes ahead.
         for requested in [issuer_created - ten_minutes, issuer_created + ten_minutes] {
-            let token = MachineToken::new(
-                "mt_secret",
-                "mt_id".into(),
-                TokenFormat::Opaque,
-                (issuer_created, Some(issuer_expires)),
-                requested,
-                0.2,
-            )
-            .unwrap();
-            assert_eq!(
-                token.expires_at(),
-                Some(issuer_expires),
-                "the issuer's expiry"
-            );
+            let reply = reply("mt_secret", Some(0), Some(100));
+            let issuer_expires = reply.expires_at;
+            let token =
+                MachineToken::new(reply, TokenFormat::Opaque, (requested, ASKED), 0.2).unwrap();
+            assert_eq!(token.expires_at(), issuer_expires, "the issuer's expiry");
             assert!(!token.refresh_due_at(requested + Duration::from_secs(79)));
             assert!(token.refresh_due_at(requested + Duration::from_secs(80)));
             assert!(token.usable_at(requested + Duration::from_secs(97)));
             assert!(!token.usable_at(requested + Duration::from_secs(98)));
         }
+    }
+
+    #[test]
+    fn impossible_lifetimes_are_refused() {
+        let requested = CREATED + Duration::from_secs(1_000_000);
+        // The issuer's times, then no creation time and an expiry before the request was sent.
+        for (created_at, expires_at) in [
+            (Some(100), Some(99)),
+            (Some(100), Some(100)),
+            (None, Some(0)),
+        ] {
+            let reply = reply("mt_secret", created_at, expires_at);
+            let requested = requested + Duration::from_secs(1);
+            let error =
+                MachineToken::new(reply, TokenFormat::Opaque, (requested, ASKED), 0.2).unwrap_err();
+            assert!(error.contains("no later than it was created"), "{error}");
+        }
+        let never = MachineToken::new(
+            reply("mt_secret", Some(0), None),
+            TokenFormat::Jwt,
+            (requested, ASKED),
+            0.2,
+        )
+        .unwrap();
+        assert!(never.usable_at(SystemTime::UNIX_EPOCH + Duration::from_secs(u32::MAX.into())));
+        assert!(
+            !never.refresh_due_at(SystemTime::UNIX_EPOCH + Duration::from_secs(u32::MAX.into()))
+        );
+    }
+
+    #[test]
+    fn a_life_longer_than_asked_for_counts_as_asked() {
+        // An expiry a thousand times too far: milliseconds read as seconds, say.
+        let requested = CREATED + Duration::from_secs(1_000_000);
+        let reply = reply("mt_secret", Some(0), Some(3_600_000));
+        let token = MachineToken::new(reply, TokenFormat::Jwt, (requested, ASKED), 0.2).unwrap();
+        assert!(token.refresh_due_at(requested + Duration::from_secs(2880)));
+        assert!(!token.usable_at(requested + Duration::from_secs(3598)));
     }
 
     #[test]
@@ -224,21 +276,19 @@ mod tests {
     fn only_rfc_6750_tokens_are_kept() {
         let make = |text: &str| {
             MachineToken::new(
-                text,
-                "mt_id".into(),
+                reply(text, None, None),
                 TokenFormat::Jwt,
-                (SystemTime::UNIX_EPOCH, None),
-                SystemTime::UNIX_EPOCH,
+                (CREATED, ASKED),
                 0.2,
             )
         };
         for bad in ["", "bad\ntoken", "two words", "t\u{f8}ken", "a,b", "=="] {
-            assert!(make(bad).is_none(), "{bad:?}");
+            assert!(make(bad).is_err(), "{bad:?}");
         }
         for good in ["mt_0123abcdef", "eyJh.eyJz.c2ln", "a+b/c~d==", "ak-_."] {
             assert_eq!(
                 make(good).map(|t| t.as_str().to_owned()).as_deref(),
-                Some(good)
+                Ok(good)
             );
         }
     }
