@@ -679,6 +679,20 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_shows_neither_the_key_nor_url_credentials() {
+        let builder = MachineTokenSource::builder()
+            .api_url("https://user:hunter2@api.example.com/?session=abc")
+            .machine_secret_key("ak_secret_key");
+        let shown = format!("{builder:?}");
+        assert!(shown.contains("api.example.com"), "{shown}");
+        for hidden in ["hunter2", "user", "abc", "ak_secret_key"] {
+            assert!(!shown.contains(hidden), "{hidden}: {shown}");
+        }
+        let source = builder.build().unwrap();
+        assert!(!format!("{source:?}").contains("hunter2"));
+    }
+
+    #[test]
     fn the_builder_refuses_what_cannot_work() {
         let key = || MachineTokenSource::builder().machine_secret_key("ak_x");
         for (builder, expected) in [
