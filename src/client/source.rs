@@ -131,7 +131,8 @@ impl MachineTokenSource {
     }
 
     /// A source configured from Clerk's variables: `CLERK_MACHINE_SECRET_KEY` (required) and
-    /// `CLERK_API_URL` (default `https://api.clerk.com`); JWT tokens living one hour. Use [`MachineTokenSourceBuilder::env`] to change the rest.
+    /// `CLERK_API_URL` (default `https://api.clerk.com`); JWT tokens living one hour. Use
+    /// [`MachineTokenSourceBuilder::env`] to change the rest.
     ///
     /// ```no_run
     /// use tower_machine_auth::client::MachineTokenSource;
