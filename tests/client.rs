@@ -15,7 +15,9 @@ use http::StatusCode;
 use http_body_util::{BodyExt, Full, StreamBody};
 use serde_json::{Value, json};
 use tower::{Layer, Service, ServiceExt};
-use tower_machine_auth::client::{MachineTokenLayer, MachineTokenSource, TokenError};
+use tower_machine_auth::client::{
+    MachineTokenLayer, MachineTokenSource, MachineTokenSourceBuilder, TokenError,
+};
 use tower_machine_auth::clock::{Clock, TokioClock};
 use tower_machine_auth::issuer::{Issuer, IssuerConfig};
 use tower_machine_auth::{AuthenticatedMachine, MachineAuthLayer, MachineVerifier, TokenFormat};
@@ -79,8 +81,7 @@ impl LocalIssuer {
                         let Some(edit) = edit else {
                             return response;
                         };
-                        let (status, body) = json_of(response).await;
-                        let mut body = body;
+                        let (status, mut body) = json_of(response).await;
                         edit(&mut body);
                         (status, axum::Json(body)).into_response()
                     }
@@ -101,14 +102,17 @@ impl LocalIssuer {
     }
 
     fn source(&self, clock: TokioClock, format: TokenFormat) -> MachineTokenSource {
+        self.source_builder(clock, format).build().unwrap()
+    }
+
+    /// Machine A's source of 60 s tokens, to configure further.
+    fn source_builder(&self, clock: TokioClock, format: TokenFormat) -> MachineTokenSourceBuilder {
         MachineTokenSource::builder()
             .api_url(&self.url)
             .machine_secret_key(CRON_KEY)
             .format(format)
             .lifetime(Duration::from_secs(60))
             .clock(clock)
-            .build()
-            .unwrap()
     }
 
     /// Machine B: `POST /cron/run` behind `MachineAuthLayer`, verifying JWTs with the issuer's
@@ -496,12 +500,9 @@ async fn a_caller_who_stops_waiting_does_not_cancel_the_creation() {
 async fn a_small_refresh_share_still_refreshes_in_the_background() {
     let clock = TokioClock::new();
     let local = LocalIssuer::start(clock).await;
-    let source = MachineTokenSource::builder()
-        .api_url(&local.url)
-        .machine_secret_key(CRON_KEY)
-        .lifetime(Duration::from_secs(60))
+    let source = local
+        .source_builder(clock, TokenFormat::Jwt)
         .refresh_when_remaining(0.01)
-        .clock(clock)
         .build()
         .unwrap();
     let first = source.token().await.unwrap();
@@ -548,11 +549,9 @@ async fn a_wrong_machine_key_is_a_configuration_error() {
     assert_eq!(local.creations(), 1);
 
     // A request the issuer refuses (a reserved claim) is one too.
-    let refused = MachineTokenSource::builder()
-        .api_url(&local.url)
-        .machine_secret_key(CRON_KEY)
+    let refused = local
+        .source_builder(clock, TokenFormat::Jwt)
         .claims(json!({"sub": "mch_someone_else"}))
-        .clock(clock)
         .build()
         .unwrap();
     let error = refused.token().await.unwrap_err();

@@ -67,11 +67,10 @@ impl MachineToken {
         (requested_at, asked_life): (SystemTime, Duration),
         refresh_share: f64,
     ) -> Result<Self, &'static str> {
-        if !is_b64token(created.token.as_bytes()) {
-            return Err("the token is not an RFC 6750 bearer token");
-        }
-        let mut authorization = HeaderValue::try_from(format!("Bearer {}", created.token))
-            .map_err(|_| "the token is not an RFC 6750 bearer token")?;
+        let mut authorization = Some(&created.token)
+            .filter(|token| is_b64token(token.as_bytes()))
+            .and_then(|token| HeaderValue::try_from(format!("Bearer {token}")).ok())
+            .ok_or("the token is not an RFC 6750 bearer token")?;
         authorization.set_sensitive(true);
         let (refresh_at, usable_until) = match created.expires_at {
             None => (None, None),
@@ -177,12 +176,19 @@ mod tests {
         }
     }
 
+    /// The token of `reply`, asked for at `requested` (for an hour).
+    fn kept(
+        reply: Created,
+        requested: SystemTime,
+        share: f64,
+    ) -> Result<MachineToken, &'static str> {
+        MachineToken::new(reply, TokenFormat::Opaque, (requested, ASKED), share)
+    }
+
     /// A token created at 1 000 000 s with `life` seconds to live, and its creation time.
     fn made(life: u64, share: f64) -> (MachineToken, SystemTime) {
         let requested = CREATED + Duration::from_secs(1_000_000);
-        let reply = reply("mt_secret", Some(0), Some(life));
-        let token =
-            MachineToken::new(reply, TokenFormat::Opaque, (requested, ASKED), share).unwrap();
+        let token = kept(reply("mt_secret", Some(0), Some(life)), requested, share).unwrap();
         (token, requested)
     }
 
@@ -216,8 +222,7 @@ mod tests {
         for requested in [issuer_created - ten_minutes, issuer_created + ten_minutes] {
             let reply = reply("mt_secret", Some(0), Some(100));
             let issuer_expires = reply.expires_at;
-            let token =
-                MachineToken::new(reply, TokenFormat::Opaque, (requested, ASKED), 0.2).unwrap();
+            let token = kept(reply, requested, 0.2).unwrap();
             assert_eq!(token.expires_at(), issuer_expires, "the issuer's expiry");
             assert!(!token.refresh_due_at(requested + Duration::from_secs(79)));
             assert!(token.refresh_due_at(requested + Duration::from_secs(80)));
@@ -237,17 +242,10 @@ mod tests {
         ] {
             let reply = reply("mt_secret", created_at, expires_at);
             let requested = requested + Duration::from_secs(1);
-            let error =
-                MachineToken::new(reply, TokenFormat::Opaque, (requested, ASKED), 0.2).unwrap_err();
+            let error = kept(reply, requested, 0.2).unwrap_err();
             assert!(error.contains("no later than it was created"), "{error}");
         }
-        let never = MachineToken::new(
-            reply("mt_secret", Some(0), None),
-            TokenFormat::Jwt,
-            (requested, ASKED),
-            0.2,
-        )
-        .unwrap();
+        let never = kept(reply("mt_secret", Some(0), None), requested, 0.2).unwrap();
         assert!(never.usable_at(SystemTime::UNIX_EPOCH + Duration::from_secs(u32::MAX.into())));
         assert!(
             !never.refresh_due_at(SystemTime::UNIX_EPOCH + Duration::from_secs(u32::MAX.into()))
@@ -259,7 +257,7 @@ mod tests {
         // An expiry a thousand times too far: milliseconds read as seconds, say.
         let requested = CREATED + Duration::from_secs(1_000_000);
         let reply = reply("mt_secret", Some(0), Some(3_600_000));
-        let token = MachineToken::new(reply, TokenFormat::Jwt, (requested, ASKED), 0.2).unwrap();
+        let token = kept(reply, requested, 0.2).unwrap();
         assert!(token.refresh_due_at(requested + Duration::from_secs(2880)));
         assert!(!token.usable_at(requested + Duration::from_secs(3598)));
     }
@@ -274,14 +272,7 @@ mod tests {
 
     #[test]
     fn only_rfc_6750_tokens_are_kept() {
-        let make = |text: &str| {
-            MachineToken::new(
-                reply(text, None, None),
-                TokenFormat::Jwt,
-                (CREATED, ASKED),
-                0.2,
-            )
-        };
+        let make = |text: &str| kept(reply(text, None, None), CREATED, 0.2);
         for bad in ["", "bad\ntoken", "two words", "t\u{f8}ken", "a,b", "=="] {
             assert!(make(bad).is_err(), "{bad:?}");
         }
