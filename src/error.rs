@@ -8,7 +8,7 @@
 //! |---|---|---|---|
 //! | `token-missing` | 401 | `Bearer realm="…"` | `unauthorized` |
 //! | `malformed-request` | 400 | `Bearer realm="…", error="invalid_request"` | `invalid_request` |
-//! | `token-type-mismatch`, `token-invalid`, `token-verification-failed`, `token-expired`, `token-not-active` | 401 | `Bearer realm="…", error="invalid_token"` | `invalid_token` |
+//! | `token-type-mismatch`, `token-invalid`, `token-invalid-receiver`, `token-verification-failed`, `token-expired`, `token-not-active` | 401 | `Bearer realm="…", error="invalid_token"` | `invalid_token` |
 //! | `insufficient-scope` | 403 | `Bearer realm="…", error="insufficient_scope"`, plus `scope="…"` listing the route's required scopes when scopes are missing | `insufficient_scope` |
 //! | `verifier-unavailable` | 503 + `Retry-After` | none | `temporarily_unavailable` |
 //!
@@ -65,6 +65,10 @@ pub enum Reason {
     /// A token that is too long, malformed, badly signed, fails a header check, or lacks or
     /// mistypes a claim (401); see [`InvalidToken`].
     TokenInvalid,
+    /// A valid machine token that is not meant for this machine: the verifier's
+    /// [own machine id](crate::MachineVerifierBuilder::own_machine_id) is not among its scopes
+    /// (401); see [`AuthError::NotForThisMachine`].
+    TokenInvalidReceiver,
     /// An authentic token whose issuer, audience or lifetime does not match the configuration
     /// (401); see [`ClaimMismatch`].
     TokenVerificationFailed,
@@ -95,6 +99,7 @@ impl Reason {
             Self::MalformedRequest => "malformed-request",
             Self::TokenTypeMismatch => "token-type-mismatch",
             Self::TokenInvalid => "token-invalid",
+            Self::TokenInvalidReceiver => "token-invalid-receiver",
             Self::TokenVerificationFailed => "token-verification-failed",
             Self::TokenExpired => "token-expired",
             Self::TokenNotActive => "token-not-active",
@@ -121,6 +126,7 @@ impl Reason {
             Self::TokenMissing
             | Self::TokenTypeMismatch
             | Self::TokenInvalid
+            | Self::TokenInvalidReceiver
             | Self::TokenVerificationFailed
             | Self::TokenExpired
             | Self::TokenNotActive => StatusCode::UNAUTHORIZED,
@@ -194,6 +200,12 @@ pub enum AuthError {
     /// The token is authentic but its claims do not match the verifier's configuration.
     #[error("token rejected: {0}")]
     ClaimMismatch(ClaimMismatch),
+    /// The token is valid but not meant for this machine: the verifier's
+    /// [own machine id](crate::MachineVerifierBuilder::own_machine_id) is not among the token's
+    /// scopes (JWT `scopes`, else `aud`; an opaque token's `scopes`). In Clerk's model machine A
+    /// may call machine B only when B is among A's scoped machines.
+    #[error("the token is not meant for this machine: its scopes do not include this machine's id")]
+    NotForThisMachine,
     /// The token has expired: its `exp` is at or before now minus the clock skew.
     #[error("the token has expired")]
     Expired,
@@ -492,6 +504,7 @@ impl AuthError {
             Self::TokenTypeMismatch(_) => Reason::TokenTypeMismatch,
             Self::InvalidToken(_) => Reason::TokenInvalid,
             Self::ClaimMismatch(_) => Reason::TokenVerificationFailed,
+            Self::NotForThisMachine => Reason::TokenInvalidReceiver,
             Self::Expired => Reason::TokenExpired,
             Self::NotYetActive => Reason::TokenNotActive,
             Self::InsufficientScope(_) => Reason::InsufficientScope,

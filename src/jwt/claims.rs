@@ -12,6 +12,10 @@ const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
 
 /// Checks the claims of a verified token at `now_ms` and builds the identity.
 ///
+/// JSON `null` in an optional claim (`jti`, `iss`, `aud`, `nbf`, `iat`, `scopes`, and `azp`,
+/// which is not read) means the claim is absent, as Clerk's SDK reads it; `sub` and `exp` stay
+/// required, and a configured issuer or audience needs a real matching value.
+///
 /// Order: types of the claims we read, the subject (`mch_…`), issuer and audience, then time.
 pub(super) fn machine_from_claims(
     mut claims: Map<String, Value>,
@@ -27,7 +31,7 @@ pub(super) fn machine_from_claims(
     let token_id = take_string(&mut claims, "jti")?.unwrap_or_default();
     let audiences = audiences(&claims)?;
     let scopes: Vec<String> = match claims.get("scopes") {
-        None => audiences.iter().map(|aud| (*aud).to_owned()).collect(),
+        None | Some(Value::Null) => audiences.iter().map(|aud| (*aud).to_owned()).collect(),
         Some(Value::String(scopes)) => scopes
             .split(' ')
             .filter(|s| !s.is_empty())
@@ -92,26 +96,27 @@ fn malformed(name: &'static str) -> AuthError {
     AuthError::InvalidToken(InvalidToken::MalformedClaim(name))
 }
 
-/// Removes a claim that must be a string if present.
+/// Removes a claim that must be a string if present (`null` counts as absent).
 fn take_string(
     claims: &mut Map<String, Value>,
     name: &'static str,
 ) -> Result<Option<String>, AuthError> {
     match claims.remove(name) {
-        None => Ok(None),
+        None | Some(Value::Null) => Ok(None),
         Some(Value::String(value)) => Ok(Some(value)),
         Some(_) => Err(malformed(name)),
     }
 }
 
 /// Removes a NumericDate claim (RFC 7519 §2) and returns it in Unix milliseconds: a finite,
-/// non-negative JSON number, possibly fractional.
+/// non-negative JSON number, possibly fractional (`null` counts as absent).
 fn take_numeric_date(
     claims: &mut Map<String, Value>,
     name: &'static str,
 ) -> Result<Option<i64>, AuthError> {
-    let Some(value) = claims.remove(name) else {
-        return Ok(None);
+    let value = match claims.remove(name) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(value) => value,
     };
     let seconds = value
         .as_f64()
@@ -121,10 +126,10 @@ fn take_numeric_date(
     Ok(Some((seconds * 1000.0).floor() as i64))
 }
 
-/// `aud` as a list: a string, or an array of strings.
+/// `aud` as a list: a string, or an array of strings (`null` counts as absent).
 fn audiences(claims: &Map<String, Value>) -> Result<Vec<&str>, AuthError> {
     match claims.get("aud") {
-        None => Ok(Vec::new()),
+        None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::String(aud)) => Ok(vec![aud]),
         Some(Value::Array(items)) => items
             .iter()
@@ -235,7 +240,6 @@ mod tests {
     fn ill_typed_claims_are_invalid() {
         for (name, value) in [
             ("exp", json!("9999999999")),
-            ("exp", json!(null)),
             ("exp", json!(true)),
             ("exp", json!(-1)),
             ("exp", json!(1e300)),
@@ -275,6 +279,68 @@ mod tests {
             check(without(valid(), "sub"), &rules()).unwrap_err(),
             AuthError::InvalidToken(InvalidToken::MissingClaim("sub"))
         );
+    }
+
+    #[test]
+    fn null_optional_claims_are_absent() {
+        for name in ["jti", "iss", "aud", "scopes", "nbf", "iat", "azp"] {
+            let claims = with(valid(), name, json!(null));
+            let machine = check(claims.clone(), &rules())
+                .unwrap_or_else(|error| panic!("{name}: null refused: {error}"))
+                .machine;
+            let absent = check(without(valid(), name), &rules()).unwrap().machine;
+            assert_eq!(machine.token_id(), absent.token_id(), "{name}");
+            assert_eq!(machine.issuer(), absent.issuer(), "{name}");
+            assert_eq!(machine.issued_at(), absent.issued_at(), "{name}");
+            assert_eq!(machine.scopes(), absent.scopes(), "{name}");
+        }
+        // `scopes: null` falls back to `aud`, as an absent `scopes` does.
+        let claims = with(
+            with(valid(), "scopes", json!(null)),
+            "aud",
+            json!(["mch_x"]),
+        );
+        assert_eq!(check(claims, &rules()).unwrap().machine.scopes(), ["mch_x"]);
+        // `aud: null` with a `scopes` string: the scopes.
+        let claims = with(with(valid(), "aud", json!(null)), "scopes", json!("mch_y"));
+        assert_eq!(check(claims, &rules()).unwrap().machine.scopes(), ["mch_y"]);
+    }
+
+    #[test]
+    fn null_required_claims_are_missing() {
+        for name in ["exp", "sub"] {
+            assert_eq!(
+                check(with(valid(), name, json!(null)), &rules()).unwrap_err(),
+                check(without(valid(), name), &rules()).unwrap_err(),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            check(with(valid(), "exp", json!(null)), &rules()).unwrap_err(),
+            AuthError::InvalidToken(InvalidToken::MissingClaim("exp"))
+        );
+    }
+
+    #[test]
+    fn null_issuer_or_audience_fails_a_configured_check() {
+        let mut strict = rules();
+        strict.issuer = Some("https://clerk.example".into());
+        strict.audiences = vec!["mch_api".into()];
+        let good = with(valid(), "aud", json!("mch_api"));
+        assert!(check(good.clone(), &strict).is_ok());
+        assert_eq!(
+            check(with(good.clone(), "iss", json!(null)), &strict).unwrap_err(),
+            AuthError::ClaimMismatch(ClaimMismatch::Issuer)
+        );
+        assert_eq!(
+            check(with(good, "aud", json!(null)), &strict).unwrap_err(),
+            AuthError::ClaimMismatch(ClaimMismatch::Audience)
+        );
+        // The other optional claims may be null under a configured issuer and audience too.
+        for name in ["jti", "scopes", "nbf", "iat", "azp"] {
+            let claims = with(with(valid(), "aud", json!("mch_api")), name, json!(null));
+            assert!(check(claims, &strict).is_ok(), "{name}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::fetch::{Timeouts, check_range};
 use crate::introspect::{ClerkIntrospector, Introspector};
 use crate::jwt::{AlgorithmSet, JwtRules};
 use crate::keys::{JwksEndpoint, JwksSettings, JwksSource, KeySource, key_from_pem};
+use crate::machine::MachineId;
 use crate::stats::Counters;
 
 /// Clerk's Backend API, the default for `CLERK_API_URL` and
@@ -95,6 +96,7 @@ pub struct MachineVerifierBuilder {
     issuer: Option<String>,
     audiences: Vec<String>,
     max_token_lifetime: Option<Duration>,
+    own_machine_id: Option<String>,
     cache_capacity: u64,
     cache_ttl: Duration,
     jwks: JwksSettings,
@@ -116,6 +118,7 @@ impl fmt::Debug for MachineVerifierBuilder {
             .field("clock_skew", &self.clock_skew)
             .field("issuer", &self.issuer)
             .field("audiences", &self.audiences)
+            .field("own_machine_id", &self.own_machine_id)
             .finish_non_exhaustive()
     }
 }
@@ -154,6 +157,7 @@ impl MachineVerifierBuilder {
             issuer: None,
             audiences: Vec::new(),
             max_token_lifetime: None,
+            own_machine_id: None,
             cache_capacity: 10_000,
             cache_ttl: Duration::from_secs(300),
             jwks: JwksSettings::default(),
@@ -220,6 +224,9 @@ impl MachineVerifierBuilder {
         }
         if let Some(machine_secret_key) = get("CLERK_MACHINE_SECRET_KEY") {
             self.clerk_machine_secret_key = Some(machine_secret_key);
+        }
+        if let Some(machine_id) = get("CLERK_MACHINE_ID") {
+            self.own_machine_id = Some(machine_id);
         }
         self
     }
@@ -496,6 +503,45 @@ impl MachineVerifierBuilder {
         self
     }
 
+    /// This machine's own id (`mch_…`, Clerk's `CLERK_MACHINE_ID`): the receiver check. A token
+    /// is then accepted only if this id is among its scopes (a JWT's `scopes` claim split on
+    /// spaces, else its `aud`, a string or an array; an opaque token's `scopes`), compared exactly
+    /// and case-sensitively. Other tokens get 401 `token-invalid-receiver`
+    /// ([`AuthError::NotForThisMachine`](crate::AuthError::NotForThisMachine)).
+    ///
+    /// In Clerk's model machine A may call machine B only when B is among A's scoped machines,
+    /// and A's tokens carry those ids. Without this setting every machine of the instance is
+    /// accepted, and [`build`](Self::build) logs a warning saying so. `build` fails if `id` is
+    /// not a machine id.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use tower_machine_auth::{AuthError, MachineVerifier};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
+    /// # let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
+    /// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    /// let verifier = MachineVerifier::builder()
+    ///     .pem_key(pem)
+    ///     .own_machine_id("mch_reports_api")
+    ///     .build()?;
+    /// let for_us = sign(json!({"sub": "mch_cron", "exp": now + 60, "scopes": "mch_reports_api"}))?;
+    /// assert!(verifier.verify(&for_us).await.is_ok());
+    /// let for_billing = sign(json!({"sub": "mch_cron", "exp": now + 60, "scopes": "mch_billing"}))?;
+    /// assert_eq!(verifier.verify(&for_billing).await, Err(AuthError::NotForThisMachine));
+    ///
+    /// assert!(MachineVerifier::builder().pem_key(pem).own_machine_id("reports").build().is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn own_machine_id(mut self, id: impl Into<String>) -> Self {
+        self.own_machine_id = Some(id.into());
+        self
+    }
+
     /// Size and TTL of the verified-token cache (default 10 000 tokens, 5 min). A capacity of 0,
     /// or a TTL of zero, turns it off. Only successful verifications are cached, keyed by the
     /// token's SHA-256; the least recently used entries go first when it is full. An entry never
@@ -668,6 +714,7 @@ impl MachineVerifierBuilder {
                 self.clock_skew
             )));
         }
+        let own_machine_id = self.checked_own_machine_id()?;
         let rules = JwtRules {
             algorithms,
             leeway_ms: millis(self.clock_skew),
@@ -703,10 +750,17 @@ impl MachineVerifierBuilder {
                  builder",
             ));
         }
+        if own_machine_id.is_none() {
+            tracing::warn!(
+                "no own machine id is set (CLERK_MACHINE_ID, or own_machine_id on the builder): \
+                 tokens of every machine of the instance are accepted"
+            );
+        }
         Ok(MachineVerifier {
             inner: Arc::new(Inner {
                 keys,
                 rules,
+                own_machine_id,
                 opaque,
                 cache,
                 jwt_cache_ttl_ms: millis(self.cache_ttl),
@@ -734,6 +788,20 @@ impl MachineVerifierBuilder {
             self.introspector.clone().map(IntrospectionRoute::new),
             millis(self.opaque_cache_ttl),
         ))
+    }
+
+    fn checked_own_machine_id(&self) -> Result<Option<MachineId>, ConfigError> {
+        self.own_machine_id
+            .as_deref()
+            .map(|id| {
+                MachineId::parse(id).ok_or_else(|| {
+                    ConfigError::new(format!(
+                        "the own machine id (CLERK_MACHINE_ID) `{id}` is not a machine id: \
+                         `mch_` followed by 1 to 92 ASCII letters, digits or `_`"
+                    ))
+                })
+            })
+            .transpose()
     }
 
     fn checked_algorithms(&self) -> Result<AlgorithmSet, ConfigError> {

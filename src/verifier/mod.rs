@@ -32,7 +32,7 @@ use crate::credential::{self, MAX_TOKEN_LEN, TokenKind};
 use crate::error::{AuthError, ConfigError, InvalidToken, TypeMismatch};
 use crate::jwt::{JwtRules, UnverifiedJwt};
 use crate::keys::{KeyLookup, KeySource, VerifyingKey};
-use crate::machine::{AcceptedTokens, AuthenticatedMachine, TokenFormat};
+use crate::machine::{AcceptedTokens, AuthenticatedMachine, MachineId, TokenFormat};
 use crate::stats::{Counters, VerifierStats};
 use opaque::{IntrospectionRoute, OpaqueVerification};
 
@@ -56,6 +56,8 @@ struct Inner {
     /// How JWTs are verified; `None` when only opaque tokens are.
     keys: Option<KeySource>,
     rules: JwtRules,
+    /// The receiver check: when set, a token must name this id among its scopes.
+    own_machine_id: Option<MachineId>,
     opaque: OpaqueVerification,
     cache: Arc<TokenCache>,
     jwt_cache_ttl_ms: i64,
@@ -68,6 +70,7 @@ impl fmt::Debug for MachineVerifier {
         f.debug_struct("MachineVerifier")
             .field("keys", &self.inner.keys)
             .field("rules", &self.inner.rules)
+            .field("own_machine_id", &self.inner.own_machine_id)
             .finish_non_exhaustive()
     }
 }
@@ -359,6 +362,7 @@ impl MachineVerifier {
             .verify(key, &inner.rules, now_ms, || {
                 inner.counters.add(&inner.counters.signature_checks);
             })
+            .and_then(|verified| self.check_receiver(&verified.machine).map(|()| verified))
             .map_err(|error| log_rejection(error, Some(&digest)))?;
         if inner.jwt_cache_ttl_ms > 0 {
             inner.cache.insert_jwt(
@@ -369,6 +373,17 @@ impl MachineVerifier {
             );
         }
         Ok(verified.machine)
+    }
+}
+
+impl MachineVerifier {
+    /// The receiver check: with an own machine id configured, `machine`'s token must name it
+    /// among its scopes. Runs before a token is cached, so cache hits have passed it.
+    pub(super) fn check_receiver(&self, machine: &AuthenticatedMachine) -> Result<(), AuthError> {
+        match &self.inner.own_machine_id {
+            Some(own) if !machine.has_scope(own.as_str()) => Err(AuthError::NotForThisMachine),
+            _ => Ok(()),
+        }
     }
 }
 

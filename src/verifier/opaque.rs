@@ -141,6 +141,7 @@ impl MachineVerifier {
         let now_ms = unix_millis(&*inner.clock);
         let (machine, expires_at_ms) =
             opaque_machine(introspected?, inner.rules.leeway_ms, now_ms)?;
+        self.check_receiver(&machine)?;
         if inner.opaque.cache_ttl_ms > 0 {
             let served_until_ms = now_ms
                 .saturating_add(inner.opaque.cache_ttl_ms)
