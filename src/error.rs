@@ -266,8 +266,11 @@ pub enum MalformedRequest {
 
 /// Details of [`AuthError::TokenTypeMismatch`] (401 `token-type-mismatch`).
 ///
-/// A token is told apart by its shape: three base64url segments make a JWT; otherwise its prefix
-/// (`mt_`, `oat_`, `ak_`) decides.
+/// A token is told apart by its shape, as Clerk's SDK does: three base64url segments make a JWT,
+/// which is a machine token when its `sub` starts with `mch_` and otherwise another kind (a session
+/// token, an OAuth access token, or just not a machine's); any other token's prefix (`mt_`,
+/// `oat_`, `ak_`) decides. The kind is read before any other check, so a session token gets this
+/// reason even when its header would break the machine-token rules.
 ///
 /// ```
 /// use tower_machine_auth::error::TypeMismatch;
@@ -284,9 +287,13 @@ pub enum MalformedRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TypeMismatch {
-    /// A JWT whose `sub` is not a machine id (`mch_…`), such as a user session token.
+    /// A JWT whose `sub` is not a machine id (`mch_…`), or is absent or not a string.
     #[error("the token's subject is not a machine id (mch_…)")]
     NotAMachineSubject,
+    /// A Clerk session token or JWT-template token: a JWT with a `sid` claim or the header `cat`
+    /// of a user token (`cl_B7d4PD111AAA`, `cl_B7d4PD222AAA`), and a `sub` that is not `mch_…`.
+    #[error("session tokens are not machine tokens")]
+    SessionToken,
     /// An opaque token, which this layer does not accept or this verifier has no introspection
     /// endpoint for.
     #[error("opaque machine tokens are not accepted here")]
@@ -297,8 +304,9 @@ pub enum TypeMismatch {
     /// An API key (`ak_…`), for example a machine secret key sent by mistake.
     #[error("API keys (ak_…) are not machine tokens")]
     ApiKey,
-    /// An OAuth access token (`oat_…`).
-    #[error("OAuth tokens (oat_…) are not machine tokens")]
+    /// An OAuth access token: opaque `oat_…`, or a JWT with the header `typ: at+jwt` (RFC 9068)
+    /// and a `sub` that is not `mch_…`.
+    #[error("OAuth access tokens are not machine tokens")]
     OAuthToken,
     /// A token of no known shape.
     #[error("the token is neither a JWT nor an opaque machine token")]

@@ -472,6 +472,8 @@ async fn subjects_that_are_not_machine_ids_are_type_mismatches() {
     send_bearer(&default_app(), "/cron/run", &escaped)
         .await
         .assert_ok();
+    // As in Clerk's SDK, a JWT is a machine token only when its `sub` is a string starting with
+    // `mch_`: a missing, `null` or non-string `sub` is another kind of token.
     for sub in [None, Some(json!(42)), Some(json!(null))] {
         let claims = match sub {
             Some(sub) => with(claims(), "sub", sub),
@@ -481,7 +483,7 @@ async fn subjects_that_are_not_machine_ids_are_type_mismatches() {
             &default_app(),
             &signed(&header(), &claims),
             401,
-            "token-invalid",
+            "token-type-mismatch",
         )
         .await;
     }

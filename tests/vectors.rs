@@ -190,6 +190,8 @@ impl fmt::Display for Observed {
 /// (`KeyAlgorithmMismatch`), the signature (`BadSignature`), then decodes the payload as a JSON
 /// object (`Malformed` / `DuplicateMember`) and only then the claims. So:
 /// - a claim error (or `Ok`) means the signature passed;
+/// - a JSON payload without a machine `sub` is a type mismatch before the signature (no vector
+///   has one, but then it says nothing about the signature, so it counts only after a check);
 /// - `Malformed` / `DuplicateMember` after one signature check means the signature passed and the
 ///   payload (here always a non-JSON vector payload such as `foo`) is not a JSON object;
 /// - `Malformed` without a signature check is a parse failure, a rejection;
@@ -201,14 +203,15 @@ fn outcome(result: &Result<AuthenticatedMachine, AuthError>, signature_checks: u
             AuthError::InvalidToken(
                 InvalidToken::MissingClaim(_) | InvalidToken::MalformedClaim(_),
             )
-            | AuthError::TokenTypeMismatch(TypeMismatch::NotAMachineSubject)
             | AuthError::ClaimMismatch(_)
             | AuthError::Expired
             | AuthError::NotYetActive,
         ) => true,
-        Err(AuthError::InvalidToken(InvalidToken::Malformed | InvalidToken::DuplicateMember)) => {
-            signature_checks == 1
-        }
+        // A JSON payload whose `sub` is not a machine id is told apart before the signature.
+        Err(
+            AuthError::InvalidToken(InvalidToken::Malformed | InvalidToken::DuplicateMember)
+            | AuthError::TokenTypeMismatch(TypeMismatch::NotAMachineSubject),
+        ) => signature_checks == 1,
         Err(_) => false,
     }
 }
@@ -657,7 +660,7 @@ struct Probes {
 
 impl Probes {
     /// For every key with a `kid`, sends a token whose header names that `kid` and an algorithm
-    /// of the key, with a `{}` payload and a dummy signature. The key is used iff the verifier
+    /// of the key, with a `{"sub":"mch_probe"}` payload and a dummy signature. The key is used iff the verifier
     /// reaches the signature check (`signature_checks` goes up; the answer is `BadSignature`); a
     /// refused key gives `Unavailable` (no usable key in the set) or `UnknownKeyId`.
     async fn probe(
@@ -674,8 +677,9 @@ impl Probes {
             let alg = probe_alg(key);
             let header = json!({ "alg": alg, "kid": kid }).to_string();
             let token = format!(
-                "{}.e30.{}",
+                "{}.{}.{}",
                 URL_SAFE_NO_PAD.encode(header),
+                URL_SAFE_NO_PAD.encode(r#"{"sub":"mch_probe"}"#),
                 URL_SAFE_NO_PAD.encode([0u8; 64])
             );
             if key["kty"] == "RSA" && key["e"] == "AQ" {

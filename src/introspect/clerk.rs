@@ -121,8 +121,9 @@ struct MachineToken {
     object: String,
     id: String,
     subject: String,
+    /// Absent or `null` means none.
     #[serde(default)]
-    scopes: Vec<String>,
+    scopes: Option<Vec<String>>,
     #[serde(default)]
     claims: Option<Map<String, Value>>,
     revoked: bool,
@@ -151,7 +152,7 @@ fn machine_token(body: &[u8]) -> Result<Result<IntrospectedToken, AuthError>, Fe
     Ok(Ok(IntrospectedToken {
         subject: token.subject,
         token_id: token.id,
-        scopes: token.scopes,
+        scopes: token.scopes.unwrap_or_default(),
         claims: token.claims.unwrap_or_default(),
         expires_at_ms: token.expiration,
         issued_at_ms: token.created_at,

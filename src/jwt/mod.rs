@@ -1,8 +1,12 @@
 //! Verifying one M2M JWT against one key: header checks, the signature, then the claims.
 //!
-//! The order matters. Header checks (`alg`, `typ`, `cat`, `crit`) run first because they decide
-//! which key may be used; the signature runs before any claim is read, so a forged token never
-//! learns whether its claims would have passed (a forged, expired token is `token-invalid`).
+//! The order matters. The token's kind comes first, read from the unverified header and payload
+//! only to choose the reason of a rejection: a JWT that is plainly another kind of Clerk token (a
+//! session token, an OAuth access token, any `sub` that is not `mch_…`) is `token-type-mismatch`,
+//! as in Clerk's SDK, even when its header breaks the M2M rules. Header checks (`alg`, `typ`, `cat`,
+//! `crit`) run next because they decide which key may be used; the signature runs before any claim
+//! is checked, so a forged token never learns whether its claims would have passed (a forged,
+//! expired token is `token-invalid`).
 //!
 //! Signatures are checked by `aws-lc-rs` with keys parsed once (see `keys::VerifyingKey`);
 //! parsing is our own so that each part is decoded once and every JSON object is checked for
@@ -11,12 +15,14 @@
 mod algorithms;
 mod claims;
 mod header;
+mod kind;
 
 pub(crate) use algorithms::AlgorithmSet;
 pub(crate) use header::JwtHeader;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
 
 use crate::error::{AuthError, InvalidToken};
 use crate::keys::VerifyingKey;
@@ -48,26 +54,36 @@ pub(crate) struct VerifiedJwt {
     pub(crate) expires_at_ms: i64,
 }
 
-/// A JWT whose header has been checked but whose signature has not.
+/// An M2M JWT whose header has been checked but whose signature has not.
 #[derive(Debug)]
 pub(crate) struct UnverifiedJwt<'a> {
     pub(crate) header: JwtHeader,
+    /// The decoded payload (or why it could not be decoded), not to be trusted before the
+    /// signature is checked.
+    claims: Result<Map<String, Value>, InvalidToken>,
     signing_input: &'a str,
-    payload: &'a str,
     signature: &'a str,
 }
 
 impl<'a> UnverifiedJwt<'a> {
-    /// Splits a JWT-shaped token and checks its header.
-    pub(crate) fn parse(token: &'a str, rules: &JwtRules) -> Result<Self, InvalidToken> {
+    /// Splits a JWT-shaped token, decodes its header and payload, tells its kind (another kind of
+    /// token is [`AuthError::TokenTypeMismatch`]) and checks its header.
+    pub(crate) fn parse(token: &'a str, rules: &JwtRules) -> Result<Self, AuthError> {
         let (signing_input, signature) = token.rsplit_once('.').ok_or(InvalidToken::Malformed)?;
         let (header, payload) = signing_input
             .split_once('.')
             .ok_or(InvalidToken::Malformed)?;
+        let header = decode_object(header)?;
+        // A payload that is not a JSON object tells no kind; like any claim, it is only judged
+        // after the signature.
+        let claims = decode_object(payload);
+        if let Ok(claims) = &claims {
+            kind::require_machine_token(&header, claims).map_err(AuthError::TokenTypeMismatch)?;
+        }
         Ok(Self {
-            header: JwtHeader::parse(&decode_object(header)?, rules)?,
+            header: JwtHeader::parse(&header, rules)?,
+            claims,
             signing_input,
-            payload,
             signature,
         })
     }
@@ -75,7 +91,7 @@ impl<'a> UnverifiedJwt<'a> {
     /// Checks the signature with `key`, then the claims at `now_ms` (Unix milliseconds).
     /// `on_signature_check` runs when the signature is actually checked.
     pub(crate) fn verify(
-        &self,
+        self,
         key: &VerifyingKey,
         rules: &JwtRules,
         now_ms: i64,
@@ -97,14 +113,11 @@ impl<'a> UnverifiedJwt<'a> {
         {
             return Err(AuthError::InvalidToken(InvalidToken::BadSignature));
         }
-        let claims = decode_object(self.payload)?;
-        claims::machine_from_claims(claims, rules, now_ms)
+        claims::machine_from_claims(self.claims?, rules, now_ms)
     }
 }
 
-fn decode_object(
-    segment: &str,
-) -> Result<serde_json::Map<String, serde_json::Value>, InvalidToken> {
+fn decode_object(segment: &str) -> Result<Map<String, Value>, InvalidToken> {
     let bytes = URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| InvalidToken::Malformed)?;

@@ -300,15 +300,10 @@ impl MachineVerifier {
         let inner = &*self.inner;
         let jwt = match UnverifiedJwt::parse(token, &inner.rules) {
             Ok(jwt) => jwt,
-            Err(error) => {
-                return Attempt::Done(Err(log_rejection(
-                    AuthError::InvalidToken(error),
-                    Some(&digest),
-                )));
-            }
+            Err(error) => return Attempt::Done(Err(log_rejection(error, Some(&digest)))),
         };
         match keys.lookup(&jwt.header) {
-            KeyLookup::Found(key) => Attempt::Done(self.finish(&jwt, &key, digest, now_ms)),
+            KeyLookup::Found(key) => Attempt::Done(self.finish(jwt, &key, digest, now_ms)),
             KeyLookup::FetchMayHelp => Attempt::Pending,
             KeyLookup::Failed(error) => Attempt::Done(Err(log_rejection(error, Some(&digest)))),
         }
@@ -347,12 +342,12 @@ impl MachineVerifier {
                 return Err(AuthError::InvalidToken(InvalidToken::MissingKeyId));
             }
         };
-        self.finish(&jwt, &key, digest, unix_millis(&*inner.clock))
+        self.finish(jwt, &key, digest, unix_millis(&*inner.clock))
     }
 
     fn finish(
         &self,
-        jwt: &UnverifiedJwt<'_>,
+        jwt: UnverifiedJwt<'_>,
         key: &VerifyingKey,
         digest: TokenDigest,
         now_ms: i64,
