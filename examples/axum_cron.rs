@@ -1,6 +1,7 @@
 //! Machine B from the seed: a cron endpoint that only machines may call.
 //!
-//! Configured only by environment variables, as with Clerk's SDKs:
+//! Configured only by environment variables, as with Clerk's SDKs (`MachineVerifier::from_env`
+//! reads all the `CLERK_…` ones):
 //!
 //! | variable | meaning |
 //! |---|---|
@@ -8,6 +9,7 @@
 //! | `CLERK_SECRET_KEY` | instance secret key: JWKS from `GET {CLERK_API_URL}/v1/jwks`, and opaque `mt_…` tokens at `POST {CLERK_API_URL}/m2m_tokens/verify` |
 //! | `CLERK_MACHINE_SECRET_KEY` | machine secret key: opaque `mt_…` tokens (wins over `CLERK_SECRET_KEY` for them) |
 //! | `CLERK_API_URL` | Clerk's Backend API (default `https://api.clerk.com`) |
+//! | `CLERK_MACHINE_ID` | this server's own machine id (`mch_…`): only tokens scoped to it are accepted, others get 401 `token-invalid-receiver`. Unset, tokens of every machine of the instance are accepted (a warning at startup says so) |
 //! | `PORT` | port on 127.0.0.1 (default 3000) |
 //!
 //! JWT and opaque tokens reach the same routes; `/whoami` says which (`token_format`).
@@ -17,7 +19,7 @@
 //! while its JWKS endpoint is unreachable (it answers 503 until keys load).
 //!
 //! ```sh
-//! CLERK_JWT_KEY="$(cat public.pem)" cargo run --example axum_cron
+//! CLERK_JWT_KEY="$(cat public.pem)" CLERK_MACHINE_ID=mch_reports_api cargo run --example axum_cron
 //! curl -X POST -H "Authorization: Bearer $TOKEN" http://127.0.0.1:3000/cron/run
 //! ```
 
@@ -38,6 +40,8 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
+    // Reads CLERK_JWT_KEY, CLERK_SECRET_KEY, CLERK_JWKS_URL, CLERK_MACHINE_SECRET_KEY,
+    // CLERK_API_URL and CLERK_MACHINE_ID (this server's own machine id: the receiver check).
     let verifier = match MachineVerifier::from_env() {
         Ok(verifier) => verifier,
         Err(error) => {
@@ -45,6 +49,16 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // `from_env` has checked it (a bad id fails above); without it, `build` has logged a warning.
+    if let Some(own_id) = std::env::var("CLERK_MACHINE_ID")
+        .ok()
+        .filter(|id| !id.trim().is_empty())
+    {
+        tracing::info!(
+            machine_id = %own_id,
+            "own machine id from CLERK_MACHINE_ID: only tokens scoped to this machine are accepted"
+        );
+    }
     let port = match std::env::var("PORT") {
         Err(_) => 3000,
         Ok(port) => match port.parse::<u16>() {

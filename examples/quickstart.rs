@@ -1,11 +1,13 @@
 //! The whole story on one machine, no account needed:
 //!
 //! 1. a local Clerk-compatible issuer starts (the `issuer` feature; `machine-auth dev` runs the same);
-//! 2. machine B, the seed's cron server, starts behind `MachineAuthLayer`, reading the issuer's
-//!    JWKS for JWTs and asking it about opaque tokens;
-//! 3. machine A's `MachineTokenSource`s create a JWT and an opaque token through the issuer's
-//!    HTTP API (and would reuse each until shortly before it expires); machine A calls machine B
-//!    with each, and with tokens that must be refused;
+//! 2. machine B (`mch_reports_api`), the seed's cron server, starts behind `MachineAuthLayer`,
+//!    reading the issuer's JWKS for JWTs and asking it about opaque tokens, and accepting only
+//!    tokens scoped to its own machine id;
+//! 3. machine A's (`mch_cron_service`) `MachineTokenSource`s create a JWT and an opaque token
+//!    through the issuer's HTTP API (and would reuse each until shortly before it expires);
+//!    machine A calls machine B with each, and with tokens that must be refused, among them one
+//!    of a third machine (`mch_backup_job`) that may not call machine B;
 //! 4. machine A's opaque token is revoked: the next call with it is refused, while the JWT stays
 //!    valid until it expires. That is the trade-off the seed describes.
 //!
@@ -24,6 +26,11 @@ use serde_json::{Value, json};
 use tower_machine_auth::client::MachineTokenSource;
 use tower_machine_auth::issuer::{Issuer, IssuerConfig};
 use tower_machine_auth::{MachineVerifier, TokenFormat};
+
+/// Machine B's own machine id: the demo's machine A may call it, its third machine may not.
+const MACHINE_B: &str = "mch_reports_api";
+/// The demo's third machine, whose tokens are scoped to machine A only.
+const BACKUP_JOB: &str = "mch_backup_job";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -49,22 +56,32 @@ struct MachineA {
     as_expected: bool,
 }
 
+/// A token source (the `client` feature) of the machine whose secret key is `secret_key`:
+/// creates tokens with `POST /m2m_tokens`, as Clerk's SDK sends it, and reuses them.
+fn token_source(
+    issuer_url: &str,
+    secret_key: &str,
+    format: TokenFormat,
+    lifetime: Option<u64>,
+) -> Result<MachineTokenSource, Box<dyn Error>> {
+    let mut builder = MachineTokenSource::builder()
+        .api_url(issuer_url)
+        .machine_secret_key(secret_key)
+        .format(format);
+    if let Some(seconds) = lifetime {
+        builder = builder.lifetime(Duration::from_secs(seconds));
+    }
+    Ok(builder.build()?)
+}
+
 impl MachineA {
-    /// A token source of machine A (the `client` feature): creates tokens with
-    /// `POST /m2m_tokens`, as Clerk's SDK sends it, and reuses them.
+    /// A token source of machine A.
     fn source(
         &self,
         format: TokenFormat,
         lifetime: Option<u64>,
     ) -> Result<MachineTokenSource, Box<dyn Error>> {
-        let mut builder = MachineTokenSource::builder()
-            .api_url(&self.issuer_url)
-            .machine_secret_key(&self.secret_key)
-            .format(format);
-        if let Some(seconds) = lifetime {
-            builder = builder.lifetime(Duration::from_secs(seconds));
-        }
-        Ok(builder.build()?)
+        token_source(&self.issuer_url, &self.secret_key, format, lifetime)
     }
 
     async fn revoke(&self, id: &str) -> Result<(), Box<dyn Error>> {
@@ -78,7 +95,8 @@ impl MachineA {
         Ok(())
     }
 
-    /// Calls `POST /cron/run` and prints the answer next to what the contract expects.
+    /// Calls `POST /cron/run` with `token` (machine A's, or another machine's) and prints the
+    /// answer next to what the contract expects.
     async fn call(
         &mut self,
         label: &str,
@@ -114,15 +132,34 @@ async fn run() -> Result<bool, Box<dyn Error>> {
         .build()?;
     let router = issuer.router();
     tokio::spawn(async move { axum::serve(listener, router).await });
-    println!("   listening on {issuer_url}; machines mch_cron_service (A) and mch_reports_api\n");
+    println!("   listening on {issuer_url}; its machines:");
+    for (index, machine) in config.machines.iter().enumerate() {
+        let role = match index {
+            0 => " (machine A)",
+            _ if machine.id == MACHINE_B => " (machine B)",
+            _ => "",
+        };
+        let callees = if machine.scopes.is_empty() {
+            "no other machine".to_owned()
+        } else {
+            machine.scopes.join(", ")
+        };
+        println!(
+            "   {:<31} may call {callees}",
+            format!("{}{role}", machine.id)
+        );
+    }
+    println!();
 
     println!("2. Machine B: the cron server behind MachineAuthLayer.");
     println!(
         "   JWTs: verified locally with the issuer's JWKS. Opaque tokens: asked at the issuer."
     );
+    println!("   Its own machine id is {MACHINE_B}: it accepts only tokens scoped to it.");
     let verifier = MachineVerifier::builder()
         .clerk_secret_key(&config.instance_secret_key)
         .clerk_api_url(&issuer_url)
+        .own_machine_id(MACHINE_B)
         .clock_skew(Duration::from_secs(1))
         .build()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -138,8 +175,9 @@ async fn run() -> Result<bool, Box<dyn Error>> {
         as_expected: true,
     };
     println!(
-        "3. Machine A's token sources create tokens (POST /m2m_tokens); it calls POST /cron/run:"
+        "3. Machine A's token sources, and mch_backup_job's, create tokens (POST /m2m_tokens);"
     );
+    println!("   each machine calls POST /cron/run:");
     let jwt_source = machine_a.source(TokenFormat::Jwt, None)?;
     let opaque_source = machine_a.source(TokenFormat::Opaque, None)?;
     let short_source = machine_a.source(TokenFormat::Jwt, Some(1))?;
@@ -157,10 +195,25 @@ async fn run() -> Result<bool, Box<dyn Error>> {
             (200, None),
         )
         .await?;
+    let backup_key = &config
+        .machines
+        .iter()
+        .find(|machine| machine.id == BACKUP_JOB)
+        .ok_or("the demo configuration has no mch_backup_job")?
+        .secret_key;
+    let backup_source = token_source(&machine_a.issuer_url, backup_key, TokenFormat::Jwt, None)?;
+    let backup_token = backup_source.token().await?.as_str().to_owned();
+    machine_a
+        .call(
+            "a JWT of mch_backup_job (not scoped to machine B)",
+            Some(&backup_token),
+            (401, Some("token-invalid-receiver")),
+        )
+        .await?;
     machine_a
         .call("no token at all", None, (401, Some("token-missing")))
         .await?;
-    let tampered = tamper(&jwt_token, "mch_reports_api")?;
+    let tampered = tamper(&jwt_token, MACHINE_B)?;
     machine_a
         .call(
             "a tampered JWT (sub edited, signature kept)",

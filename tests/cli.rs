@@ -262,21 +262,54 @@ async fn the_whole_cycle_against_the_demo() {
             && pem.ends_with("-----END PUBLIC KEY-----"),
         "{pem}"
     );
-    assert_eq!(dev.other_machines.len(), 1, "{}", dev.stdout);
+    assert_eq!(dev.other_machines.len(), 2, "{}", dev.stdout);
     let (reports_key, reports_comment) = &dev.other_machines[0];
     assert!(
         reports_comment.starts_with("mch_reports_api"),
         "{reports_comment}"
     );
+    let (backup_key, backup_comment) = &dev.other_machines[1];
+    assert_eq!(
+        backup_comment, "mch_backup_job (Backup job, may call mch_cron_service)",
+        "{}",
+        dev.stdout
+    );
     assert!(dev.stdout.contains("mch_cron_service"));
+    // The layer is machine B, the machine the client may call: its own id, after a comment that
+    // says what it does, before the client's lines.
+    assert_eq!(dev.exports["CLERK_MACHINE_ID"], "mch_reports_api");
+    let lines: Vec<&str> = dev.stdout.lines().collect();
+    let at = lines
+        .iter()
+        .position(|line| *line == "export CLERK_MACHINE_ID=mch_reports_api")
+        .unwrap_or_else(|| panic!("no CLERK_MACHINE_ID line: {}", dev.stdout));
+    let mut comment: Vec<&str> = lines[..at]
+        .iter()
+        .rev()
+        .map_while(|line| line.strip_prefix("# "))
+        .collect();
+    comment.reverse();
+    let comment = comment.join(" ");
+    assert!(
+        comment.contains("own machine id")
+            && comment.contains("only tokens scoped to it")
+            && comment.contains("token-invalid-receiver"),
+        "{comment}"
+    );
+    let client_at = lines
+        .iter()
+        .position(|line| line.starts_with("export CLERK_MACHINE_SECRET_KEY="))
+        .unwrap();
+    assert!(at < client_at, "{}", dev.stdout);
 
     let client = dev.env(&["CLERK_API_URL", "CLERK_MACHINE_SECRET_KEY"]);
-    let layer = dev.env(&["CLERK_API_URL", "CLERK_SECRET_KEY"]);
+    let layer = dev.env(&["CLERK_API_URL", "CLERK_SECRET_KEY", "CLERK_MACHINE_ID"]);
     let networkless = dev.env(&["CLERK_JWT_KEY"]);
     let everything = dev.env(&[
         "CLERK_API_URL",
         "CLERK_SECRET_KEY",
         "CLERK_JWT_KEY",
+        "CLERK_MACHINE_ID",
         "CLERK_MACHINE_SECRET_KEY",
     ]);
 
@@ -370,6 +403,45 @@ async fn the_whole_cycle_against_the_demo() {
         !all_output(&after).contains(&opaque_token),
         "the token was echoed"
     );
+
+    // The backup job's tokens are scoped to the cron service, not to the layer (the reports
+    // API): the layer refuses them, in both formats, and says why; without CLERK_MACHINE_ID they
+    // pass.
+    let backup = [
+        ("CLERK_API_URL", dev.url.as_str()),
+        ("CLERK_MACHINE_SECRET_KEY", backup_key.as_str()),
+    ];
+    let any_receiver = dev.env(&["CLERK_API_URL", "CLERK_SECRET_KEY"]);
+    let networkless_b = dev.env(&["CLERK_JWT_KEY", "CLERK_MACHINE_ID"]);
+    for format in ["jwt", "opaque"] {
+        let created = run(&["token", "create", "--format", format], &backup, None);
+        assert_exit(&created, 0);
+        let created = stdout_json(&created);
+        assert_eq!(created["subject"], "mch_backup_job");
+        assert_eq!(created["scopes"], json!(["mch_cron_service"]));
+        let token = created["token"].as_str().unwrap();
+        let mut refusers = vec![&layer, &everything];
+        if format == "jwt" {
+            refusers.push(&networkless_b);
+        }
+        for env in refusers {
+            let refused = run(&["verify", token], env, None);
+            assert_exit(&refused, 1);
+            assert!(
+                stderr(&refused).contains("rejected: token-invalid-receiver")
+                    && stderr(&refused).contains("CLERK_MACHINE_ID"),
+                "{format}: {}",
+                stderr(&refused)
+            );
+            assert!(
+                !all_output(&refused).contains(token),
+                "the token was echoed"
+            );
+        }
+        let accepted = run(&["verify", token], &any_receiver, None);
+        assert_exit(&accepted, 0);
+        assert_eq!(stdout_json(&accepted)["machine_id"], "mch_backup_job");
+    }
 
     // Garbage, tampering, and ids that do not exist.
     let garbage = run(&["verify", "not-a-token"], &layer, None);
@@ -812,6 +884,8 @@ async fn dev_keeps_tokens_in_a_data_directory_and_reads_a_config_file() {
                 .starts_with("mch_cli_ledger (Ledger")
         );
         assert!(!dev.stdout.contains("live in memory"), "{}", dev.stdout);
+        // The layer is the machine the first machine may call.
+        assert_eq!(dev.exports["CLERK_MACHINE_ID"], "mch_cli_ledger");
         let client = dev.env(&["CLERK_API_URL", "CLERK_MACHINE_SECRET_KEY"]);
         let created = run(&["token", "create", "--format", "jwt"], &client, None);
         assert_exit(&created, 0);
@@ -833,7 +907,7 @@ async fn dev_keeps_tokens_in_a_data_directory_and_reads_a_config_file() {
     // Restarted on the same data directory: same key, tokens still valid.
     let dev = start_dev(&arguments).await;
     assert_eq!(dev.exports["CLERK_JWT_KEY"], pem, "the signing key changed");
-    let layer = dev.env(&["CLERK_API_URL", "CLERK_SECRET_KEY"]);
+    let layer = dev.env(&["CLERK_API_URL", "CLERK_SECRET_KEY", "CLERK_MACHINE_ID"]);
     for token in [&jwt, &opaque] {
         let verified = run(&["verify", token], &layer, None);
         assert_exit(&verified, 0);
@@ -926,6 +1000,16 @@ fn every_command_has_help_with_an_example_and_its_exit_status() {
     let dev_help =
         String::from_utf8_lossy(&run(&["dev", "--help"], NO_ENV, None).stdout).into_owned();
     assert!(dev_help.contains("[default: 8787]"), "{dev_help}");
+    assert!(
+        dev_help.contains("CLERK_MACHINE_ID") && dev_help.contains("mch_backup_job"),
+        "{dev_help}"
+    );
+    let verify_help =
+        String::from_utf8_lossy(&run(&["verify", "--help"], NO_ENV, None).stdout).into_owned();
+    assert!(
+        verify_help.contains("CLERK_MACHINE_ID") && verify_help.contains("token-invalid-receiver"),
+        "{verify_help}"
+    );
     for command in [&["--version"][..], &["verify", "--version"]] {
         let output = run(command, NO_ENV, None);
         assert_exit(&output, 0);

@@ -148,12 +148,76 @@ async fn quickstart_runs_the_whole_story_and_exits_zero() {
         "token-type-mismatch",
         "token-invalid",
         "token-missing",
+        "token-invalid-receiver",
     ] {
         assert!(
             stdout.contains(expected),
             "the quickstart did not show {expected}:\n{stdout}"
         );
     }
+    // The third machine's token, created by the same token-source code, is refused by machine B,
+    // which checks its own machine id.
+    let line = |label: &str| {
+        stdout
+            .lines()
+            .find(|line| line.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` line:\n{stdout}"))
+            .split_once('→')
+            .unwrap_or_else(|| panic!("no `→` after `{label}`:\n{stdout}"))
+            .1
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(
+        line("a JWT of mch_backup_job (not scoped to machine B)"),
+        "401 reason: token-invalid-receiver"
+    );
+    assert_eq!(
+        line("a JWT (verified locally)"),
+        r#"200 {"message":"Success"}"#
+    );
+}
+
+/// `axum_cron` reads CLERK_MACHINE_ID, its own machine id: only tokens scoped to it pass.
+#[tokio::test]
+async fn axum_cron_accepts_only_tokens_scoped_to_its_own_machine_id() {
+    let key = TestKey::shared_rsa();
+    let (_child, url) = start_cron(&[
+        ("CLERK_JWT_KEY", key.public_pem()),
+        ("CLERK_MACHINE_ID", "mch_reports_api".to_owned()),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    let run = |claims: serde_json::Value| {
+        client
+            .post(format!("{url}/cron/run"))
+            .bearer_auth(key.token("k", &claims))
+            .send()
+    };
+    // `claims()` are scoped to mch_reports_api and mch_billing.
+    assert_eq!(run(claims()).await.unwrap().status(), 200);
+    let elsewhere = run(with(
+        claims(),
+        "scopes",
+        serde_json::json!("mch_cron_service"),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(elsewhere.status(), 401);
+    let body: serde_json::Value =
+        serde_json::from_slice(&elsewhere.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["reason"], "token-invalid-receiver");
+
+    let bad_id = Command::new(example("axum_cron"))
+        .env_clear()
+        .env("CLERK_JWT_KEY", key.public_pem())
+        .env("CLERK_MACHINE_ID", "reports")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(bad_id.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad_id.stderr);
+    assert!(stderr.contains("CLERK_MACHINE_ID"), "{stderr}");
 }
 
 #[tokio::test]

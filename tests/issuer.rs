@@ -13,6 +13,7 @@ use tower_machine_auth::{Algorithm, MachineAuthLayer, MachineVerifier};
 
 const CRON_KEY: &str = "ak_demo_cron_service_do_not_use_in_production";
 const REPORTS_KEY: &str = "ak_demo_reports_api_do_not_use_in_production";
+const BACKUP_KEY: &str = "ak_demo_backup_job_do_not_use_in_production";
 const INSTANCE_KEY: &str = "sk_test_demo_instance_do_not_use_in_production";
 
 /// Builds the issuer with its URL as `iss`, and serves it on a loopback port.
@@ -326,6 +327,28 @@ async fn verifying_opaque_tokens_follows_who_may_see_them() {
         assert!(answer.body["last_used_at"].is_i64());
     }
     assert_eq!(verify(CRON_KEY).await.status, 404);
+
+    // The backup job may call the cron service, not the reports API: the cron service (in its
+    // tokens' scopes) and the instance see its tokens, the reports API and the backup job do not.
+    let backup = create(&url, BACKUP_KEY, json!({})).await.body;
+    assert_eq!(backup["subject"], "mch_backup_job");
+    assert_eq!(backup["scopes"], json!(["mch_cron_service"]));
+    let backup_token = json!({"token": backup["token"]}).to_string();
+    for (who, key, status) in [
+        ("the cron service", CRON_KEY, 200),
+        ("the instance", INSTANCE_KEY, 200),
+        ("the reports API", REPORTS_KEY, 404),
+        ("the backup job", BACKUP_KEY, 404),
+    ] {
+        let answer = call(
+            "POST",
+            &format!("{url}/m2m_tokens/verify"),
+            Some(key),
+            Some(&backup_token),
+        )
+        .await;
+        assert_eq!(answer.status, status, "{who}: {}", answer.body);
+    }
 
     let unknown = call(
         "POST",

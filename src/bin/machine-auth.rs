@@ -62,12 +62,17 @@ enum Command {
         routes for M2M tokens and the JWKS) until Ctrl-C.\n\nWhen it is ready it prints \
         `listening on http://127.0.0.1:PORT`, then the `export CLERK_…=…` lines that point the \
         layer (machine B) and the client (machine A) at it: CLERK_API_URL; for the layer \
-        CLERK_SECRET_KEY (the instance key) and CLERK_JWT_KEY (the public key, for networkless \
-        JWT verification); for the client CLERK_MACHINE_SECRET_KEY (the first machine's key; \
-        the other machines' as comments). These are the only secret keys machine-auth ever \
-        prints.",
-        after_help = "Without --config, a built-in demo: machines mch_cron_service (which may \
-        call mch_reports_api) and mch_reports_api, with public demo keys.\n\n\
+        CLERK_SECRET_KEY (the instance key), CLERK_JWT_KEY (the public key, for networkless \
+        JWT verification) and CLERK_MACHINE_ID (the layer's own machine id: the first scope of \
+        the first machine, i.e. the machine the client may call; the layer then accepts only \
+        tokens scoped to it, others get 401 token-invalid-receiver; when the first machine has \
+        no scopes, only a commented hint); for the client CLERK_MACHINE_SECRET_KEY (the first \
+        machine's key; the other machines' as comments). These are the only secret keys \
+        machine-auth ever prints.",
+        after_help = "Without --config, a built-in demo: machines mch_cron_service (the client, \
+        which may call mch_reports_api), mch_reports_api (the layer) and mch_backup_job (which \
+        may call mch_cron_service only, so the layer refuses its tokens), with public demo \
+        keys.\n\n\
         Examples:\n  \
         machine-auth dev\n  \
         machine-auth dev --port 0 --data-dir .machine-auth\n  \
@@ -109,7 +114,10 @@ enum Command {
         (MachineVerifier::from_env), configured from the same environment variables: \
         CLERK_JWT_KEY (PEM public key, networkless), CLERK_SECRET_KEY (JWKS from \
         CLERK_API_URL), CLERK_JWKS_URL, CLERK_MACHINE_SECRET_KEY (opaque mt_… tokens, checked at \
-        CLERK_API_URL) and CLERK_API_URL (default https://api.clerk.com).\n\nPrints the \
+        CLERK_API_URL), CLERK_API_URL (default https://api.clerk.com) and CLERK_MACHINE_ID \
+        (this machine's own id, mch_…: when set, only tokens with it among their scopes are \
+        valid, others are rejected with token-invalid-receiver; unset, tokens of every machine \
+        are accepted and a warning says so).\n\nPrints the \
         authenticated machine as JSON; a rejection prints its reason and message on standard \
         error, e.g. `rejected: token-expired: the token has expired`.",
         after_help = "Examples:\n  \
@@ -498,7 +506,8 @@ async fn dev(port: u16, data_dir: Option<PathBuf>, config: Option<PathBuf>) -> R
 }
 
 /// What `dev` prints on standard output once it listens: the `listening on` line, then the lines
-/// to paste into the shells of the layer and the client.
+/// to paste into the shells of the layer and the client. The client is the first machine, and
+/// the layer the machine it may call: its first scope, the layer's `CLERK_MACHINE_ID`.
 fn export_lines(url: &str, config: &IssuerConfig, public_key_pem: &str, in_memory: bool) -> String {
     let mut out = String::new();
     let mut line = |text: &str| {
@@ -519,6 +528,42 @@ fn export_lines(url: &str, config: &IssuerConfig, public_key_pem: &str, in_memor
         "export CLERK_JWT_KEY={}",
         shell_quote(public_key_pem.trim())
     ));
+    match config
+        .machines
+        .first()
+        .map(|client| client.scopes.as_slice())
+    {
+        Some([layer, others @ ..]) => {
+            let name = config
+                .machines
+                .iter()
+                .find(|machine| &machine.id == layer)
+                .map(|machine| format!(" ({})", machine.name))
+                .unwrap_or_default();
+            line(&format!(
+                "# The layer's own machine id, that of the machine the client may call{name}:"
+            ));
+            line(
+                "# the layer accepts only tokens scoped to it (others: 401 token-invalid-receiver).",
+            );
+            line(&format!("export CLERK_MACHINE_ID={}", shell_quote(layer)));
+            if !others.is_empty() {
+                line(&format!(
+                    "# (The client may also call {}: the layer of each sets its own id.)",
+                    others.join(", ")
+                ));
+            }
+        }
+        Some([]) => {
+            line("# The layer's own machine id: none yet, the client may call no machine. Add the");
+            line(
+                "# layer's id to the client's scopes, then set it here (the layer then accepts only",
+            );
+            line("# tokens scoped to it):");
+            line("# export CLERK_MACHINE_ID=mch_…");
+        }
+        None => {}
+    }
     for (index, machine) in config.machines.iter().enumerate() {
         let export = format!(
             "export CLERK_MACHINE_SECRET_KEY={}",
@@ -868,6 +913,13 @@ async fn verify(token: &str) -> Result<(), Failure> {
                      receiving machine's key, or unset it to verify with CLERK_SECRET_KEY",
                 );
             }
+            if error.reason() == Reason::TokenInvalidReceiver {
+                message.push_str(
+                    "\nmachine-auth: note: CLERK_MACHINE_ID is set, and the token's scopes do not \
+                     include it: the token is meant for another machine (unset CLERK_MACHINE_ID \
+                     to verify it for any machine)",
+                );
+            }
             Err(Failure::rejected(message))
         }
     }
@@ -1053,6 +1105,35 @@ mod tests {
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote("$x"), "'$x'");
         assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn the_layer_gets_the_id_of_the_machine_the_client_may_call() {
+        let exports =
+            |config: &IssuerConfig| export_lines("http://127.0.0.1:8787", config, "PEM", true);
+        let demo = exports(&IssuerConfig::demo());
+        assert!(
+            demo.contains("\nexport CLERK_MACHINE_ID=mch_reports_api\n"),
+            "{demo}"
+        );
+        assert!(demo.contains("may call (Reports API):"), "{demo}");
+
+        let mut config = IssuerConfig::demo();
+        config.machines[0].scopes = vec!["mch_billing".to_owned(), "mch_ledger".to_owned()];
+        let several = exports(&config);
+        assert!(
+            several.contains("\nexport CLERK_MACHINE_ID=mch_billing\n"),
+            "{several}"
+        );
+        assert!(several.contains("also call mch_ledger"), "{several}");
+
+        config.machines[0].scopes.clear();
+        let none = exports(&config);
+        assert!(!none.contains("\nexport CLERK_MACHINE_ID="), "{none}");
+        assert!(
+            none.contains("\n# export CLERK_MACHINE_ID=mch_…\n"),
+            "{none}"
+        );
     }
 
     #[test]

@@ -173,16 +173,22 @@ fn default_token_ttl() -> u64 {
 }
 
 impl IssuerConfig {
-    /// The built-in demo: machines `mch_cron_service` (which may call `mch_reports_api`) and
-    /// `mch_reports_api`, with fixed, public, demo-only secret keys; the user Maria Doe of the JWT
-    /// template documentation with a session `sess_demo_maria`; and that documentation's complete
-    /// example as the template `complete_example`.
+    /// The built-in demo: machines `mch_cron_service` (machine A, which may call
+    /// `mch_reports_api`), `mch_reports_api` (machine B, which may call no other machine) and
+    /// `mch_backup_job` (which may call `mch_cron_service` but not `mch_reports_api`, so a machine
+    /// B that checks its own id refuses its tokens), in that order, with fixed, public, demo-only
+    /// secret keys; the user Maria Doe of the JWT template documentation with a session
+    /// `sess_demo_maria`; and that documentation's complete example as the template
+    /// `complete_example`.
     ///
     /// ```
     /// use tower_machine_auth::issuer::IssuerConfig;
     ///
     /// let demo = IssuerConfig::demo();
-    /// assert_eq!(demo.machines[0].id, "mch_cron_service");
+    /// let ids: Vec<&str> = demo.machines.iter().map(|machine| machine.id.as_str()).collect();
+    /// assert_eq!(ids, ["mch_cron_service", "mch_reports_api", "mch_backup_job"]);
+    /// assert_eq!(demo.machines[0].scopes, ["mch_reports_api"]);
+    /// assert_eq!(demo.machines[2].scopes, ["mch_cron_service"]);
     /// assert!(demo.validate().is_ok());
     /// ```
     pub fn demo() -> Self {
@@ -204,6 +210,14 @@ impl IssuerConfig {
                     name: "Reports API".to_owned(),
                     secret_key: "ak_demo_reports_api_do_not_use_in_production".to_owned(),
                     scopes: Vec::new(),
+                    default_token_ttl: DEFAULT_TOKEN_TTL,
+                    template: None,
+                },
+                MachineConfig {
+                    id: "mch_backup_job".to_owned(),
+                    name: "Backup job".to_owned(),
+                    secret_key: "ak_demo_backup_job_do_not_use_in_production".to_owned(),
+                    scopes: vec!["mch_cron_service".to_owned()],
                     default_token_ttl: DEFAULT_TOKEN_TTL,
                     template: None,
                 },
@@ -545,6 +559,12 @@ mod tests {
             config
                 .machine_with_key("ak_demo_cron_service_do_not_use_in_productio")
                 .is_none()
+        );
+        assert_eq!(
+            config
+                .machine_with_key("ak_demo_backup_job_do_not_use_in_production")
+                .map(|machine| machine.id.as_str()),
+            Some("mch_backup_job")
         );
         assert!(config.is_instance_key(&config.instance_secret_key));
         assert!(!config.is_instance_key("sk_test"));
