@@ -131,7 +131,8 @@ pub(crate) fn shown(url: &Url) -> String {
     shown.to_string()
 }
 
-fn is_loopback(url: &Url) -> bool {
+/// Whether `url`'s host is `localhost`, `127.0.0.0/8` or `::1`.
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),

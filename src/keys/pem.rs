@@ -36,6 +36,12 @@ pub(crate) fn key_from_pem(
         .map_err(|reason| ConfigError::new(format!("the PEM public key is unusable: {reason}")))
 }
 
+/// Whether two texts give the same public key (the same text, or the same SPKI bytes however
+/// they are wrapped).
+pub(crate) fn same_public_key(a: &str, b: &str) -> bool {
+    a.trim() == b.trim() || matches!((spki_der(a), spki_der(b)), (Ok(a), Ok(b)) if a == b)
+}
+
 /// The DER bytes of an SPKI public key given as PEM, or as the bare base64 body of one.
 fn spki_der(text: &str) -> Result<Vec<u8>, ConfigError> {
     let text = text.trim().replace("\\n", "\n").replace("\\r", "");

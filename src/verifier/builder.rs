@@ -14,7 +14,10 @@ use crate::error::ConfigError;
 use crate::fetch::{Timeouts, check_range};
 use crate::introspect::{ClerkIntrospector, Introspector};
 use crate::jwt::{AlgorithmSet, JwtRules};
-use crate::keys::{JwksEndpoint, JwksSettings, JwksSource, KeySource, key_from_pem};
+use crate::keys::{
+    JwksEndpoint, JwksSettings, JwksSource, KeySource, frontend_api_jwks_url, key_from_pem,
+    same_public_key,
+};
 use crate::machine::MachineId;
 use crate::stats::Counters;
 
@@ -42,7 +45,13 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 enum KeySourceConfig {
     Pem(String),
     JwksUrl(String),
-    ClerkBackendApi { secret_key: String },
+    ClerkBackendApi {
+        secret_key: String,
+    },
+    /// Clerk's publishable key: the Frontend API's JWKS.
+    ClerkFrontendApi {
+        publishable_key: String,
+    },
 }
 
 impl fmt::Debug for KeySourceConfig {
@@ -53,6 +62,7 @@ impl fmt::Debug for KeySourceConfig {
             Self::ClerkBackendApi { .. } => {
                 f.write_str("ClerkBackendApi { secret_key: [redacted] }")
             }
+            Self::ClerkFrontendApi { .. } => f.write_str("ClerkFrontendApi"),
         }
     }
 }
@@ -61,7 +71,8 @@ impl fmt::Debug for KeySourceConfig {
 /// reported by [`build`](Self::build) with a message that says what to change.
 ///
 /// The key source setters ([`pem_key`](Self::pem_key), [`jwks_url`](Self::jwks_url),
-/// [`clerk_secret_key`](Self::clerk_secret_key), and [`env`](Self::env) when it finds a key
+/// [`clerk_secret_key`](Self::clerk_secret_key), [`clerk_publishable_key`](Self::clerk_publishable_key),
+/// and [`env`](Self::env) when it finds a key
 /// variable) replace one another: the last one wins. The JWKS settings
 /// ([`jwks_refresh_interval`](Self::jwks_refresh_interval), [`jwks_cooldown`](Self::jwks_cooldown),
 /// [`jwks_max_stale`](Self::jwks_max_stale), [`http_timeouts`](Self::http_timeouts)) are used,
@@ -85,6 +96,8 @@ impl fmt::Debug for KeySourceConfig {
 #[must_use]
 pub struct MachineVerifierBuilder {
     key_source: Option<KeySourceConfig>,
+    /// A contradiction among the environment variables, reported by `build`.
+    env_error: Option<ConfigError>,
     clerk_api_url: String,
     /// The keys for Clerk's `/m2m_tokens/verify`: a machine secret key wins over the instance's.
     clerk_machine_secret_key: Option<String>,
@@ -147,6 +160,7 @@ impl MachineVerifierBuilder {
     pub fn new() -> Self {
         Self {
             key_source: None,
+            env_error: None,
             clerk_api_url: DEFAULT_CLERK_API_URL.to_owned(),
             clerk_machine_secret_key: None,
             clerk_instance_secret_key: None,
@@ -169,14 +183,18 @@ impl MachineVerifierBuilder {
     ///
     /// | variable | effect |
     /// |---|---|
-    /// | `CLERK_JWT_KEY` | PEM public key: networkless verification (wins over the others) |
-    /// | `CLERK_SECRET_KEY` | JWKS from `GET {CLERK_API_URL}/v1/jwks` with this key |
+    /// | `CLERK_JWT_KEY`, or `CLERK_PEM_PUBLIC_KEY` | PEM public key: networkless JWT verification (wins over the key sources below) |
+    /// | `CLERK_SECRET_KEY` | JWKS from `GET {CLERK_API_URL}/v1/jwks` with this key; opaque `mt_…` tokens at `{CLERK_API_URL}/m2m_tokens/verify` |
+    /// | `CLERK_JWKS_URL` | any JWKS URL (our addition; used when none of the above is set) |
+    /// | `CLERK_PUBLISHABLE_KEY` | the Frontend API's JWKS, `https://<frontend api>/.well-known/jwks.json` (used when none of the above is set); JWTs only |
+    /// | `CLERK_MACHINE_SECRET_KEY` | opaque `mt_…` tokens at `{CLERK_API_URL}/m2m_tokens/verify` (wins over `CLERK_SECRET_KEY` for them) |
     /// | `CLERK_API_URL` | Clerk's Backend API, default `https://api.clerk.com` |
-    /// | `CLERK_JWKS_URL` | any JWKS URL (our addition; used when neither key above is set) |
+    /// | `CLERK_MACHINE_ID` | this machine's own id: the receiver check of [`own_machine_id`](Self::own_machine_id) |
     ///
     /// Empty (or whitespace-only) variables count as unset. `CLERK_API_URL` is read whenever it is
-    /// set. When none of the three key variables is set, the key source set before (if any) is
-    /// kept.
+    /// set. When none of the key-source variables is set, the key source set before (if any) is
+    /// kept. `CLERK_JWT_KEY` and `CLERK_PEM_PUBLIC_KEY` both set to different keys make
+    /// [`build`](Self::build) fail with an error naming both.
     ///
     /// ```no_run
     /// use tower_machine_auth::MachineVerifier;
@@ -210,7 +228,17 @@ impl MachineVerifierBuilder {
             self.clerk_api_url = api_url;
         }
         let secret_key = get("CLERK_SECRET_KEY");
-        if let Some(pem) = get("CLERK_JWT_KEY") {
+        let pem = match (get("CLERK_JWT_KEY"), get("CLERK_PEM_PUBLIC_KEY")) {
+            (Some(jwt_key), Some(pem_key)) if !same_public_key(&jwt_key, &pem_key) => {
+                self.env_error = Some(ConfigError::new(
+                    "CLERK_JWT_KEY and CLERK_PEM_PUBLIC_KEY are both set, to different keys: \
+                     they name the same PEM public key, so set only one of them",
+                ));
+                None
+            }
+            (jwt_key, pem_key) => jwt_key.or(pem_key),
+        };
+        if let Some(pem) = pem {
             self.key_source = Some(KeySourceConfig::Pem(pem));
         } else if let Some(secret_key) = &secret_key {
             self.key_source = Some(KeySourceConfig::ClerkBackendApi {
@@ -218,6 +246,8 @@ impl MachineVerifierBuilder {
             });
         } else if let Some(url) = get("CLERK_JWKS_URL") {
             self.key_source = Some(KeySourceConfig::JwksUrl(url));
+        } else if let Some(publishable_key) = get("CLERK_PUBLISHABLE_KEY") {
+            self.key_source = Some(KeySourceConfig::ClerkFrontendApi { publishable_key });
         }
         if secret_key.is_some() {
             self.clerk_instance_secret_key = secret_key;
@@ -292,6 +322,34 @@ impl MachineVerifierBuilder {
         let secret_key = secret_key.into();
         self.clerk_instance_secret_key = Some(secret_key.clone());
         self.key_source = Some(KeySourceConfig::ClerkBackendApi { secret_key });
+        self
+    }
+
+    /// Verifies with the JWKS of the Clerk Frontend API that a publishable key (`pk_test_…` or
+    /// `pk_live_…`, Clerk's `CLERK_PUBLISHABLE_KEY`) names: `https://<frontend api>/.well-known/jwks.json`,
+    /// fetched without credentials and refreshed in the background (`http://` for a loopback
+    /// Frontend API, as a local issuer serves it). A publishable key is public and verifies JWTs
+    /// only: without [`clerk_secret_key`](Self::clerk_secret_key) or
+    /// [`clerk_machine_secret_key`](Self::clerk_machine_secret_key), opaque `mt_…` tokens get 401
+    /// `token-type-mismatch`, and `build` logs that once. [`build`](Self::build) fails if the key
+    /// is malformed, and outside a Tokio runtime.
+    ///
+    /// ```
+    /// use tower_machine_auth::MachineVerifier;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // The base64 of `clerk.example.com$`.
+    /// let builder = MachineVerifier::builder().clerk_publishable_key("pk_live_Y2xlcmsuZXhhbXBsZS5jb20k");
+    /// assert!(builder.build().is_ok());
+    /// let error = MachineVerifier::builder().clerk_publishable_key("sk_live_oops").build().unwrap_err();
+    /// assert!(error.to_string().contains("CLERK_PUBLISHABLE_KEY"));
+    /// # }
+    /// ```
+    pub fn clerk_publishable_key(mut self, publishable_key: impl Into<String>) -> Self {
+        self.key_source = Some(KeySourceConfig::ClerkFrontendApi {
+            publishable_key: publishable_key.into(),
+        });
         self
     }
 
@@ -707,6 +765,9 @@ impl MachineVerifierBuilder {
     /// assert!(jwks.build().unwrap_err().to_string().contains("Tokio runtime"));
     /// ```
     pub fn build(self) -> Result<MachineVerifier, ConfigError> {
+        if let Some(error) = self.env_error.clone() {
+            return Err(error);
+        }
         let algorithms = self.checked_algorithms()?;
         if self.clock_skew > MAX_CLOCK_SKEW {
             return Err(ConfigError::new(format!(
@@ -739,16 +800,28 @@ impl MachineVerifierBuilder {
                 let endpoint = JwksEndpoint::clerk(&self.clerk_api_url, &secret_key)?;
                 Some(self.start_jwks(endpoint, algorithms, &cache, &counters)?)
             }
+            Some(KeySourceConfig::ClerkFrontendApi { publishable_key }) => {
+                let url = frontend_api_jwks_url(&publishable_key)?;
+                let endpoint = JwksEndpoint::url(&url)?;
+                Some(self.start_jwks(endpoint, algorithms, &cache, &counters)?)
+            }
         };
         let opaque = self.opaque_verification()?;
         if keys.is_none() && !opaque.is_enabled() {
             return Err(ConfigError::new(
                 "no key source: set CLERK_JWT_KEY (the PEM public key, networkless), \
-                 CLERK_SECRET_KEY (JWKS from Clerk's Backend API) or CLERK_JWKS_URL for JWTs, \
-                 and/or CLERK_MACHINE_SECRET_KEY for opaque tokens; or call pem_key / \
-                 clerk_secret_key / jwks_url / clerk_machine_secret_key / introspector on the \
-                 builder",
+                 CLERK_SECRET_KEY (JWKS from Clerk's Backend API), CLERK_JWKS_URL or \
+                 CLERK_PUBLISHABLE_KEY (the Frontend API's JWKS) for JWTs, and/or \
+                 CLERK_MACHINE_SECRET_KEY for opaque tokens; or call pem_key / clerk_secret_key / \
+                 jwks_url / clerk_publishable_key / clerk_machine_secret_key / introspector on \
+                 the builder",
             ));
+        }
+        if keys.is_some() && !opaque.is_enabled() {
+            tracing::info!(
+                "opaque machine tokens (mt_…) are refused with token-type-mismatch: verifying them \
+                 needs a secret key (CLERK_SECRET_KEY or CLERK_MACHINE_SECRET_KEY)"
+            );
         }
         if own_machine_id.is_none() {
             tracing::warn!(
