@@ -4,29 +4,46 @@
 //! (RFC 9110 §11.1). Unlike Clerk's SDK, a bare token with no scheme is not accepted, and a second
 //! word after the token is an error rather than silently dropped.
 
-use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue};
 
+use crate::bearer_token::BearerToken;
 use crate::error::{AuthError, InvalidToken, MalformedRequest, TypeMismatch};
 
 /// Tokens longer than this are rejected before any decoding.
 pub(crate) const MAX_TOKEN_LEN: usize = 8 * 1024;
 
-/// The bearer credential of a request: the bytes after `Bearer `, at most [`MAX_TOKEN_LEN`] long.
-/// Its characters are checked by [`b64token`], which a verifier can skip for a token it has
-/// already verified.
+/// The bearer credential of a request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bearer<'a> {
+    /// The `Authorization` value.
+    header: &'a HeaderValue,
+    /// The bytes after `Bearer `, at most [`MAX_TOKEN_LEN`] long. Their characters are checked by
+    /// [`b64token`], which a verifier can skip for a token it has already verified.
+    pub(crate) token: &'a [u8],
+}
+
+impl Bearer<'_> {
+    /// The token, sharing the header's bytes, for the identity it authenticates.
+    pub(crate) fn to_bearer_token(self) -> BearerToken {
+        BearerToken::from_header(self.header, self.token.len())
+    }
+}
+
+/// The bearer credential of a request.
 ///
 /// Returns [`AuthError::MissingCredential`] when there is no `Authorization` header or its scheme is
 /// not `Bearer`, and [`AuthError::MalformedRequest`] when the header is repeated or ill-formed.
-pub(crate) fn bearer_credential(headers: &HeaderMap) -> Result<&[u8], AuthError> {
+pub(crate) fn bearer_credential(headers: &HeaderMap) -> Result<Bearer<'_>, AuthError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
+    let Some(header) = values.next() else {
         return Err(AuthError::MissingCredential);
     };
     if values.next().is_some() {
         return Err(malformed(MalformedRequest::SeveralAuthorizationHeaders));
     }
-    parse_bearer(value.as_bytes())
+    let token = parse_bearer(header.as_bytes())?;
+    Ok(Bearer { header, token })
 }
 
 fn parse_bearer(value: &[u8]) -> Result<&[u8], AuthError> {
@@ -215,12 +232,12 @@ mod tests {
         headers.append(AUTHORIZATION, HeaderValue::from_static("Bearer a.b.c"));
         headers.append(AUTHORIZATION, HeaderValue::from_static("Bearer a.b.c"));
         assert_eq!(
-            bearer_credential(&headers),
-            Err(malformed(MalformedRequest::SeveralAuthorizationHeaders))
+            bearer_credential(&headers).unwrap_err(),
+            malformed(MalformedRequest::SeveralAuthorizationHeaders)
         );
         assert_eq!(
-            bearer_credential(&HeaderMap::new()),
-            Err(AuthError::MissingCredential)
+            bearer_credential(&HeaderMap::new()).unwrap_err(),
+            AuthError::MissingCredential
         );
     }
 

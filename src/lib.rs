@@ -40,6 +40,7 @@
 
 #[cfg(feature = "axum")]
 pub mod axum;
+mod bearer_token;
 mod cache;
 #[cfg(feature = "client")]
 pub mod client;
@@ -58,6 +59,7 @@ mod stats;
 mod strict_json;
 mod verifier;
 
+pub use bearer_token::BearerToken;
 pub use error::{AuthError, ConfigError, Reason};
 pub use jsonwebtoken::Algorithm;
 pub use keys::CLERK_API_VERSION;

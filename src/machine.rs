@@ -4,6 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::Serialize;
+
+use crate::bearer_token::BearerToken;
 use serde_json::{Map, Value};
 
 /// The longest machine id accepted, in bytes, prefix included: `mch_` and up to 92 characters.
@@ -200,10 +202,23 @@ impl AcceptedTokens {
 ///  "expires_at":1767225600,"issued_at":1767222000,"issuer":"https://clerk.example.com"}
 /// ```
 ///
-/// The fields mirror what Clerk's `toAuth()` returns for an M2M token: `claims` holds every claim
-/// except `iss`, `sub`, `exp`, `nbf`, `iat` and `jti` (so `aud` and `scopes` stay in it). The
-/// `nbf` value is checked during verification but not kept. Its `Debug` output shows the machine
-/// id, token id, format, scopes and expiry, but not the claims.
+/// The fields mirror what Clerk's `toAuth()` returns for an M2M token:
+///
+/// | Clerk's `toAuth()` | here |
+/// |---|---|
+/// | `isAuthenticated` | having an `AuthenticatedMachine` at all (`Option<AuthenticatedMachine>` in optional mode) |
+/// | `machineId`, `subject` | [`machine_id`](Self::machine_id) (the `sub`) |
+/// | `id` | [`token_id`](Self::token_id) (`jti`, or the `mt_…` id) |
+/// | `scopes` | [`scopes`](Self::scopes), [`has_scope`](Self::has_scope) |
+/// | `claims` | [`claims`](Self::claims), [`claim`](Self::claim) (empty rather than `null`) |
+/// | `tokenType` (`m2m_token`) | always a machine token; [`token_format`](Self::token_format) says JWT or opaque |
+/// | `getToken()` | [`token`](Self::token): the verified token text, for forwarding |
+///
+/// and adds [`expires_at`](Self::expires_at), [`issued_at`](Self::issued_at) and
+/// [`issuer`](Self::issuer). `claims` holds every claim except `iss`, `sub`, `exp`, `nbf`, `iat`
+/// and `jti` (so `aud` and `scopes` stay in it). The `nbf` value is checked during verification
+/// but not kept. Its `Debug` output shows the machine id, token id, format, scopes and expiry,
+/// but neither the claims nor the token; the JSON leaves the token out too.
 ///
 /// The layer puts it in the request extensions; with the `axum` feature, Axum handlers can take it
 /// (or `Option<AuthenticatedMachine>`) as an extractor.
@@ -219,7 +234,11 @@ impl AcceptedTokens {
 /// assert_eq!(machine.token_format(), TokenFormat::Jwt);
 /// ```
 #[derive(Clone, PartialEq)]
-pub struct AuthenticatedMachine(Arc<Identity>);
+pub struct AuthenticatedMachine {
+    identity: Arc<Identity>,
+    /// Kept beside the identity, not in it: verified identities are cached, tokens never are.
+    token: Option<BearerToken>,
+}
 
 #[derive(Debug, PartialEq, Serialize)]
 struct Identity {
@@ -249,16 +268,19 @@ impl AuthenticatedMachine {
     /// assert_eq!(machine.expires_at(), None);
     /// ```
     pub fn builder(machine_id: MachineId) -> AuthenticatedMachineBuilder {
-        AuthenticatedMachineBuilder(Identity {
-            machine_id,
-            token_id: String::new(),
-            token_format: TokenFormat::Jwt,
-            scopes: Vec::new(),
-            claims: Map::new(),
-            expires_at: None,
-            issued_at: None,
-            issuer: None,
-        })
+        AuthenticatedMachineBuilder {
+            token: None,
+            identity: Identity {
+                machine_id,
+                token_id: String::new(),
+                token_format: TokenFormat::Jwt,
+                scopes: Vec::new(),
+                claims: Map::new(),
+                expires_at: None,
+                issued_at: None,
+                issuer: None,
+            },
+        }
     }
 
     /// The machine's id: the token's `sub`.
@@ -269,8 +291,10 @@ impl AuthenticatedMachine {
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap()).build();
     /// assert_eq!(machine.machine_id().as_str(), "mch_cron");
     /// ```
+    #[doc(alias = "subject")]
+    #[doc(alias = "machineId")]
     pub fn machine_id(&self) -> &MachineId {
-        &self.0.machine_id
+        &self.identity.machine_id
     }
 
     /// The token's id: `jti` for a JWT (empty when absent), the `mt_…` id for an opaque token.
@@ -282,20 +306,21 @@ impl AuthenticatedMachine {
     ///     .build();
     /// assert_eq!(machine.token_id(), "mt_2xhFjEI5X2qWRvtV13BzSj8H6Dk");
     /// ```
+    #[doc(alias = "id")]
     pub fn token_id(&self) -> &str {
-        &self.0.token_id
+        &self.identity.token_id
     }
 
-    /// Whether the token was a JWT or an opaque token (always a JWT for identities produced by
-    /// this version's verifier).
+    /// Whether the token was a JWT or an opaque token.
     ///
     /// ```
     /// # use tower_machine_auth::{AuthenticatedMachine, MachineId, TokenFormat};
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap()).build();
     /// assert_eq!(machine.token_format(), TokenFormat::Jwt);
     /// ```
+    #[doc(alias = "tokenType")]
     pub fn token_format(&self) -> TokenFormat {
-        self.0.token_format
+        self.identity.token_format
     }
 
     /// The token's scopes: the `scopes` claim split on spaces (empty pieces dropped) when the
@@ -310,7 +335,7 @@ impl AuthenticatedMachine {
     /// assert_eq!(machine.scopes(), ["mch_reports", "mch_billing"]);
     /// ```
     pub fn scopes(&self) -> &[String] {
-        &self.0.scopes
+        &self.identity.scopes
     }
 
     /// Whether `scope` is among [`scopes`](Self::scopes) (exact, case-sensitive comparison).
@@ -324,7 +349,7 @@ impl AuthenticatedMachine {
     /// assert!(!machine.has_scope("mch_Reports"));
     /// ```
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.0.scopes.iter().any(|s| s == scope)
+        self.identity.scopes.iter().any(|s| s == scope)
     }
 
     /// Every claim except `iss`, `sub`, `exp`, `nbf`, `iat` and `jti` (which have their own
@@ -340,7 +365,7 @@ impl AuthenticatedMachine {
     /// assert_eq!(machine.claims().len(), 1);
     /// ```
     pub fn claims(&self) -> &Map<String, Value> {
-        &self.0.claims
+        &self.identity.claims
     }
 
     /// One claim from [`claims`](Self::claims), or `None` if absent (always `None` for `iss`,
@@ -356,7 +381,7 @@ impl AuthenticatedMachine {
     /// assert_eq!(machine.claim("team"), None);
     /// ```
     pub fn claim(&self, name: &str) -> Option<&Value> {
-        self.0.claims.get(name)
+        self.identity.claims.get(name)
     }
 
     /// When the token expires (`exp`), in Unix seconds, rounded down. Always `Some` for a verified
@@ -370,7 +395,7 @@ impl AuthenticatedMachine {
     /// assert_eq!(machine.expires_at(), Some(1_767_225_600));
     /// ```
     pub fn expires_at(&self) -> Option<u64> {
-        self.0.expires_at
+        self.identity.expires_at
     }
 
     /// When the token was issued (`iat`), in Unix seconds, rounded down; `None` if the token has
@@ -384,7 +409,34 @@ impl AuthenticatedMachine {
     /// assert_eq!(machine.issued_at(), Some(1_767_222_000));
     /// ```
     pub fn issued_at(&self) -> Option<u64> {
-        self.0.issued_at
+        self.identity.issued_at
+    }
+
+    /// The text of the token this machine was authenticated with, for forwarding it to another
+    /// service (Clerk's `getToken()`). Always `Some` for identities from the layer,
+    /// [`MachineVerifier::verify`](crate::MachineVerifier::verify) and
+    /// [`MachineVerifier::authenticate`](crate::MachineVerifier::authenticate); `None` for
+    /// identities built without one. Its `Debug` output hides it.
+    ///
+    /// ```
+    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
+    ///     .token("mt_0123456789abcdef")
+    ///     .build();
+    /// assert_eq!(machine.token().map(|t| t.as_str()), Some("mt_0123456789abcdef"));
+    /// assert!(!format!("{machine:?}").contains("mt_0123456789abcdef"));
+    /// ```
+    #[doc(alias = "getToken")]
+    pub fn token(&self) -> Option<&BearerToken> {
+        self.token.as_ref()
+    }
+
+    /// The same identity, carrying the token it was verified from.
+    pub(crate) fn with_token(self, token: BearerToken) -> Self {
+        Self {
+            token: Some(token),
+            ..self
+        }
     }
 
     /// The token's issuer (`iss`), if it has one.
@@ -397,25 +449,25 @@ impl AuthenticatedMachine {
     /// assert_eq!(machine.issuer(), Some("https://clerk.example.com"));
     /// ```
     pub fn issuer(&self) -> Option<&str> {
-        self.0.issuer.as_deref()
+        self.identity.issuer.as_deref()
     }
 }
 
 impl fmt::Debug for AuthenticatedMachine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthenticatedMachine")
-            .field("machine_id", &self.0.machine_id)
-            .field("token_id", &self.0.token_id)
-            .field("token_format", &self.0.token_format)
-            .field("scopes", &self.0.scopes)
-            .field("expires_at", &self.0.expires_at)
+            .field("machine_id", &self.identity.machine_id)
+            .field("token_id", &self.identity.token_id)
+            .field("token_format", &self.identity.token_format)
+            .field("scopes", &self.identity.scopes)
+            .field("expires_at", &self.identity.expires_at)
             .finish_non_exhaustive()
     }
 }
 
 impl Serialize for AuthenticatedMachine {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
+        self.identity.serialize(serializer)
     }
 }
 
@@ -435,7 +487,10 @@ impl Serialize for AuthenticatedMachine {
 /// ```
 #[derive(Debug)]
 #[must_use]
-pub struct AuthenticatedMachineBuilder(Identity);
+pub struct AuthenticatedMachineBuilder {
+    identity: Identity,
+    token: Option<BearerToken>,
+}
 
 impl AuthenticatedMachineBuilder {
     /// Sets the token id (default empty).
@@ -448,7 +503,7 @@ impl AuthenticatedMachineBuilder {
     /// assert_eq!(machine.token_id(), "mt_1");
     /// ```
     pub fn token_id(mut self, token_id: impl Into<String>) -> Self {
-        self.0.token_id = token_id.into();
+        self.identity.token_id = token_id.into();
         self
     }
 
@@ -462,7 +517,7 @@ impl AuthenticatedMachineBuilder {
     /// assert_eq!(machine.token_format(), TokenFormat::Opaque);
     /// ```
     pub fn token_format(mut self, format: TokenFormat) -> Self {
-        self.0.token_format = format;
+        self.identity.token_format = format;
         self
     }
 
@@ -477,7 +532,7 @@ impl AuthenticatedMachineBuilder {
     /// assert!(machine.claims().is_empty());
     /// ```
     pub fn scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
-        self.0.scopes = scopes.into_iter().map(Into::into).collect();
+        self.identity.scopes = scopes.into_iter().map(Into::into).collect();
         self
     }
 
@@ -494,7 +549,7 @@ impl AuthenticatedMachineBuilder {
     /// assert!(!machine.has_scope("mch_reports"));
     /// ```
     pub fn claims(mut self, claims: Map<String, Value>) -> Self {
-        self.0.claims = claims;
+        self.identity.claims = claims;
         self
     }
 
@@ -508,7 +563,7 @@ impl AuthenticatedMachineBuilder {
     /// assert_eq!(machine.expires_at(), Some(1_767_225_600));
     /// ```
     pub fn expires_at(mut self, unix_seconds: Option<u64>) -> Self {
-        self.0.expires_at = unix_seconds;
+        self.identity.expires_at = unix_seconds;
         self
     }
 
@@ -522,7 +577,7 @@ impl AuthenticatedMachineBuilder {
     /// assert_eq!(machine.issued_at(), Some(1_767_222_000));
     /// ```
     pub fn issued_at(mut self, unix_seconds: Option<u64>) -> Self {
-        self.0.issued_at = unix_seconds;
+        self.identity.issued_at = unix_seconds;
         self
     }
 
@@ -536,7 +591,21 @@ impl AuthenticatedMachineBuilder {
     /// assert_eq!(machine.issuer(), Some("https://clerk.example.com"));
     /// ```
     pub fn issuer(mut self, issuer: Option<String>) -> Self {
-        self.0.issuer = issuer;
+        self.identity.issuer = issuer;
+        self
+    }
+
+    /// Sets the token text that [`AuthenticatedMachine::token`] returns (default none).
+    ///
+    /// ```
+    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
+    ///     .token("mt_0123456789abcdef")
+    ///     .build();
+    /// assert_eq!(machine.token().unwrap().as_str(), "mt_0123456789abcdef");
+    /// ```
+    pub fn token(mut self, token: &str) -> Self {
+        self.token = Some(BearerToken::from_text(token));
         self
     }
 
@@ -548,7 +617,10 @@ impl AuthenticatedMachineBuilder {
     /// assert_eq!(machine.machine_id().as_str(), "mch_cron");
     /// ```
     pub fn build(self) -> AuthenticatedMachine {
-        AuthenticatedMachine(Arc::new(self.0))
+        AuthenticatedMachine {
+            identity: Arc::new(self.identity),
+            token: self.token,
+        }
     }
 }
 

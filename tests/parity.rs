@@ -5,7 +5,9 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use tower_machine_auth::{MachineAuthLayer, MachineVerifier, MachineVerifierBuilder};
+use tower_machine_auth::{
+    AuthenticatedMachine, MachineAuthLayer, MachineVerifier, MachineVerifierBuilder,
+};
 
 const OWN_ID: &str = "mch_reports_api";
 
@@ -363,4 +365,62 @@ async fn an_opaque_token_is_accepted_only_when_its_scopes_name_this_machine() {
     for token in &tokens {
         send_bearer(&everyone, "/cron/run", token).await.assert_ok();
     }
+}
+
+// -------------------------------------------------------------------------------------------
+// 5. The identity handlers get: the verified token, for forwarding
+// -------------------------------------------------------------------------------------------
+
+/// A handler that forwards the caller's token: it answers with what it would send on.
+async fn forward(machine: AuthenticatedMachine) -> String {
+    let token = machine.token().expect("the layer attaches the token");
+    assert!(!format!("{machine:?}").contains(token.as_str()));
+    assert!(!format!("{token:?}").contains(token.as_str()));
+    let authorization = token.to_authorization().unwrap();
+    assert!(authorization.is_sensitive());
+    authorization.to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn handlers_get_the_verified_token_and_nothing_prints_it() {
+    let token = key().token("k", &claims());
+    let opaque = opaque_token();
+    let answers = [(opaque.clone(), clerk_resource("mt_1", "mch_cron_service"))];
+    let server = IntrospectionServer::start(Introspection::Clerk(answers.into())).await;
+    let verifier = pem_builder()
+        .clerk_machine_secret_key("ak_test_reports_api")
+        .clerk_api_url(server.base_url())
+        .build()
+        .unwrap();
+    let router = axum::Router::new()
+        .route("/forward", axum::routing::get(forward))
+        .route(
+            "/whoami",
+            axum::routing::get(|machine: AuthenticatedMachine| async move { axum::Json(machine) }),
+        )
+        .layer(MachineAuthLayer::new(verifier.clone()));
+    // JWT (verified, then from the cache) and opaque (introspected on the waiting path).
+    for token in [&token, &token, &opaque] {
+        for authorization in [format!("Bearer {token}"), format!("bearer    {token}")] {
+            let reply = send(&router, "/forward", &[&authorization]).await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            assert_eq!(reply.text, format!("Bearer {token}"));
+        }
+        let whoami = send_bearer(&router, "/whoami", token).await;
+        assert!(
+            !whoami.text.contains(token.as_str()),
+            "the identity's JSON shows the token"
+        );
+    }
+    // Without Tower too.
+    let machine = verifier.verify(&token).await.unwrap();
+    assert_eq!(machine.token().unwrap().as_str(), token);
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        "authorization",
+        format!("Bearer  {opaque}").parse().unwrap(),
+    );
+    let machine = verifier.authenticate(&headers).await.unwrap();
+    assert_eq!(machine.token().unwrap().as_str(), opaque);
+    assert!(!serde_json::to_string(&machine).unwrap().contains(&opaque));
 }

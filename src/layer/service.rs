@@ -8,6 +8,7 @@ use tower::Service;
 use super::AuthMode;
 use super::future::ResponseFuture;
 use super::layer::LayerSettings;
+use crate::bearer_token::BearerToken;
 use crate::credential;
 use crate::error::{AuthError, MalformedRequest};
 use crate::machine::AuthenticatedMachine;
@@ -40,8 +41,8 @@ pub struct MachineAuth<S> {
 enum Decision {
     Pass(Option<AuthenticatedMachine>),
     Reject(AuthError),
-    /// The token's key must be fetched first.
-    Wait(Vec<u8>),
+    /// The token's key must be fetched first, or the token introspected.
+    Wait(BearerToken),
 }
 
 impl<S> MachineAuth<S> {
@@ -69,8 +70,8 @@ impl<S> MachineAuth<S> {
     }
 
     fn decide<B>(&self, request: &Request<B>) -> Decision {
-        let credential = match credential::bearer_credential(request.headers()) {
-            Ok(credential) => credential,
+        let bearer = match credential::bearer_credential(request.headers()) {
+            Ok(bearer) => bearer,
             Err(AuthError::MissingCredential) if self.settings.mode == AuthMode::Optional => {
                 return Decision::Pass(None);
             }
@@ -81,16 +82,17 @@ impl<S> MachineAuth<S> {
                 MalformedRequest::SeveralMethods,
             ));
         }
-        match self
-            .verifier
-            .try_verify_now(credential, Presented::InHeader, self.settings.accepted)
-        {
+        match self.verifier.try_verify_now(
+            bearer.token,
+            Presented::InHeader,
+            self.settings.accepted,
+        ) {
             Attempt::Done(Ok(machine)) => match self.settings.policy.check(&machine) {
-                Ok(()) => Decision::Pass(Some(machine)),
+                Ok(()) => Decision::Pass(Some(machine.with_token(bearer.to_bearer_token()))),
                 Err(error) => Decision::Reject(error),
             },
             Attempt::Done(Err(error)) => Decision::Reject(error),
-            Attempt::Pending => Decision::Wait(credential.to_vec()),
+            Attempt::Pending => Decision::Wait(bearer.to_bearer_token()),
         }
     }
 }
@@ -131,8 +133,12 @@ where
                 let inner = std::mem::replace(&mut self.inner, clone);
                 let verifier = self.verifier.clone();
                 let accepted = self.settings.accepted;
-                let verification =
-                    Box::pin(async move { verifier.verify_pending(&token, accepted).await });
+                let verification = Box::pin(async move {
+                    let machine = verifier
+                        .verify_pending(token.as_str().as_bytes(), accepted)
+                        .await?;
+                    Ok(machine.with_token(token))
+                });
                 ResponseFuture::verifying(verification, request, inner, Arc::clone(&self.settings))
             }
         }

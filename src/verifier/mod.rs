@@ -26,6 +26,8 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
+use crate::bearer_token::BearerToken;
+
 use crate::cache::{self, TokenCache, TokenDigest};
 use crate::clock::{Clock, unix_millis};
 use crate::credential::{self, MAX_TOKEN_LEN, TokenKind};
@@ -193,11 +195,13 @@ impl MachineVerifier {
         &self,
         headers: &HeaderMap,
     ) -> Result<AuthenticatedMachine, AuthError> {
-        let credential = credential::bearer_credential(headers)?;
-        match self.try_verify_now(credential, Presented::InHeader, AcceptedTokens::Any) {
+        let bearer = credential::bearer_credential(headers)?;
+        let token = bearer.token;
+        let machine = match self.try_verify_now(token, Presented::InHeader, AcceptedTokens::Any) {
             Attempt::Done(result) => result,
-            Attempt::Pending => self.verify_pending(credential, AcceptedTokens::Any).await,
-        }
+            Attempt::Pending => self.verify_pending(token, AcceptedTokens::Any).await,
+        }?;
+        Ok(machine.with_token(bearer.to_bearer_token()))
     }
 
     /// Verifies one token (without the `Bearer ` prefix).
@@ -214,11 +218,13 @@ impl MachineVerifier {
     /// # }
     /// ```
     pub async fn verify(&self, token: &str) -> Result<AuthenticatedMachine, AuthError> {
+        let text = token;
         let token = token.as_bytes();
-        match self.try_verify_now(token, Presented::Directly, AcceptedTokens::Any) {
+        let machine = match self.try_verify_now(token, Presented::Directly, AcceptedTokens::Any) {
             Attempt::Done(result) => result,
             Attempt::Pending => self.verify_pending(token, AcceptedTokens::Any).await,
-        }
+        }?;
+        Ok(machine.with_token(BearerToken::from_text(text)))
     }
 
     /// Counters of signature checks, cache hits and JWKS fetches so far.
