@@ -2,7 +2,8 @@
 //!
 //! [`MachineAuthLayer`] reads `Authorization: Bearer <token>`, verifies the machine token, and
 //! hands handlers an [`AuthenticatedMachine`]. It mirrors Clerk's
-//! `authenticateRequest(req, { acceptsToken: 'm2m_token' })`: M2M JWTs are verified locally,
+//! `authenticateRequest(req, { acceptsToken: 'm2m_token' })` and accepts only tokens meant for
+//! this machine (see [`MachineVerifierBuilder::own_machine_id`]): M2M JWTs are verified locally,
 //! with a PEM public key (no network at all) or a JWKS fetched and refreshed in the background
 //! (no network on the request path); opaque `mt_…` tokens are verified by Clerk's
 //! `/m2m_tokens/verify`, and any other opaque token by an RFC 7662 endpoint (see [`introspect`]).
@@ -18,9 +19,12 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), tower_machine_auth::ConfigError> {
-//! // CLERK_JWT_KEY, CLERK_SECRET_KEY, CLERK_MACHINE_SECRET_KEY, CLERK_API_URL, as with Clerk's
-//! // SDKs.
-//! let verifier = MachineVerifier::from_env()?;
+//! // CLERK_JWT_KEY, CLERK_SECRET_KEY, CLERK_MACHINE_SECRET_KEY, CLERK_API_URL, … as with
+//! // Clerk's SDKs; this machine's own id: only tokens scoped to it are accepted.
+//! let verifier = MachineVerifier::builder()
+//!     .env()
+//!     .own_machine_id("mch_reports_api")
+//!     .build()?;
 //! let app: Router = Router::new()
 //!     .route("/cron/run", post(run_cron))
 //!     .layer(MachineAuthLayer::new(verifier));
