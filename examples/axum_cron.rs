@@ -49,11 +49,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // `from_env` has checked it (a bad id fails above); without it, `build` has logged a warning.
-    if let Some(own_id) = std::env::var("CLERK_MACHINE_ID")
-        .ok()
-        .filter(|id| !id.trim().is_empty())
-    {
+    // Without an own id, `build` has logged a warning that every machine is accepted.
+    if let Some(own_id) = verifier.own_machine_id() {
         tracing::info!(
             machine_id = %own_id,
             "own machine id from CLERK_MACHINE_ID: only tokens scoped to this machine are accepted"

@@ -227,6 +227,21 @@ impl MachineVerifier {
         Ok(machine.with_token(BearerToken::from_text(text)))
     }
 
+    /// This machine's own id, when the receiver check is on (see
+    /// [`MachineVerifierBuilder::own_machine_id`]).
+    ///
+    /// ```
+    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// use tower_machine_auth::MachineVerifier;
+    ///
+    /// let verifier = MachineVerifier::builder().pem_key(pem).own_machine_id("mch_reports").build()?;
+    /// assert_eq!(verifier.own_machine_id().map(|id| id.as_str()), Some("mch_reports"));
+    /// # Ok::<(), tower_machine_auth::ConfigError>(())
+    /// ```
+    pub fn own_machine_id(&self) -> Option<&MachineId> {
+        self.inner.own_machine_id.as_ref()
+    }
+
     /// Counters of signature checks, cache hits and JWKS fetches so far.
     ///
     /// ```
