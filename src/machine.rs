@@ -4,9 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::bearer_token::BearerToken;
-use serde_json::{Map, Value};
 
 /// The longest machine id accepted, in bytes, prefix included: `mch_` and up to 92 characters.
 ///
@@ -115,10 +115,6 @@ impl AsRef<str> for MachineId {
 }
 
 /// How the machine token was presented. It serializes as [`as_str`](Self::as_str).
-///
-/// This version's verifier accepts only JWTs, so the identities it produces are always
-/// [`TokenFormat::Jwt`]; [`TokenFormat::Opaque`] exists for identities built with
-/// [`AuthenticatedMachine::builder`].
 ///
 /// ```
 /// use tower_machine_auth::TokenFormat;

@@ -40,11 +40,7 @@ pub(super) fn require_machine_token(
 /// RFC 9068's `typ` of a JWT access token, `at+jwt` or `application/at+jwt` (media types are
 /// case-insensitive).
 fn is_access_token_type(typ: &str) -> bool {
-    let typ = typ
-        .get(..12)
-        .filter(|prefix| prefix.eq_ignore_ascii_case("application/"))
-        .map_or(typ, |_| &typ[12..]);
-    typ.eq_ignore_ascii_case("at+jwt")
+    typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
 }
 
 #[cfg(test)]
