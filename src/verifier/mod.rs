@@ -27,7 +27,6 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 use crate::bearer_token::BearerToken;
-
 use crate::cache::{self, TokenCache, TokenDigest};
 use crate::clock::{Clock, unix_millis};
 use crate::credential::{self, MAX_TOKEN_LEN, TokenKind};
@@ -218,13 +217,12 @@ impl MachineVerifier {
     /// # }
     /// ```
     pub async fn verify(&self, token: &str) -> Result<AuthenticatedMachine, AuthError> {
-        let text = token;
-        let token = token.as_bytes();
-        let machine = match self.try_verify_now(token, Presented::Directly, AcceptedTokens::Any) {
+        let bytes = token.as_bytes();
+        let machine = match self.try_verify_now(bytes, Presented::Directly, AcceptedTokens::Any) {
             Attempt::Done(result) => result,
-            Attempt::Pending => self.verify_pending(token, AcceptedTokens::Any).await,
+            Attempt::Pending => self.verify_pending(bytes, AcceptedTokens::Any).await,
         }?;
-        Ok(machine.with_token(BearerToken::from_text(text)))
+        Ok(machine.with_token(BearerToken::from_text(token)))
     }
 
     /// This machine's own id, when the receiver check is on (see
