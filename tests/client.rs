@@ -556,7 +556,7 @@ async fn a_wrong_machine_key_is_a_configuration_error() {
         .unwrap();
     let error = refused.token().await.unwrap_err();
     let TokenError::Refused {
-        status: 400,
+        status: 422,
         message,
         ..
     } = &error

@@ -230,30 +230,42 @@ async fn creating_a_jwt_that_the_layer_accepts() {
 #[tokio::test]
 async fn create_errors_name_the_field() {
     let (_, url) = demo().await;
-    for (body, code, param) in [
+    const INVALID: StatusCode = StatusCode::BAD_REQUEST;
+    const REFUSED: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;
+    for (body, status, code, param) in [
         (
             r#"{"seconds_until_expiration":0}"#,
+            REFUSED,
             "form_param_value_invalid",
             "seconds_until_expiration",
         ),
         (
             r#"{"seconds_until_expiration":"60"}"#,
+            INVALID,
             "form_param_format_invalid",
             "seconds_until_expiration",
         ),
-        (r#"{"claims":"x"}"#, "form_param_format_invalid", "claims"),
+        (
+            r#"{"claims":"x"}"#,
+            INVALID,
+            "form_param_format_invalid",
+            "claims",
+        ),
         (
             r#"{"claims":{"exp":1}}"#,
+            REFUSED,
             "form_param_value_invalid",
             "claims",
         ),
         (
             r#"{"token_format":"JWT"}"#,
+            INVALID,
             "form_param_value_invalid",
             "token_format",
         ),
         (
             r#"{"secondsUntilExpiration":60}"#,
+            INVALID,
             "form_param_unknown",
             "secondsUntilExpiration",
         ),
@@ -267,7 +279,7 @@ async fn create_errors_name_the_field() {
         .await;
         assert_eq!(
             (answer.status, answer.error_code(), answer.param()),
-            (StatusCode::BAD_REQUEST, code, param),
+            (status, code, param),
             "{body}"
         );
         assert!(answer.body["errors"][0]["long_message"].is_string());
@@ -738,4 +750,602 @@ fn invalid_configurations_are_refused_with_the_field_named() {
     config.machines[0].id = "cron".to_owned();
     let error = Issuer::builder(config).build().unwrap_err().to_string();
     assert!(error.contains("machines[0].id"), "{error}");
+}
+
+/// A fresh path under the system's temporary directory (not created).
+fn temp_data_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("machine-auth-issuer-test-{}", opaque_token()))
+}
+
+#[cfg(unix)]
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_and_its_database_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = temp_data_dir();
+    let dir = root.join("nested");
+    let (_issuer, url) = start(Issuer::builder(IssuerConfig::demo()).data_dir(&dir)).await;
+    assert_eq!(create(&url, CRON_KEY, json!({})).await.status, 201);
+    assert_eq!(mode_of(&dir), 0o700, "the data directory");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode_of(&path), 0o600, "{}", path.display());
+        files += 1;
+    }
+    assert!(files >= 1, "no database file in {}", dir.display());
+
+    // A database left readable by an earlier version is made private again.
+    let database = dir.join("issuer.sqlite3");
+    std::fs::set_permissions(&database, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _again = Issuer::builder(IssuerConfig::demo())
+        .data_dir(&dir)
+        .build()
+        .unwrap();
+    assert_eq!(mode_of(&database), 0o600);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn a_data_directory_others_may_write_is_refused_with_its_path_and_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    for mode in [0o777, 0o770, 0o702] {
+        let dir = temp_data_dir();
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        let error = Issuer::builder(IssuerConfig::demo())
+            .data_dir(&dir)
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(&dir.display().to_string()), "{error}");
+        assert!(error.contains(&format!("{mode:04o}")), "{error}");
+        assert!(
+            !dir.join("issuer.sqlite3").exists(),
+            "the database was created in a directory others may write"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    // Readable by others: accepted (with a warning), and the database is still private.
+    let dir = temp_data_dir();
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Issuer::builder(IssuerConfig::demo())
+        .data_dir(&dir)
+        .build()
+        .unwrap();
+    assert_eq!(mode_of(&dir.join("issuer.sqlite3")), 0o600);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn claims_cannot_set_what_decides_where_a_token_is_accepted() {
+    let (issuer, url) = demo().await;
+    for claim in [
+        "aud",
+        "azp",
+        "act",
+        "client_id",
+        "sid",
+        "typ",
+        "cat",
+        "sub",
+        "scopes",
+        "exp",
+    ] {
+        let answer = create(
+            &url,
+            CRON_KEY,
+            json!({"token_format": "jwt", "claims": {"team": "billing", claim: "mch_billing"}}),
+        )
+        .await;
+        assert_eq!(
+            (answer.status, answer.error_code(), answer.param()),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "form_param_value_invalid",
+                "claims"
+            ),
+            "{claim}: {}",
+            answer.body
+        );
+        let message = answer.body["errors"][0]["long_message"].as_str().unwrap();
+        assert!(message.contains(&format!("`{claim}`")), "{message}");
+
+        // The Rust API refuses them too.
+        let mut claims = serde_json::Map::new();
+        claims.insert(claim.to_owned(), json!("mch_billing"));
+        let error = issuer
+            .create_token(
+                CRON_KEY,
+                tower_machine_auth::issuer::CreateTokenRequest {
+                    claims: Some(claims),
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+        assert_eq!(error.status(), 422, "{claim}");
+    }
+}
+
+#[tokio::test]
+async fn verifying_with_a_key_that_may_not_see_a_token_leaves_it_untouched() {
+    let (_, url) = demo().await;
+    let created = create(&url, CRON_KEY, json!({})).await.body;
+    let body = json!({"token": created["token"]}).to_string();
+    // The backup job is not in the token's scopes: it may not see it.
+    for key in [BACKUP_KEY, CRON_KEY] {
+        let answer = call(
+            "POST",
+            &format!("{url}/m2m_tokens/verify"),
+            Some(key),
+            Some(&body),
+        )
+        .await;
+        assert_eq!(answer.status, 404);
+    }
+    let listed = call(
+        "GET",
+        &format!("{url}/m2m_tokens"),
+        Some(INSTANCE_KEY),
+        None,
+    )
+    .await;
+    let token = listed.body["m2m_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == created["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(
+        token["last_used_at"],
+        Value::Null,
+        "a caller who may not see the token marked it used"
+    );
+    assert_eq!(token["updated_at"], created["updated_at"]);
+}
+
+#[tokio::test]
+async fn huge_lifetimes_are_a_422_never_a_panic_or_a_wrap() {
+    let (issuer, url) = demo().await;
+    for seconds in [u64::MAX, i64::MAX as u64, u64::MAX / 1000, 1 << 53] {
+        for format in [
+            tower_machine_auth::issuer::TokenFormatParam::Jwt,
+            tower_machine_auth::issuer::TokenFormatParam::Opaque,
+        ] {
+            let error = issuer
+                .create_token(
+                    CRON_KEY,
+                    tower_machine_auth::issuer::CreateTokenRequest {
+                        seconds_until_expiration: Some(seconds),
+                        token_format: Some(format),
+                        ..Default::default()
+                    },
+                )
+                .unwrap_err();
+            assert_eq!(
+                (
+                    error.status(),
+                    error.body()["errors"][0]["meta"]["param_name"].as_str()
+                ),
+                (422, Some("seconds_until_expiration")),
+                "{seconds}"
+            );
+        }
+    }
+    for seconds in [
+        "18446744073709551615",
+        "9223372036854775807",
+        "9223372036854776",
+        "1e20",
+        "1e300",
+        "0",
+        "-1",
+    ] {
+        let body = format!(r#"{{"seconds_until_expiration":{seconds}}}"#);
+        let answer = call(
+            "POST",
+            &format!("{url}/m2m_tokens"),
+            Some(CRON_KEY),
+            Some(&body),
+        )
+        .await;
+        assert_eq!(
+            (answer.status, answer.error_code(), answer.param()),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "form_param_value_invalid",
+                "seconds_until_expiration"
+            ),
+            "{seconds}: {}",
+            answer.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn claims_are_capped_at_16_kib() {
+    let (_, url) = demo().await;
+    // `{"note":"…"}` is 11 bytes around the text.
+    let fits = "x".repeat(16 * 1024 - 11);
+    let answer = create(&url, CRON_KEY, json!({"claims": {"note": fits}})).await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    let too_big = "x".repeat(16 * 1024 - 10);
+    let answer = create(&url, CRON_KEY, json!({"claims": {"note": too_big}})).await;
+    assert_eq!(
+        (answer.status, answer.error_code(), answer.param()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "form_param_value_invalid",
+            "claims"
+        )
+    );
+    assert!(
+        answer.body["errors"][0]["long_message"]
+            .as_str()
+            .unwrap()
+            .contains("16384"),
+        "{}",
+        answer.body
+    );
+}
+
+#[tokio::test]
+async fn token_route_bodies_are_capped_with_an_error_in_clerks_shape() {
+    let (_, url) = demo().await;
+    let big = "x".repeat(100 * 1024);
+    let created = create(&url, CRON_KEY, json!({})).await.body;
+    let id = created["id"].as_str().unwrap();
+    for (path, key, body) in [
+        (
+            "/m2m_tokens".to_owned(),
+            CRON_KEY,
+            json!({"claims": {"note": big}}),
+        ),
+        (
+            "/v1/m2m_tokens".to_owned(),
+            CRON_KEY,
+            json!({"claims": {"note": big}}),
+        ),
+        (
+            "/m2m_tokens/verify".to_owned(),
+            INSTANCE_KEY,
+            json!({"token": big}),
+        ),
+        (
+            format!("/m2m_tokens/{id}/revoke"),
+            INSTANCE_KEY,
+            json!({"revocation_reason": big}),
+        ),
+    ] {
+        let answer = call(
+            "POST",
+            &format!("{url}{path}"),
+            Some(key),
+            Some(&body.to_string()),
+        )
+        .await;
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (StatusCode::PAYLOAD_TOO_LARGE, "request_body_too_large"),
+            "{path}: {}",
+            answer.body
+        );
+        assert!(answer.body["errors"][0]["long_message"].is_string());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn stored_tokens_are_purged_an_hour_after_they_expire() {
+    use tower_machine_auth::issuer::{CreateTokenRequest, TokenQuery};
+    let clock = tower_machine_auth::clock::TokioClock::new();
+    let issuer = Issuer::builder(IssuerConfig::demo())
+        .clock(clock)
+        .build()
+        .unwrap();
+    let opaque = |seconds: u64| CreateTokenRequest {
+        seconds_until_expiration: Some(seconds),
+        ..Default::default()
+    };
+    let early = issuer.create_token(CRON_KEY, opaque(60)).unwrap();
+    let later = issuer.create_token(CRON_KEY, opaque(600)).unwrap();
+    let revoked = issuer.create_token(CRON_KEY, opaque(60)).unwrap();
+    issuer
+        .revoke_token(INSTANCE_KEY, &revoked.id, Some("leaked"))
+        .unwrap();
+    let stored = |issuer: &Issuer| -> Vec<String> {
+        let query = TokenQuery {
+            include_expired: true,
+            include_revoked: true,
+            limit: 100,
+            ..Default::default()
+        };
+        let (tokens, _) = issuer.list_tokens(INSTANCE_KEY, query).unwrap();
+        tokens.into_iter().map(|token| token.id).collect()
+    };
+    assert_eq!(stored(&issuer).len(), 3);
+
+    // An hour and a second after the first expiry: `later` expired 51 minutes ago.
+    tokio::time::advance(Duration::from_secs(60 + 3600 + 1)).await;
+    let fresh = issuer.create_token(CRON_KEY, opaque(60)).unwrap();
+    let ids = stored(&issuer);
+    assert!(
+        !ids.contains(&early.id),
+        "an expired token outlived the grace hour"
+    );
+    assert!(
+        !ids.contains(&revoked.id),
+        "a revoked token outlived the grace hour"
+    );
+    assert!(ids.contains(&later.id), "a token was purged too early");
+    assert!(ids.contains(&fresh.id));
+}
+
+#[tokio::test]
+async fn token_lifetimes_are_capped_by_the_configuration() {
+    let (_, url) = demo().await;
+    let at_cap = create(&url, CRON_KEY, json!({"seconds_until_expiration": 86_400})).await;
+    assert_eq!(at_cap.status, 201, "{}", at_cap.body);
+    for format in ["jwt", "opaque"] {
+        let over = create(
+            &url,
+            CRON_KEY,
+            json!({"seconds_until_expiration": 86_401, "token_format": format}),
+        )
+        .await;
+        assert_eq!(
+            (over.status, over.param()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "seconds_until_expiration"),
+            "{}",
+            over.body
+        );
+        let message = over.body["errors"][0]["long_message"].as_str().unwrap();
+        assert!(
+            message.contains("86400") && message.contains("max_token_ttl"),
+            "{message}"
+        );
+    }
+
+    let mut config = serde_json::to_value(IssuerConfig::demo()).unwrap();
+    config["max_token_ttl"] = json!(600);
+    for machine in config["machines"].as_array_mut().unwrap() {
+        machine["default_token_ttl"] = json!(300);
+    }
+    let config = IssuerConfig::from_json(&config.to_string()).unwrap();
+    let (_, url) = start(Issuer::builder(config)).await;
+    assert_eq!(
+        create(&url, CRON_KEY, json!({"seconds_until_expiration": 600}))
+            .await
+            .status,
+        201
+    );
+    let over = create(&url, CRON_KEY, json!({"seconds_until_expiration": 601})).await;
+    assert_eq!(over.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        over.body["errors"][0]["long_message"]
+            .as_str()
+            .unwrap()
+            .contains("600"),
+        "{}",
+        over.body
+    );
+    // The machines' default lifetime (3600) is above the cap: the configuration is refused.
+    let mut config = serde_json::to_value(IssuerConfig::demo()).unwrap();
+    config["max_token_ttl"] = json!(60);
+    let error = IssuerConfig::from_json(&config.to_string())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("machines[0].default_token_ttl") && error.contains("max_token_ttl"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn tokens_of_a_machine_removed_from_the_configuration_no_longer_verify() {
+    let dir = temp_data_dir();
+    let token = {
+        let (_issuer, url) = start(Issuer::builder(IssuerConfig::demo()).data_dir(&dir)).await;
+        create(&url, BACKUP_KEY, json!({})).await.body["token"].clone()
+    };
+    let verify = |url: String, key: &'static str| {
+        let body = json!({ "token": token }).to_string();
+        async move {
+            call(
+                "POST",
+                &format!("{url}/m2m_tokens/verify"),
+                Some(key),
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let (_issuer, url) = start(Issuer::builder(IssuerConfig::demo()).data_dir(&dir)).await;
+    assert_eq!(verify(url, INSTANCE_KEY).await.status, 200);
+
+    let mut config = IssuerConfig::demo();
+    config
+        .machines
+        .retain(|machine| machine.id != "mch_backup_job");
+    let (_issuer, url) = start(Issuer::builder(config).data_dir(&dir)).await;
+    for key in [INSTANCE_KEY, CRON_KEY] {
+        let answer = verify(url.clone(), key).await;
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (StatusCode::NOT_FOUND, "resource_not_found"),
+            "{}",
+            answer.body
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn secrets_and_tokens_never_appear_in_debug_output() {
+    let config = IssuerConfig::demo();
+    let issuer = Issuer::builder(config.clone()).build().unwrap();
+    let token = issuer.create_token(CRON_KEY, Default::default()).unwrap();
+    let jwt = issuer
+        .create_token(
+            CRON_KEY,
+            tower_machine_auth::issuer::CreateTokenRequest {
+                token_format: Some(tower_machine_auth::issuer::TokenFormatParam::Jwt),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mut secrets: Vec<String> = config
+        .machines
+        .iter()
+        .map(|machine| machine.secret_key.clone())
+        .collect();
+    secrets.push(config.instance_secret_key.clone());
+    secrets.push(token.token.clone().unwrap());
+    secrets.push(jwt.token.clone().unwrap());
+    let printed = [
+        format!("{config:?}"),
+        format!("{config:#?}"),
+        format!("{:?}", config.machines[0]),
+        format!("{:#?}", config.machines[0]),
+        format!("{token:?}"),
+        format!("{token:#?}"),
+        format!("{jwt:?}"),
+        format!("{jwt:#?}"),
+        format!("{issuer:?}"),
+        format!("{issuer:#?}"),
+    ];
+    for text in &printed {
+        for secret in &secrets {
+            assert!(!text.contains(secret.as_str()), "a secret in {text}");
+        }
+    }
+    for text in &printed[..8] {
+        assert!(text.contains("[redacted]"), "{text}");
+    }
+    // What is not secret is still shown.
+    assert!(printed[0].contains("mch_cron_service"));
+    assert!(printed[4].contains(&token.id));
+}
+
+#[test]
+fn machine_names_and_ids_with_control_or_direction_characters_are_refused() {
+    for (name, shown) in [
+        ("Cron\nexport X=1", "\\n"),
+        ("Cron\u{1b}[2J", "\\u{1b}"),
+        ("Cron\u{7f}", "\\u{7f}"),
+        ("Cron\u{85}", "\\u{85}"),
+        ("Cron \u{202e}lanrete", "\\u{202e}"),
+        ("Cron \u{202a}x", "\\u{202a}"),
+        ("Cron \u{2066}x", "\\u{2066}"),
+        ("Cron \u{2069}x", "\\u{2069}"),
+    ] {
+        let mut config = IssuerConfig::demo();
+        config.machines[0].name = name.to_owned();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("machines[0].name") && error.contains("mch_cron_service"),
+            "{error}"
+        );
+        assert!(error.contains(shown), "{error}");
+        assert!(
+            !error.contains(name),
+            "the raw name is in the error: {error}"
+        );
+        let error = Issuer::builder(config).build().unwrap_err().to_string();
+        assert!(error.contains("machines[0].name"), "{error}");
+
+        // A name read from a file, whose id is derived from it.
+        let mut file = serde_json::to_value(IssuerConfig::demo()).unwrap();
+        file["machines"][1]["name"] = json!(name);
+        file["machines"][1].as_object_mut().unwrap().remove("id");
+        let error = IssuerConfig::from_json(&file.to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("machines[1].name"), "{error}");
+    }
+    let mut config = IssuerConfig::demo();
+    config.machines[0].id = "mch_cron\u{202e}".to_owned();
+    let error = config.validate().unwrap_err().to_string();
+    assert!(
+        error.contains("machines[0].id") && error.contains("\\u{202e}"),
+        "{error}"
+    );
+    // Other Unicode stays allowed.
+    let mut config = IssuerConfig::demo();
+    config.machines[0].name = "Tâches planifiées — nuit".to_owned();
+    config.validate().unwrap();
+}
+
+#[tokio::test]
+async fn a_retired_signing_key_leaves_the_jwks_at_once_and_for_good() {
+    let dir = temp_data_dir();
+    let (issuer, url) = start(Issuer::builder(IssuerConfig::demo()).data_dir(&dir)).await;
+    let old_jwt = create(&url, CRON_KEY, json!({"token_format": "jwt"}))
+        .await
+        .body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let old_kid = issuer.jwks()["keys"][0]["kid"].as_str().unwrap().to_owned();
+    let refused = issuer.retire_signing_key(&old_kid).unwrap_err();
+    assert_eq!(
+        (refused.status(), refused.code()),
+        (409, "signing_key_in_use"),
+        "the only key that signs was retired"
+    );
+    let new_kid = issuer.rotate_signing_key().unwrap();
+    let kids = |body: &Value| -> Vec<String> {
+        body["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|key| key["kid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let published = call("GET", &format!("{url}/.well-known/jwks.json"), None, None).await;
+    assert_eq!(kids(&published.body), [new_kid.clone(), old_kid.clone()]);
+
+    issuer.retire_signing_key(&old_kid).unwrap();
+    for (path, key) in [
+        ("/v1/jwks", Some(INSTANCE_KEY)),
+        ("/.well-known/jwks.json", None),
+    ] {
+        let answer = call("GET", &format!("{url}{path}"), key, None).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(kids(&answer.body), std::slice::from_ref(&new_kid), "{path}");
+    }
+    let verifier = MachineVerifier::builder()
+        .clerk_secret_key(INSTANCE_KEY)
+        .clerk_api_url(&url)
+        .build()
+        .unwrap();
+    verifier.verify(&old_jwt).await.unwrap_err();
+    assert_eq!(
+        issuer.retire_signing_key(&old_kid).unwrap_err().status(),
+        404,
+        "retired twice"
+    );
+    assert_eq!(
+        issuer
+            .retire_signing_key("ins_unknown")
+            .unwrap_err()
+            .status(),
+        404
+    );
+
+    // After a restart it is still gone.
+    drop(issuer);
+    let again = Issuer::builder(IssuerConfig::demo())
+        .data_dir(&dir)
+        .build()
+        .unwrap();
+    assert_eq!(kids(&again.jwks()), [new_kid]);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

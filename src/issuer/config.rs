@@ -1,10 +1,12 @@
 //! The issuer's configuration: its instance, its machines, how it signs.
 
 use std::collections::HashSet;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::redact::Redacted;
 use crate::error::ConfigError;
 use crate::machine::MachineId;
 
@@ -12,6 +14,8 @@ use crate::machine::MachineId;
 pub const DEFAULT_TOKEN_TTL: u64 = 3600;
 /// The longest token lifetime the issuer grants (ten years, as Clerk's templates allow).
 pub const MAX_TOKEN_TTL: u64 = 315_360_000;
+/// The default of [`IssuerConfig::max_token_ttl`], in seconds (24 hours).
+pub const DEFAULT_MAX_TOKEN_TTL: u64 = 86_400;
 
 /// How the issuer signs JWTs.
 ///
@@ -74,7 +78,9 @@ impl SigningAlgorithm {
 /// config.validate()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// `Debug` shows `[redacted]` in place of the secret keys.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerConfig {
     /// The `iss` of the issued JWTs; by default the URL the issuer is served at.
@@ -85,6 +91,11 @@ pub struct IssuerConfig {
     /// How JWTs are signed (default RS256).
     #[serde(default)]
     pub signing_algorithm: SigningAlgorithm,
+    /// The longest lifetime, in seconds, of an M2M token (default [`DEFAULT_MAX_TOKEN_TTL`], 24
+    /// hours; at most [`MAX_TOKEN_TTL`]). A create request asking for more is refused (422), and
+    /// no machine's `default_token_ttl` may exceed it.
+    #[serde(default = "default_max_token_ttl")]
+    pub max_token_ttl: u64,
     /// The machines that may create tokens.
     pub machines: Vec<MachineConfig>,
     /// Users, for JWT-template tokens: each an object with an `id` (`user_…`) and the fields the
@@ -142,8 +153,16 @@ fn default_template_skew() -> u64 {
     5
 }
 
-/// A machine the issuer knows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A machine the issuer knows. `Debug` shows `[redacted]` in place of its secret key.
+///
+/// ```
+/// use tower_machine_auth::issuer::IssuerConfig;
+///
+/// let machine = &IssuerConfig::demo().machines[0];
+/// let printed = format!("{machine:?}");
+/// assert!(printed.contains("[redacted]") && !printed.contains(&machine.secret_key));
+/// ```
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MachineConfig {
     /// The machine id: `mch_` and ASCII letters, digits or `_`, at most 96 characters. Left
@@ -172,6 +191,38 @@ fn default_token_ttl() -> u64 {
     DEFAULT_TOKEN_TTL
 }
 
+fn default_max_token_ttl() -> u64 {
+    DEFAULT_MAX_TOKEN_TTL
+}
+
+impl fmt::Debug for IssuerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuerConfig")
+            .field("issuer", &self.issuer)
+            .field("instance_secret_key", &Redacted)
+            .field("signing_algorithm", &self.signing_algorithm)
+            .field("max_token_ttl", &self.max_token_ttl)
+            .field("machines", &self.machines)
+            .field("users", &self.users)
+            .field("sessions", &self.sessions)
+            .field("jwt_templates", &self.jwt_templates)
+            .finish()
+    }
+}
+
+impl fmt::Debug for MachineConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MachineConfig")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("secret_key", &Redacted)
+            .field("scopes", &self.scopes)
+            .field("default_token_ttl", &self.default_token_ttl)
+            .field("template", &self.template)
+            .finish()
+    }
+}
+
 impl IssuerConfig {
     /// The built-in demo: machines `mch_cron_service` (machine A, which may call
     /// `mch_reports_api`), `mch_reports_api` (machine B, which may call no other machine) and
@@ -196,6 +247,7 @@ impl IssuerConfig {
             issuer: None,
             instance_secret_key: "sk_test_demo_instance_do_not_use_in_production".to_owned(),
             signing_algorithm: SigningAlgorithm::RS256,
+            max_token_ttl: DEFAULT_MAX_TOKEN_TTL,
             machines: vec![
                 MachineConfig {
                     id: "mch_cron_service".to_owned(),
@@ -298,6 +350,11 @@ impl IssuerConfig {
                 ConfigError::new(format!("issuer `{issuer}` is not a URL: {error}"))
             })?;
         }
+        if !(1..=MAX_TOKEN_TTL).contains(&self.max_token_ttl) {
+            return Err(ConfigError::new(format!(
+                "max_token_ttl must be between 1 and {MAX_TOKEN_TTL} seconds"
+            )));
+        }
         if self.machines.is_empty() {
             return Err(ConfigError::new(
                 "machines is empty: configure at least one machine",
@@ -308,6 +365,7 @@ impl IssuerConfig {
         for (index, machine) in self.machines.iter().enumerate() {
             let at = format!("machines[{index}]");
             check_machine_id(&machine.id, &format!("{at}.id"))?;
+            check_machine_name(machine, &at)?;
             if !ids.insert(machine.id.as_str()) {
                 return Err(ConfigError::new(format!(
                     "{at}.id: machine `{}` is configured twice",
@@ -326,6 +384,13 @@ impl IssuerConfig {
             if !(1..=MAX_TOKEN_TTL).contains(&machine.default_token_ttl) {
                 return Err(ConfigError::new(format!(
                     "{at}.default_token_ttl must be between 1 and {MAX_TOKEN_TTL} seconds"
+                )));
+            }
+            if machine.default_token_ttl > self.max_token_ttl {
+                return Err(ConfigError::new(format!(
+                    "{at}.default_token_ttl ({}) of machine `{}` exceeds max_token_ttl ({}): \
+                     lower it or raise max_token_ttl",
+                    machine.default_token_ttl, machine.id, self.max_token_ttl
                 )));
             }
             if let Some(template) = &machine.template
@@ -428,11 +493,47 @@ fn check_machine_id(id: &str, at: &str) -> Result<(), ConfigError> {
     if MachineId::is_valid(id) {
         Ok(())
     } else {
+        let shown: String = id
+            .chars()
+            .map(|c| {
+                if is_unsafe_char(c) {
+                    escaped(c)
+                } else {
+                    c.escape_debug().to_string()
+                }
+            })
+            .collect();
         Err(ConfigError::new(format!(
-            "{at}: `{}` is not a machine id: `mch_` followed by ASCII letters, digits or `_`, at \
-             most 96 characters in all",
-            id.escape_debug()
+            "{at}: `{shown}` is not a machine id: `mch_` followed by ASCII letters, digits or `_`, \
+             at most 96 characters in all"
         )))
+    }
+}
+
+/// Whether `c` must not appear in text that is printed for people (names end up in shell lines
+/// and logs): control characters and Unicode direction overrides and isolates.
+pub(crate) fn is_unsafe_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `c` escaped: `\n`, `\u{202e}`.
+fn escaped(c: char) -> String {
+    if c.is_control() {
+        c.escape_debug().to_string()
+    } else {
+        c.escape_unicode().to_string()
+    }
+}
+
+fn check_machine_name(machine: &MachineConfig, at: &str) -> Result<(), ConfigError> {
+    match machine.name.chars().find(|c| is_unsafe_char(*c)) {
+        None => Ok(()),
+        Some(c) => Err(ConfigError::new(format!(
+            "{at}.name: the name of machine `{}` contains `{}`: names may not contain control \
+             characters or Unicode direction overrides (U+202A to U+202E, U+2066 to U+2069)",
+            machine.id,
+            escaped(c)
+        ))),
     }
 }
 
@@ -533,6 +634,10 @@ mod tests {
         zero_ttl.machines[0].default_token_ttl = 0;
         let mut long_id = config();
         long_id.machines[0].id = format!("mch_{}", "a".repeat(93));
+        let mut zero_cap = config();
+        zero_cap.max_token_ttl = 0;
+        let mut cap_under_default = config();
+        cap_under_default.max_token_ttl = 60;
         for (config, words) in [
             (bad_id, "machines[1].id"),
             (duplicate, "configured twice"),
@@ -541,6 +646,8 @@ mod tests {
             (shared_key, "already used"),
             (zero_ttl, "default_token_ttl"),
             (long_id, "at most 96"),
+            (zero_cap, "max_token_ttl must be between 1"),
+            (cap_under_default, "machines[0].default_token_ttl (3600)"),
         ] {
             let error = config.validate().unwrap_err().to_string();
             assert!(error.contains(words), "{error}");

@@ -41,6 +41,60 @@ impl IssuerError {
         }
     }
 
+    /// 422: a request parameter has the right type but a value the issuer refuses (a reserved
+    /// claim, claims too large, a lifetime out of range); `long_message` says why.
+    ///
+    /// ```
+    /// use tower_machine_auth::issuer::IssuerError;
+    ///
+    /// let error = IssuerError::unprocessable("claims", "claims cannot set `aud`");
+    /// assert_eq!(error.status(), 422);
+    /// assert_eq!(error.body()["errors"][0]["code"], "form_param_value_invalid");
+    /// assert_eq!(error.body()["errors"][0]["meta"]["param_name"], "claims");
+    /// ```
+    pub fn unprocessable(param: &str, long_message: impl Into<String>) -> Self {
+        Self {
+            param: Some(param.to_owned()),
+            ..Self::new(
+                422,
+                "form_param_value_invalid",
+                "is invalid",
+                long_message.into(),
+            )
+        }
+    }
+
+    /// 413: the request body is longer than the route takes (`limit` bytes).
+    ///
+    /// ```
+    /// use tower_machine_auth::issuer::IssuerError;
+    ///
+    /// let error = IssuerError::body_too_large(65536);
+    /// assert_eq!(error.status(), 413);
+    /// assert_eq!(error.code(), "request_body_too_large");
+    /// ```
+    pub fn body_too_large(limit: usize) -> Self {
+        Self::new(
+            413,
+            "request_body_too_large",
+            "Request body too large",
+            format!("the request body must be at most {limit} bytes"),
+        )
+    }
+
+    /// 409: the request conflicts with the issuer's state (e.g. retiring the current signing
+    /// key).
+    ///
+    /// ```
+    /// use tower_machine_auth::issuer::IssuerError;
+    ///
+    /// let error = IssuerError::conflict("signing_key_in_use", "rotate first");
+    /// assert_eq!((error.status(), error.code()), (409, "signing_key_in_use"));
+    /// ```
+    pub fn conflict(code: &'static str, long_message: impl Into<String>) -> Self {
+        Self::new(409, code, "Conflict", long_message.into())
+    }
+
     /// 400: the request body is not the JSON the endpoint takes.
     pub fn malformed_body(long_message: impl Into<String>) -> Self {
         Self::new(

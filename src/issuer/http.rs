@@ -2,7 +2,8 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -10,6 +11,9 @@ use serde_json::{Value, json};
 
 use super::tokens::{revoke_request, verify_request};
 use super::{CreateTokenRequest, Issuer, IssuerError, TemplateFields, TokenQuery};
+
+/// The longest body the `m2m_tokens` routes read (64 KiB); longer is a 413.
+const MAX_TOKEN_BODY_BYTES: usize = 64 * 1024;
 
 impl Issuer {
     /// The HTTP API, with the paths, bodies, statuses and JSON of Clerk's Backend API:
@@ -26,11 +30,17 @@ impl Issuer {
     /// | `GET`, `PATCH`, `DELETE /v1/jwt_templates/{id}` | instance | 200 template resource / `{"deleted": true}` |
     /// | `POST /v1/sessions/{session_id}/tokens/{template_name}` | instance | 200 `{"object": "token", "jwt": …}` |
     ///
-    /// The `m2m_tokens` routes answer with and without the `/v1` prefix. Keys are sent as
-    /// `Authorization: Bearer <key>`. Errors are `{"errors": [{code, message, long_message,
-    /// meta?}]}`: 400 for bad JSON, unknown fields, wrong types or out-of-range values (with
-    /// `meta.param_name`), 401 for a wrong or missing key, 404 for an unknown token, 500 when the
-    /// store fails.
+    /// The `m2m_tokens` routes answer with and without the `/v1` prefix, and read bodies of at
+    /// most 64 KiB. Keys are sent as `Authorization: Bearer <key>`. Errors are `{"errors":
+    /// [{code, message, long_message, meta?}]}`: 400 for bad JSON, unknown fields, wrong types or
+    /// out-of-range query values (with `meta.param_name`), 422 `form_param_value_invalid` for a
+    /// create request's refused values (a reserved claim, claims over 16 KiB, a lifetime under a
+    /// second or over the configuration's `max_token_ttl`), 401 for a wrong or missing key, 404
+    /// for an unknown token, 413 `request_body_too_large` for a longer body, 500 when the store
+    /// fails.
+    ///
+    /// Each request is logged once at `info` (method, path escaped, status, time); bodies and
+    /// keys never are.
     ///
     /// ```
     /// use tower::ServiceExt;
@@ -50,7 +60,8 @@ impl Issuer {
         let m2m = Router::new()
             .route("/m2m_tokens", post(create).get(list))
             .route("/m2m_tokens/verify", post(verify))
-            .route("/m2m_tokens/{id}/revoke", post(revoke));
+            .route("/m2m_tokens/{id}/revoke", post(revoke))
+            .layer(DefaultBodyLimit::max(MAX_TOKEN_BODY_BYTES));
         Router::new()
             .route("/v1/jwks", get(jwks))
             .route(
@@ -72,6 +83,7 @@ impl Issuer {
             .nest("/v1", m2m)
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
+            .layer(axum::middleware::from_fn(super::request_log::log_request))
             .with_state(self.clone())
     }
 }
@@ -101,6 +113,17 @@ fn bearer_key<'a>(headers: &'a HeaderMap, code: &'static str) -> Result<&'a str,
         })
 }
 
+/// The body of a token route, or a 413 when it is longer than the route reads.
+fn token_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, IssuerError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            IssuerError::body_too_large(MAX_TOKEN_BODY_BYTES)
+        } else {
+            IssuerError::malformed_body("the request body could not be read")
+        }
+    })
+}
+
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, IssuerError> {
     serde_json::to_value(value).map_err(|_| IssuerError::internal("cannot encode the reply"))
 }
@@ -124,19 +147,27 @@ async fn public_jwks(State(issuer): State<Issuer>) -> Response {
     reply(StatusCode::OK, Ok(issuer.jwks()))
 }
 
-async fn create(State(issuer): State<Issuer>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create(
+    State(issuer): State<Issuer>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let result = bearer_key(&headers, "machine_secret_key_invalid").and_then(|key| {
         issuer.machine(key)?;
-        let request = CreateTokenRequest::from_json(&body)?;
+        let request = CreateTokenRequest::from_json(&token_body(body)?)?;
         to_json(&issuer.create_token(key, request)?)
     });
     reply(StatusCode::CREATED, result)
 }
 
-async fn verify(State(issuer): State<Issuer>, headers: HeaderMap, body: Bytes) -> Response {
+async fn verify(
+    State(issuer): State<Issuer>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let result = bearer_key(&headers, "authentication_invalid").and_then(|key| {
         issuer.caller(key)?;
-        let token = verify_request(&body)?;
+        let token = verify_request(&token_body(body)?)?;
         to_json(&issuer.verify_token(key, &token)?)
     });
     reply(StatusCode::OK, result)
@@ -146,11 +177,11 @@ async fn revoke(
     State(issuer): State<Issuer>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = bearer_key(&headers, "authentication_invalid").and_then(|key| {
         issuer.caller(key)?;
-        let reason = revoke_request(&body)?;
+        let reason = revoke_request(&token_body(body)?)?;
         to_json(&issuer.revoke_token(key, &id, reason.as_deref())?)
     });
     reply(StatusCode::OK, result)

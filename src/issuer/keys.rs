@@ -12,8 +12,10 @@ use serde_json::{Value, json};
 
 use super::SigningAlgorithm;
 use super::error::IssuerError;
+use super::redact::Redacted;
 
-/// A private signing key, its public JWK, and its `kid`.
+/// A private signing key, its public JWK, and its `kid`. `Debug` shows `[redacted]` in place of
+/// the private key.
 pub(crate) struct SigningKey {
     pub(crate) kid: String,
     pub(crate) algorithm: SigningAlgorithm,
@@ -23,6 +25,17 @@ pub(crate) struct SigningKey {
     /// The SPKI public key, PEM.
     pub(crate) public_pem: String,
     encoding: EncodingKey,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("private_pem", &Redacted)
+            .field("public_jwk", &self.public_jwk)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SigningKey {
@@ -159,6 +172,23 @@ mod tests {
             assert_eq!(key.public_jwk, again.public_jwk);
             assert!(key.kid.starts_with("ins_") && key.kid.len() == 31);
             assert_eq!(key.public_jwk["alg"], algorithm.as_str());
+        }
+    }
+
+    #[test]
+    fn debug_does_not_show_the_private_key() {
+        let key = SigningKey::generate(SigningAlgorithm::EdDSA).unwrap();
+        let body: String = key
+            .private_pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        for printed in [format!("{key:?}"), format!("{key:#?}")] {
+            assert!(
+                !printed.contains(&body) && !printed.contains("PRIVATE"),
+                "{printed}"
+            );
+            assert!(printed.contains("[redacted]") && printed.contains(&key.kid));
         }
     }
 

@@ -25,24 +25,29 @@
 //! ```
 
 mod config;
+mod data_dir;
 mod error;
 mod http;
 mod jwt_templates;
 mod keys;
+mod redact;
+mod request_log;
 mod store;
 mod template;
 mod tokens;
 
 pub use config::{
-    DEFAULT_TOKEN_TTL, IssuerConfig, JwtTemplateConfig, MAX_TOKEN_TTL, MachineConfig,
-    SessionConfig, SigningAlgorithm, machine_id_from_seed,
+    DEFAULT_MAX_TOKEN_TTL, DEFAULT_TOKEN_TTL, IssuerConfig, JwtTemplateConfig, MAX_TOKEN_TTL,
+    MachineConfig, SessionConfig, SigningAlgorithm, machine_id_from_seed,
 };
 pub use error::IssuerError;
 pub use jwt_templates::{JwtTemplate, TemplateFields};
 pub use template::{
     DEFAULT_CLAIMS, SESSION_BOUND_CLAIMS, SHORTCODE_ROOTS, Template, TemplateError,
 };
-pub use tokens::{CreateTokenRequest, M2mToken, RESERVED_CLAIMS, TokenFormatParam};
+pub use tokens::{
+    CreateTokenRequest, M2mToken, MAX_CLAIMS_BYTES, RESERVED_CLAIMS, TokenFormatParam,
+};
 
 use std::fmt;
 use std::path::PathBuf;
@@ -57,6 +62,12 @@ use store::{KeyRow, Store, TokenFilter, TokenRow};
 
 /// The `iss` of issued JWTs when neither the configuration nor the builder names one.
 pub const DEFAULT_ISSUER: &str = "http://127.0.0.1";
+
+/// How long a stored opaque token is kept after it expires (so that it can still be listed with
+/// `expired=true`), in milliseconds: an hour. Later it is deleted.
+const EXPIRED_TOKENS_KEPT_MS: i64 = 3_600_000;
+/// The most expired tokens one purge deletes, so that no request waits on a long delete.
+const PURGE_BATCH: u32 = 100;
 
 /// The local issuer. Cheap to clone; clones share keys and the token store.
 #[derive(Clone)]
@@ -116,7 +127,9 @@ impl fmt::Debug for IssuerBuilder {
 
 impl IssuerBuilder {
     /// Keeps keys and opaque tokens in `<dir>/issuer.sqlite3`, so that they survive restarts
-    /// (default: in memory).
+    /// (default: in memory). On Unix a missing directory is created `0700` and the database
+    /// `0600`; [`build`](Self::build) refuses a directory its group or other users may write,
+    /// and warns about one they may read.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
         self
@@ -135,7 +148,8 @@ impl IssuerBuilder {
         self
     }
 
-    /// Checks the configuration, opens the store, and loads (or creates) the signing key.
+    /// Checks the configuration, opens the store, loads (or creates) the signing key, and
+    /// deletes stored tokens that expired over an hour ago.
     pub fn build(self) -> Result<Issuer, IssuerBuildError> {
         self.config.validate()?;
         let store = Store::open(self.data_dir.as_deref())?;
@@ -157,6 +171,7 @@ impl IssuerBuilder {
         };
         issuer.load_keys()?;
         issuer.load_templates()?;
+        issuer.purge_expired_tokens()?;
         let current = issuer.inner.keys.read().unwrap_or_else(|e| e.into_inner())[0]
             .0
             .algorithm;
@@ -258,6 +273,51 @@ impl Issuer {
         Ok(kid)
     }
 
+    /// Withdraws the signing key `kid` now: it leaves the JWKS (`/v1/jwks`,
+    /// `/.well-known/jwks.json`) at once, so verifiers that fetch the JWKS afresh refuse the
+    /// tokens it signed, and its private key is deleted from the store. Verifiers that cached the
+    /// JWKS, or were given the PEM, accept them until they refresh.
+    ///
+    /// The current key, the one that signs, cannot be withdrawn (409 `signing_key_in_use`):
+    /// [rotate](Self::rotate_signing_key) first. An unknown `kid` is a 404.
+    ///
+    /// ```
+    /// use tower_machine_auth::issuer::{Issuer, IssuerConfig};
+    ///
+    /// let issuer = Issuer::builder(IssuerConfig::demo()).build()?;
+    /// let old = issuer.jwks()["keys"][0]["kid"].as_str().unwrap().to_owned();
+    /// assert_eq!(issuer.retire_signing_key(&old).unwrap_err().status(), 409);
+    /// let new = issuer.rotate_signing_key()?;
+    /// issuer.retire_signing_key(&old)?;
+    /// assert_eq!(issuer.jwks()["keys"].as_array().unwrap().len(), 1);
+    /// assert_eq!(issuer.jwks()["keys"][0]["kid"], new.as_str());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn retire_signing_key(&self, kid: &str) -> Result<(), IssuerError> {
+        let mut keys = self.inner.keys.write().unwrap_or_else(|e| e.into_inner());
+        let loaded = keys.iter().position(|(key, _)| key.kid == kid);
+        if let Some(index) = loaded
+            && keys[index].1.retired_at.is_none()
+        {
+            return Err(IssuerError::conflict(
+                "signing_key_in_use",
+                format!(
+                    "the signing key {kid} is the current one, which signs every new token: make \
+                     another current with rotate_signing_key, then retire it"
+                ),
+            ));
+        }
+        let deleted = self.inner.store.delete_retired_key(kid)?;
+        match loaded {
+            Some(index) => {
+                keys.remove(index);
+                Ok(())
+            }
+            None if deleted => Ok(()),
+            None => Err(IssuerError::not_found("the signing key")),
+        }
+    }
+
     /// The public keys, as a JWKS: the current key, and retired keys whose tokens may still be
     /// valid.
     pub fn jwks(&self) -> Value {
@@ -309,16 +369,55 @@ impl Issuer {
     }
 
     /// Creates a token for the machine whose secret key is `machine_secret_key`.
+    ///
+    /// The request is [checked](CreateTokenRequest::check), and its lifetime may not exceed the
+    /// configuration's [`max_token_ttl`](IssuerConfig::max_token_ttl) (422 naming
+    /// `seconds_until_expiration`). Creating an opaque token also deletes up to 100 stored
+    /// tokens that expired over an hour ago.
+    ///
+    /// ```
+    /// use tower_machine_auth::issuer::{CreateTokenRequest, Issuer, IssuerConfig};
+    ///
+    /// let issuer = Issuer::builder(IssuerConfig::demo()).build()?;
+    /// let key = &IssuerConfig::demo().machines[0].secret_key;
+    /// let too_long = CreateTokenRequest {
+    ///     seconds_until_expiration: Some(u64::MAX),
+    ///     ..Default::default()
+    /// };
+    /// let error = issuer.create_token(key, too_long).unwrap_err();
+    /// assert_eq!(error.status(), 422);
+    /// assert!(error.to_string().contains("max_token_ttl"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_token(
         &self,
         machine_secret_key: &str,
         request: CreateTokenRequest,
     ) -> Result<M2mToken, IssuerError> {
         let machine = self.machine(machine_secret_key)?;
+        request.check()?;
         let now_ms = self.now_ms();
         let lifetime = request
             .seconds_until_expiration
             .unwrap_or(machine.default_token_ttl);
+        let cap = self.inner.config.max_token_ttl;
+        let too_long = || {
+            IssuerError::unprocessable(
+                "seconds_until_expiration",
+                format!(
+                    "seconds_until_expiration must be at most {cap} seconds, this issuer's \
+                     max_token_ttl"
+                ),
+            )
+        };
+        if lifetime > cap {
+            return Err(too_long());
+        }
+        let expiration = i64::try_from(lifetime)
+            .ok()
+            .and_then(|seconds| seconds.checked_mul(1000))
+            .and_then(|lifetime_ms| now_ms.checked_add(lifetime_ms))
+            .ok_or_else(too_long)?;
         // The machine's template first; the request's claims override it.
         let claims = match (self.machine_template_claims(machine), request.claims) {
             (None, claims) => claims,
@@ -328,7 +427,6 @@ impl Issuer {
             }
             (Some(template), None) => Some(template),
         };
-        let expiration = now_ms + i64::try_from(lifetime).unwrap_or(i64::MAX / 2) * 1000;
         let id = format!("mt_{}", random_hex(16)?);
         let mut resource = M2mToken::from_row(
             TokenRow {
@@ -348,6 +446,7 @@ impl Issuer {
         resource.token = Some(match request.token_format.unwrap_or_default() {
             TokenFormatParam::Jwt => self.sign_jwt(&resource, now_ms)?,
             TokenFormatParam::Opaque => {
+                self.purge_expired_tokens()?;
                 let token = format!("mt_{}", random_hex(32)?);
                 let row = TokenRow {
                     id: resource.id.clone(),
@@ -411,8 +510,17 @@ impl Issuer {
         Ok(jwt)
     }
 
-    /// Verifies an opaque token. A machine key sees only tokens that have that machine in their
-    /// scopes; unknown, revoked and expired tokens are all "not found".
+    /// Deletes (a bounded batch of) stored tokens that expired over an hour ago.
+    fn purge_expired_tokens(&self) -> Result<(), IssuerError> {
+        let expired_by = self.now_ms().saturating_sub(EXPIRED_TOKENS_KEPT_MS);
+        self.inner.store.purge_expired(expired_by, PURGE_BATCH)?;
+        Ok(())
+    }
+
+    /// Verifies an opaque token and records it as used. A machine key sees only tokens that have
+    /// that machine in their scopes; unknown, revoked and expired tokens, tokens this key may not
+    /// see, and tokens of a machine no longer configured are all "not found", and are left
+    /// untouched.
     pub fn verify_token(&self, secret_key: &str, token: &str) -> Result<M2mToken, IssuerError> {
         let caller = self.caller(secret_key)?;
         let now_ms = self.now_ms();
@@ -420,13 +528,21 @@ impl Issuer {
         let row = self
             .inner
             .store
-            .use_token(&crate::cache::digest(token.as_bytes()), now_ms)?
+            .token_by_digest(&crate::cache::digest(token.as_bytes()))?
             .ok_or_else(not_found)?;
         let visible = caller.is_none_or(|machine| row.scopes.contains(&machine.id));
-        let resource = M2mToken::from_row(row, now_ms);
-        if !visible || resource.revoked || resource.expired {
+        let configured = self
+            .inner
+            .config
+            .machines
+            .iter()
+            .any(|machine| machine.id == row.subject);
+        let mut resource = M2mToken::from_row(row, now_ms);
+        if !visible || !configured || resource.revoked || resource.expired {
             return Err(not_found());
         }
+        self.inner.store.mark_used(&resource.id, now_ms)?;
+        resource.last_used_at = Some(now_ms);
         Ok(resource)
     }
 

@@ -1,15 +1,19 @@
 //! Persistence: opaque tokens (by digest) and signing keys, in SQLite.
 //!
 //! With a data directory the database is `<dir>/issuer.sqlite3`, so tokens, revocations and keys
-//! survive restarts; without one it lives in memory.
+//! survive restarts; without one it lives in memory. The directory and the database (which holds
+//! private keys) are private to their owner: see [`super::data_dir`].
 
+use std::fmt;
 use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Map, Value};
 
+use super::data_dir;
 use super::error::IssuerError;
+use super::redact::Redacted;
 
 /// The database file inside a data directory.
 pub(crate) const DATABASE_FILE: &str = "issuer.sqlite3";
@@ -29,6 +33,7 @@ CREATE TABLE IF NOT EXISTS m2m_tokens (
     updated_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS m2m_tokens_subject ON m2m_tokens (subject, created_at);
+CREATE INDEX IF NOT EXISTS m2m_tokens_expiration ON m2m_tokens (expiration);
 CREATE TABLE IF NOT EXISTS jwt_templates (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -75,8 +80,8 @@ pub(crate) struct TemplateRow {
     pub(crate) updated_at: i64,
 }
 
-/// A stored signing key.
-#[derive(Debug, Clone, PartialEq)]
+/// A stored signing key. `Debug` shows `[redacted]` in place of the private key.
+#[derive(Clone, PartialEq)]
 pub(crate) struct KeyRow {
     pub(crate) kid: String,
     pub(crate) algorithm: String,
@@ -85,6 +90,19 @@ pub(crate) struct KeyRow {
     pub(crate) retired_at: Option<i64>,
     /// The latest `exp` (ms) of a token signed with the key.
     pub(crate) last_expiry: i64,
+}
+
+impl fmt::Debug for KeyRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRow")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("private_pem", &Redacted)
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .field("last_expiry", &self.last_expiry)
+            .finish()
+    }
 }
 
 /// Which tokens to list.
@@ -102,21 +120,26 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    /// Opens (and creates) the store in `data_dir`, or in memory.
-    pub(crate) fn open(data_dir: Option<&Path>) -> Result<Self, IssuerError> {
-        let connection = match data_dir {
+    /// Opens (and creates) the store in `data_dir`, or in memory. A data directory is created
+    /// private to its owner, refused if others may write it, and its database files are made
+    /// private to their owner.
+    pub(crate) fn open(dir: Option<&Path>) -> Result<Self, IssuerError> {
+        let connection = match dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|error| {
-                    IssuerError::internal(format!(
-                        "cannot create the data directory {}: {error}",
-                        dir.display()
-                    ))
-                })?;
-                Connection::open(dir.join(DATABASE_FILE))?
+                data_dir::prepare(dir)?;
+                let database = dir.join(DATABASE_FILE);
+                data_dir::create_private_file(&database)?;
+                let connection = Connection::open(&database)?;
+                connection.execute_batch(SCHEMA)?;
+                data_dir::make_database_files_private(&database)?;
+                connection
             }
-            None => Connection::open_in_memory()?,
+            None => {
+                let connection = Connection::open_in_memory()?;
+                connection.execute_batch(SCHEMA)?;
+                connection
+            }
         };
-        connection.execute_batch(SCHEMA)?;
         Ok(Self {
             connection: Mutex::new(connection),
         })
@@ -151,24 +174,41 @@ impl Store {
         Ok(())
     }
 
-    /// The token with this digest, marking it used at `now_ms`.
-    pub(crate) fn use_token(
-        &self,
-        digest: &[u8],
-        now_ms: i64,
-    ) -> Result<Option<TokenRow>, IssuerError> {
-        let connection = self.connection();
-        connection.execute(
-            "UPDATE m2m_tokens SET last_used_at = ?2 WHERE digest = ?1",
-            params![digest, now_ms],
-        )?;
-        Ok(connection
+    /// The token with this digest.
+    pub(crate) fn token_by_digest(&self, digest: &[u8]) -> Result<Option<TokenRow>, IssuerError> {
+        Ok(self
+            .connection()
             .query_row(
                 &format!("SELECT {COLUMNS} FROM m2m_tokens WHERE digest = ?1"),
                 [digest],
                 token_row,
             )
             .optional()?)
+    }
+
+    /// Records that the token `id` was used (verified) at `now_ms`.
+    pub(crate) fn mark_used(&self, id: &str, now_ms: i64) -> Result<(), IssuerError> {
+        self.connection().execute(
+            "UPDATE m2m_tokens SET last_used_at = ?2 WHERE id = ?1",
+            params![id, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes at most `batch` tokens that expired at or before `expired_by_ms` (revoked or
+    /// not); returns how many.
+    pub(crate) fn purge_expired(
+        &self,
+        expired_by_ms: i64,
+        batch: u32,
+    ) -> Result<usize, IssuerError> {
+        Ok(self.connection().execute(
+            "DELETE FROM m2m_tokens WHERE rowid IN (
+                 SELECT rowid FROM m2m_tokens
+                 WHERE expiration IS NOT NULL AND expiration <= ?1
+                 LIMIT ?2)",
+            params![expired_by_ms, batch],
+        )?)
     }
 
     pub(crate) fn token(&self, id: &str) -> Result<Option<TokenRow>, IssuerError> {
@@ -274,6 +314,14 @@ impl Store {
         )?;
         transaction.commit()?;
         Ok(())
+    }
+
+    /// Deletes a retired key (never the current one); `false` when there is no such retired key.
+    pub(crate) fn delete_retired_key(&self, kid: &str) -> Result<bool, IssuerError> {
+        Ok(self.connection().execute(
+            "DELETE FROM signing_keys WHERE kid = ?1 AND retired_at IS NOT NULL",
+            [kid],
+        )? > 0)
     }
 
     /// Records that a token signed by `kid` expires at `expiry_ms`.
@@ -411,4 +459,71 @@ fn token_row(row: &Row<'_>) -> rusqlite::Result<TokenRow> {
         created_at: row.get(8)?,
         updated_at: row.get(9)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, expiration: Option<i64>) -> TokenRow {
+        TokenRow {
+            id: id.to_owned(),
+            subject: "mch_a".to_owned(),
+            scopes: Vec::new(),
+            claims: None,
+            expiration,
+            revoked: false,
+            revocation_reason: None,
+            last_used_at: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn purging_deletes_expired_tokens_in_bounded_batches() {
+        let store = Store::open(None).unwrap();
+        for index in 0..25 {
+            store
+                .insert_token(&row(&format!("mt_{index}"), Some(index)), &[index as u8])
+                .unwrap();
+        }
+        store
+            .insert_token(&row("mt_forever", None), b"forever")
+            .unwrap();
+        assert_eq!(store.purge_expired(19, 10).unwrap(), 10);
+        assert_eq!(store.purge_expired(19, 100).unwrap(), 10);
+        assert_eq!(store.purge_expired(19, 100).unwrap(), 0);
+        let filter = TokenFilter {
+            include_expired: true,
+            include_revoked: true,
+            limit: 100,
+            ..Default::default()
+        };
+        let (_, left) = store.list(&filter, 0).unwrap();
+        assert_eq!(
+            left, 6,
+            "the 5 tokens expiring after 19 and the one that never expires"
+        );
+    }
+
+    #[test]
+    fn key_rows_do_not_show_their_private_key() {
+        let row = KeyRow {
+            kid: "ins_kid".to_owned(),
+            algorithm: "RS256".to_owned(),
+            private_pem: "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----"
+                .to_owned(),
+            created_at: 0,
+            retired_at: None,
+            last_expiry: 0,
+        };
+        for printed in [format!("{row:?}"), format!("{row:#?}")] {
+            assert!(
+                !printed.contains("c2VjcmV0") && !printed.contains("PRIVATE"),
+                "{printed}"
+            );
+            assert!(printed.contains("[redacted]") && printed.contains("ins_kid"));
+        }
+    }
 }

@@ -1,14 +1,46 @@
 //! The M2M token resource and the create request, in Clerk's wire format.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::config::MAX_TOKEN_TTL;
 use super::error::IssuerError;
+use super::redact::Redacted;
 use super::store::TokenRow;
 
-/// Claims the issuer sets on every M2M JWT; a create request cannot set them.
-pub const RESERVED_CLAIMS: [&str; 7] = ["iss", "sub", "jti", "iat", "nbf", "exp", "scopes"];
+/// Claims a create request cannot set: those the issuer sets on every M2M JWT, and those that
+/// say who the token is for or on whose behalf it acts (`aud`, `azp`, `act`, `client_id`,
+/// `sid`), which a machine could otherwise use to widen where its token is accepted, and the
+/// header names `typ` and `cat`. Requests that set one are refused with 422.
+///
+/// ```
+/// use tower_machine_auth::issuer::{CreateTokenRequest, RESERVED_CLAIMS};
+///
+/// assert!(RESERVED_CLAIMS.contains(&"aud"));
+/// let error = CreateTokenRequest::from_json(br#"{"claims":{"aud":"mch_billing"}}"#).unwrap_err();
+/// assert_eq!(error.status(), 422);
+/// ```
+pub const RESERVED_CLAIMS: [&str; 14] = [
+    "iss",
+    "sub",
+    "jti",
+    "iat",
+    "nbf",
+    "exp",
+    "scopes",
+    "aud",
+    "azp",
+    "act",
+    "client_id",
+    "sid",
+    "typ",
+    "cat",
+];
+
+/// The most a create request's `claims` may take, as JSON, in bytes (16 KiB); more is refused
+/// with 422.
+pub const MAX_CLAIMS_BYTES: usize = 16 * 1024;
 
 /// Clerk's `machine_to_machine_token` resource (times in Unix milliseconds).
 ///
@@ -25,7 +57,9 @@ pub const RESERVED_CLAIMS: [&str; 7] = ["iss", "sub", "jti", "iat", "nbf", "exp"
 /// assert!(token.token.is_none());
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// `Debug` shows `[redacted]` in place of the token.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct M2mToken {
     /// Always `"machine_to_machine_token"`.
     pub object: String,
@@ -54,6 +88,26 @@ pub struct M2mToken {
     pub created_at: i64,
     /// When it last changed.
     pub updated_at: i64,
+}
+
+impl fmt::Debug for M2mToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("M2mToken")
+            .field("object", &self.object)
+            .field("id", &self.id)
+            .field("subject", &self.subject)
+            .field("claims", &self.claims)
+            .field("scopes", &self.scopes)
+            .field("token", &self.token.as_ref().map(|_| Redacted))
+            .field("revoked", &self.revoked)
+            .field("revocation_reason", &self.revocation_reason)
+            .field("expired", &self.expired)
+            .field("expiration", &self.expiration)
+            .field("last_used_at", &self.last_used_at)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
 }
 
 impl M2mToken {
@@ -98,21 +152,25 @@ pub enum TokenFormatParam {
 /// assert_eq!(request.token_format, Some(TokenFormatParam::Jwt));
 /// let error = CreateTokenRequest::from_json(br#"{"tokenFormat":"jwt"}"#).unwrap_err();
 /// assert_eq!(error.status(), 400);
+/// let error = CreateTokenRequest::from_json(br#"{"seconds_until_expiration":0}"#).unwrap_err();
+/// assert_eq!(error.status(), 422);
 /// # Ok::<(), tower_machine_auth::issuer::IssuerError>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateTokenRequest {
-    /// The token's lifetime in seconds; `None` for the machine's default.
+    /// The token's lifetime in seconds (at least 1, at most the issuer's
+    /// [`max_token_ttl`](super::IssuerConfig::max_token_ttl)); `None` for the machine's default.
     pub seconds_until_expiration: Option<u64>,
-    /// Custom claims (for a JWT, merged into its claims; they cannot set [`RESERVED_CLAIMS`]).
+    /// Custom claims (for a JWT, merged into its claims; they cannot set [`RESERVED_CLAIMS`],
+    /// and take at most [`MAX_CLAIMS_BYTES`] as JSON).
     pub claims: Option<Map<String, Value>>,
     /// Opaque (default) or JWT.
     pub token_format: Option<TokenFormatParam>,
 }
 
 impl CreateTokenRequest {
-    /// Parses a request body strictly: unknown fields, wrong types and out-of-range values are
-    /// 400 errors that name the field.
+    /// Parses a request body strictly: unknown fields and wrong types are 400 errors, values the
+    /// issuer refuses (see [`check`](Self::check)) 422 errors; both name the field.
     pub fn from_json(body: &[u8]) -> Result<Self, IssuerError> {
         let body = json_object(body)?;
         let mut request = Self::default();
@@ -122,16 +180,8 @@ impl CreateTokenRequest {
                     request.seconds_until_expiration = match value {
                         Value::Null => None,
                         Value::Number(n) => match n.as_u64() {
-                            Some(seconds @ 1..=MAX_TOKEN_TTL) => Some(seconds),
-                            _ => {
-                                return Err(IssuerError::invalid_param(
-                                    "form_param_value_invalid",
-                                    &name,
-                                    format!(
-                                        "seconds_until_expiration must be a whole number of seconds from 1 to {MAX_TOKEN_TTL}"
-                                    ),
-                                ));
-                            }
+                            Some(seconds) => Some(seconds),
+                            None => return Err(lifetime_not_whole()),
                         },
                         _ => return Err(wrong_type(&name, "a number or null")),
                     }
@@ -139,19 +189,7 @@ impl CreateTokenRequest {
                 "claims" => {
                     request.claims = match value {
                         Value::Null => None,
-                        Value::Object(claims) => {
-                            if let Some(reserved) = RESERVED_CLAIMS
-                                .iter()
-                                .find(|claim| claims.contains_key(**claim))
-                            {
-                                return Err(IssuerError::invalid_param(
-                                    "form_param_value_invalid",
-                                    &name,
-                                    format!("claims cannot set `{reserved}`: the issuer sets it"),
-                                ));
-                            }
-                            Some(claims)
-                        }
+                        Value::Object(claims) => Some(claims),
                         _ => return Err(wrong_type(&name, "an object or null")),
                     }
                 }
@@ -182,8 +220,63 @@ impl CreateTokenRequest {
                 _ => return Err(unknown_param(&name)),
             }
         }
+        request.check()?;
         Ok(request)
     }
+
+    /// Checks the values (422 errors that name the field): the lifetime is at least one second,
+    /// the claims set none of [`RESERVED_CLAIMS`] and take at most [`MAX_CLAIMS_BYTES`] as JSON.
+    /// The issuer also checks the lifetime against its
+    /// [`max_token_ttl`](super::IssuerConfig::max_token_ttl).
+    ///
+    /// ```
+    /// use tower_machine_auth::issuer::CreateTokenRequest;
+    /// use serde_json::json;
+    ///
+    /// let request = CreateTokenRequest {
+    ///     claims: json!({"act": {"sub": "mch_admin"}}).as_object().cloned(),
+    ///     ..Default::default()
+    /// };
+    /// let error = request.check().unwrap_err();
+    /// assert_eq!(error.status(), 422);
+    /// assert!(error.to_string().contains("`act`"));
+    /// ```
+    pub fn check(&self) -> Result<(), IssuerError> {
+        if self.seconds_until_expiration == Some(0) {
+            return Err(lifetime_not_whole());
+        }
+        if let Some(claims) = &self.claims {
+            if let Some(reserved) = RESERVED_CLAIMS
+                .iter()
+                .find(|claim| claims.contains_key(**claim))
+            {
+                return Err(IssuerError::unprocessable(
+                    "claims",
+                    format!(
+                        "claims cannot set `{reserved}`: the issuer sets it, or it is reserved"
+                    ),
+                ));
+            }
+            let size = serde_json::to_vec(claims).map_or(usize::MAX, |json| json.len());
+            if size > MAX_CLAIMS_BYTES {
+                return Err(IssuerError::unprocessable(
+                    "claims",
+                    format!(
+                        "claims must take at most {MAX_CLAIMS_BYTES} bytes as JSON (these take \
+                         {size})"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn lifetime_not_whole() -> IssuerError {
+    IssuerError::unprocessable(
+        "seconds_until_expiration",
+        "seconds_until_expiration must be a whole number of seconds, at least 1",
+    )
 }
 
 /// The body of `POST /m2m_tokens/verify`: `{"token": …}`.
@@ -281,33 +374,40 @@ mod tests {
             CreateTokenRequest::default()
         );
 
-        for (body, code, param) in [
+        for (body, param) in [
             (
                 r#"{"seconds_until_expiration":0}"#,
-                "form_param_value_invalid",
                 "seconds_until_expiration",
             ),
             (
                 r#"{"seconds_until_expiration":1.5}"#,
-                "form_param_value_invalid",
                 "seconds_until_expiration",
             ),
             (
                 r#"{"seconds_until_expiration":-1}"#,
-                "form_param_value_invalid",
                 "seconds_until_expiration",
             ),
+            (
+                r#"{"seconds_until_expiration":1e20}"#,
+                "seconds_until_expiration",
+            ),
+            (r#"{"claims":{"sub":"mch_admin"}}"#, "claims"),
+            (r#"{"claims":{"aud":"mch_admin"}}"#, "claims"),
+        ] {
+            let error = CreateTokenRequest::from_json(body.as_bytes()).unwrap_err();
+            assert_eq!(
+                param_of(error),
+                (422, "form_param_value_invalid".to_owned(), param.to_owned()),
+                "{body}"
+            );
+        }
+        for (body, code, param) in [
             (
                 r#"{"seconds_until_expiration":"60"}"#,
                 "form_param_format_invalid",
                 "seconds_until_expiration",
             ),
             (r#"{"claims":[1]}"#, "form_param_format_invalid", "claims"),
-            (
-                r#"{"claims":{"sub":"mch_admin"}}"#,
-                "form_param_value_invalid",
-                "claims",
-            ),
             (
                 r#"{"token_format":"paseto"}"#,
                 "form_param_value_invalid",
