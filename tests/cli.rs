@@ -48,6 +48,13 @@ impl Dev {
 }
 
 async fn start_dev(arguments: &[&str]) -> Dev {
+    try_start_dev(arguments)
+        .await
+        .unwrap_or_else(|stdout| panic!("dev exited: {stdout}"))
+}
+
+/// Starts `machine-auth dev`, or returns what it printed before it exited.
+async fn try_start_dev(arguments: &[&str]) -> Result<Dev, String> {
     let mut child = tokio::process::Command::new(BINARY)
         .arg("dev")
         .args(["--port", "0"])
@@ -66,8 +73,10 @@ async fn start_dev(arguments: &[&str]) -> Dev {
         let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
             .await
             .unwrap_or_else(|_| panic!("dev printed no `{LAST_DEV_LINE}` line: {stdout}"))
-            .unwrap()
-            .unwrap_or_else(|| panic!("dev exited: {stdout}"));
+            .unwrap();
+        let Some(line) = line else {
+            return Err(stdout);
+        };
         stdout.push_str(&line);
         stdout.push('\n');
         if line == LAST_DEV_LINE {
@@ -81,13 +90,13 @@ async fn start_dev(arguments: &[&str]) -> Dev {
         .and_then(|line| line.strip_prefix("listening on "))
         .unwrap_or_else(|| panic!("the first line is not `listening on …`: {stdout}"))
         .to_owned();
-    Dev {
+    Ok(Dev {
         _child: child,
         url,
         exports,
         other_machines,
         stdout,
-    }
+    })
 }
 
 /// The `export NAME=VALUE` lines (a single-quoted value may span lines, as the PEM does), and the
@@ -1189,4 +1198,251 @@ fn template_render_prints_the_claims_or_a_signed_token() {
         None,
     );
     assert_exit(&out_of_range, 2);
+}
+
+/// Sends `GET /.well-known/jwks.json` to `url` over a fresh connection with these `Host` header
+/// lines (none, one or several), and returns the status and the body.
+async fn get_with_hosts(url: &str, hosts: &[&str]) -> (u16, String) {
+    request_with_hosts(url, "GET /.well-known/jwks.json", hosts).await
+}
+
+/// Sends `request_line` (`METHOD /path`) to `url` over a fresh connection with these `Host`
+/// header lines, and returns the status and the body.
+async fn request_with_hosts(url: &str, request_line: &str, hosts: &[&str]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = url.strip_prefix("http://").unwrap();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut request = format!("{request_line} HTTP/1.1\r\n");
+    for host in hosts {
+        request.push_str(&format!("Host: {host}\r\n"));
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply))
+        .await
+        .expect("no reply in 10 s")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP reply: {reply}"));
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A web page the browser loaded from another name, resolved to 127.0.0.1 (DNS rebinding), sends
+/// that name as `Host`: `dev` answers only loopback names, and the ones given with
+/// `--allowed-host`.
+#[tokio::test]
+async fn dev_answers_only_loopback_and_allowed_host_names() {
+    let dev = start_dev(&["--allowed-host", "Issuer.Example.test"]).await;
+    let port = dev.url.rsplit(':').next().unwrap().to_owned();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        "127.0.0.1".to_owned(),
+        format!("localhost:{port}"),
+        "LOCALHOST".to_owned(),
+        format!("[::1]:{port}"),
+        "[::1]".to_owned(),
+        "issuer.example.test".to_owned(),
+        format!("issuer.example.TEST:{port}"),
+    ] {
+        let (status, body) = get_with_hosts(&dev.url, &[&host]).await;
+        assert_eq!(status, 200, "{host}: {body}");
+        assert!(body.contains("\"keys\""), "{host}: {body}");
+    }
+    let attacker_with_port = format!("attacker.example:{port}");
+    for hosts in [
+        &["attacker.example"][..],
+        &[attacker_with_port.as_str()],
+        &["localhost.attacker.example"],
+        &["127.0.0.1.nip.io"],
+        &["localhost:1"],
+        &["127.0.0.1:80"],
+        &["[::1]:1"],
+        &["issuer.example.test:1"],
+        &["127.0.0.2"],
+        &["0.0.0.0"],
+        &[""],
+        &["localhost:"],
+        &["user@localhost"],
+        &[],
+        &["localhost", "attacker.example"],
+    ] {
+        let (status, body) = get_with_hosts(&dev.url, hosts).await;
+        assert_eq!(status, 421, "{hosts:?}: {body}");
+        let body: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{body}"));
+        let error = &body["errors"][0];
+        assert_eq!(error["code"], "host_invalid", "{body}");
+        assert!(
+            error["long_message"]
+                .as_str()
+                .unwrap()
+                .contains("--allowed-host"),
+            "{body}"
+        );
+        assert!(!body.to_string().contains("attacker"), "{body}");
+    }
+    // Every route, and the routes that do not exist, behind the same check.
+    for request_line in [
+        "POST /m2m_tokens",
+        "GET /v1/jwks",
+        "GET /no/such/route",
+        "GET http://localhost/.well-known/jwks.json",
+    ] {
+        let (status, body) =
+            request_with_hosts(&dev.url, request_line, &["attacker.example"]).await;
+        assert_eq!(status, 421, "{request_line}: {body}");
+    }
+    let (status, body) = request_with_hosts(
+        &dev.url,
+        "GET http://attacker.example/.well-known/jwks.json",
+        &["localhost"],
+    )
+    .await;
+    assert_eq!(status, 421, "an absolute target for another host: {body}");
+    let help = String::from_utf8_lossy(&run(&["dev", "--help"], NO_ENV, None).stdout).into_owned();
+    assert!(
+        help.contains("--allowed-host") && help.contains("421"),
+        "{help}"
+    );
+    let bad = run(
+        &["dev", "--port", "0", "--allowed-host", "a b"],
+        NO_ENV,
+        None,
+    );
+    assert_exit(&bad, 2);
+}
+
+/// The lines `dev` prints are pasted into shells: a machine name with a newline, a carriage
+/// return or a bidi override must not leave its comment line.
+#[tokio::test]
+async fn dev_prints_machine_names_escaped_inside_their_comments() {
+    let dir = TempDir::new("names");
+    let config = dir.path().join("machines.json");
+    let hostile = "Cron\n rm -rf ~\r\u{202e}evil\u{2028}x\u{85}y";
+    std::fs::write(
+        &config,
+        json!({
+            "instance_secret_key": "sk_test_cli_instance",
+            "machines": [
+                {"name": hostile, "secret_key": "ak_test_cli_client", "scopes": ["mch_cli_api"]},
+                {"id": "mch_cli_api", "name": hostile, "secret_key": "ak_test_cli_api"},
+                {"name": format!("{hostile} 2"), "secret_key": "ak_test_cli_other"}
+            ]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let output = match try_start_dev(&["--config", config.to_str().unwrap()]).await {
+        Ok(output) => output,
+        // A configuration that refuses such names prints nothing to paste, and names the field.
+        Err(stdout) => {
+            assert!(!stdout.contains("export"), "{stdout}");
+            let refused = run(
+                &["dev", "--port", "0", "--config", config.to_str().unwrap()],
+                NO_ENV,
+                None,
+            );
+            assert_exit(&refused, 2);
+            assert!(stderr(&refused).contains(".name"), "{}", stderr(&refused));
+            return;
+        }
+    };
+    let mut lines = output.stdout.split('\n');
+    while let Some(line) = lines.next() {
+        if line.is_empty() || line.starts_with("# ") || line.starts_with("listening on ") {
+        } else if let Some(rest) = line.strip_prefix("export ") {
+            // A single-quoted value (the PEM) may span lines.
+            let mut value = rest.split_once('=').unwrap().1.to_owned();
+            while value.starts_with('\'') && (value.len() < 2 || !value.ends_with('\'')) {
+                value.push('\n');
+                value.push_str(lines.next().expect("an unterminated quote"));
+            }
+        } else {
+            panic!(
+                "a line that is neither a comment nor an export: {line:?}\n{}",
+                output.stdout
+            );
+        }
+    }
+    for bad in ['\r', '\u{202e}', '\u{2028}', '\u{85}'] {
+        assert!(
+            !output.stdout.contains(bad),
+            "{bad:?} printed: {}",
+            output.stdout
+        );
+    }
+    assert!(
+        output
+            .stdout
+            .contains(r"Cron\n rm -rf ~\r\u{202e}evil\u{2028}x\u{85}y"),
+        "{}",
+        output.stdout
+    );
+    assert_eq!(output.other_machines.len(), 2, "{}", output.stdout);
+}
+
+/// A token on the command line shows in `ps` and the shell's history: `verify` and `inspect` read
+/// it from standard input (no argument, or `-`) or MACHINE_AUTH_TOKEN, and warn when it is an
+/// argument.
+#[test]
+fn verify_and_inspect_read_the_token_from_stdin_or_the_environment() {
+    let key = TestKey::shared_rsa();
+    let token = key.token("ins_test", &common::claims());
+    let pem = key.public_pem();
+    let layer = [("CLERK_JWT_KEY", pem.as_str())];
+    let with_env = [
+        ("CLERK_JWT_KEY", pem.as_str()),
+        ("MACHINE_AUTH_TOKEN", token.as_str()),
+    ];
+    let piped = format!("{token}\n");
+    let warning = "warning: the token is an argument";
+    for command in ["verify", "inspect"] {
+        for (arguments, env, stdin) in [
+            (&[command][..], &layer[..], Some(piped.as_str())),
+            (&[command, "-"], &layer, Some(piped.as_str())),
+            (&[command], &with_env, None),
+        ] {
+            let output = run(arguments, env, stdin);
+            assert_exit(&output, 0);
+            assert!(
+                !stderr(&output).contains(warning),
+                "{arguments:?}: {}",
+                stderr(&output)
+            );
+            assert!(!stderr(&output).contains(&token));
+        }
+        let argument = run(&[command, &token], &layer, None);
+        assert_exit(&argument, 0);
+        assert!(
+            stderr(&argument).contains(warning) && stderr(&argument).contains("MACHINE_AUTH_TOKEN"),
+            "{}",
+            stderr(&argument)
+        );
+        assert!(!stderr(&argument).contains(&token));
+        let nothing = run(&[command], &layer, Some(""));
+        assert_exit(&nothing, 1);
+        assert!(
+            stderr(&nothing).contains("MACHINE_AUTH_TOKEN"),
+            "{}",
+            stderr(&nothing)
+        );
+        let help =
+            String::from_utf8_lossy(&run(&[command, "--help"], NO_ENV, None).stdout).into_owned();
+        assert!(
+            help.contains("MACHINE_AUTH_TOKEN")
+                && help.contains(&format!("| machine-auth {command}"))
+                && !help.contains(&format!("machine-auth {command} \"$TOKEN\"")),
+            "{help}"
+        );
+    }
+    let top = String::from_utf8_lossy(&run(&["--help"], NO_ENV, None).stdout).into_owned();
+    assert!(!top.contains("verify \"$TOKEN\""), "{top}");
 }

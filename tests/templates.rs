@@ -508,6 +508,36 @@ async fn the_template_api() {
     );
 }
 
+/// Templates past the nesting or size bounds are refused by the API like any invalid template,
+/// naming the claims and the bound.
+#[tokio::test]
+async fn the_template_api_refuses_templates_past_the_bounds() {
+    let (_issuer, url) = start(IssuerConfig::demo()).await;
+    let templates = format!("{url}/v1/jwt_templates");
+    let mut deep = json!("{{user.id}}");
+    for _ in 0..40 {
+        deep = json!({ "a": deep });
+    }
+    let large = json!({"pad": "x".repeat(70_000)});
+    for (claims, bound) in [(deep, "nested deeper than 32 levels"), (large, "64 KiB")] {
+        let (status, body) = post(
+            &templates,
+            INSTANCE_KEY,
+            Some(json!({"name": "too_much", "claims": claims})),
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        let error = &body["errors"][0];
+        assert_eq!(error["code"], "form_param_value_invalid", "{body}");
+        assert_eq!(error["meta"]["param_name"], "claims", "{body}");
+        assert!(
+            error["long_message"].as_str().unwrap().contains(bound),
+            "{body}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn templates_survive_a_restart() {
     let dir = std::env::temp_dir().join(format!("machine-auth-templates-{}", opaque_token()));
@@ -630,6 +660,44 @@ fn template_value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// JSON values whose strings hold valid shortcodes (paths likely to exist in `subject_value`'s
+/// subjects, and conditionals with literals) among text.
+fn compiling_template_value() -> impl Strategy<Value = Value> {
+    let path = (
+        proptest::sample::select(vec!["user", "org", "organization", "session", "machine"]),
+        proptest::collection::vec("[a-z0-9_]{1,2}", 0..3),
+    )
+        .prop_map(|(root, segments)| {
+            std::iter::once(root.to_owned())
+                .chain(segments)
+                .collect::<Vec<_>>()
+                .join(".")
+        });
+    let operand = prop_oneof![
+        3 => path,
+        1 => Just("'it\\'s'".to_owned()),
+        1 => any::<i32>().prop_map(|n| n.to_string()),
+        1 => Just("2.5".to_owned()),
+        1 => any::<bool>().prop_map(|b| b.to_string()),
+    ];
+    let shortcode = proptest::collection::vec(operand, 1..4)
+        .prop_map(|operands| format!("{{{{ {} }}}}", operands.join(" || ")));
+    let piece = prop_oneof![shortcode, "[a-z \"\\\\]{0,3}", "\\PC{0,2}"];
+    let text = proptest::collection::vec(piece, 1..4).prop_map(|parts| parts.concat());
+    let leaf = prop_oneof![
+        4 => text.prop_map(Value::String),
+        1 => any::<i64>().prop_map(Value::from),
+        1 => Just(Value::Null),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::btree_map("[a-z]{1,4}", inner, 0..4)
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
 fn subject_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         "\\PC{0,6}".prop_map(Value::String),
@@ -664,6 +732,26 @@ fn claims_of(value: Value) -> Map<String, Value> {
     }
 }
 
+/// Equal JSON values, except that a float may come back one unit in the last place away:
+/// serde_json, without its `float_roundtrip` feature, reads some floats to the nearest but one.
+fn same_json(left: &Value, right: &Value) -> bool {
+    match (left, right) {
+        (Value::Number(a), Value::Number(b)) if a.is_f64() && b.is_f64() => {
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            a.to_bits().abs_diff(b.to_bits()) <= 1
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_json(a, b))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(key, a)| b.get(key).is_some_and(|b| same_json(a, b)))
+        }
+        _ => left == right,
+    }
+}
+
 fn has_shortcode(value: &Value) -> bool {
     match value {
         Value::String(text) => text.contains("{{"),
@@ -693,6 +781,25 @@ proptest! {
         let rendered = issuer.template_claims(&template, &subject, "user_1", 60, 5, Some("https://app.example")).unwrap();
         prop_assert_eq!(without_defaults(rendered.clone()), claims);
         prop_assert_eq!(rendered.len(), without_defaults(rendered.clone()).len() + DEFAULT_CLAIMS.len());
+    }
+
+    #[test]
+    fn rendering_gives_json_that_serializes_and_parses_back_equal(template in prop_oneof![template_value(), compiling_template_value()], subject in subject_value()) {
+        let claims = claims_of(template);
+        let compiled = Template::compile(&claims);
+        if compiled.is_err() {
+            prop_assert!(has_shortcode(&Value::Object(claims.clone())) || claims.keys().any(|claim| DEFAULT_CLAIMS.contains(&claim.as_str()) || tower_machine_auth::issuer::SESSION_BOUND_CLAIMS.contains(&claim.as_str())));
+        }
+        if let Ok(template) = compiled {
+            let rendered = Value::Object(template.render(&subject));
+            let text = serde_json::to_string(&rendered).unwrap();
+            let parsed: Value = serde_json::from_str(&text).unwrap();
+            prop_assert!(same_json(&parsed, &rendered), "{} != {}", parsed, rendered);
+            let issuer = issuer();
+            let claims = Value::Object(issuer.template_claims(&template, &subject, "user_1", 60, 5, None).unwrap());
+            let text = serde_json::to_vec(&claims).unwrap();
+            prop_assert!(same_json(&serde_json::from_slice(&text).unwrap(), &claims));
+        }
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! `machine-auth`: run the local issuer, create and revoke machine tokens, verify and inspect them.
 
 use std::error::Error as _;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -39,8 +41,8 @@ const MAX_STDIN_TOKEN: u64 = 64 * 1024;
         machine-auth dev                          # terminal 1: the issuer on 127.0.0.1:8787\n  \
         # terminal 2: paste the export lines that `dev` printed, then\n  \
         machine-auth token create --format jwt\n  \
-        machine-auth verify \"$TOKEN\"\n  \
-        machine-auth inspect \"$TOKEN\"\n\n\
+        printf '%s' \"$TOKEN\" | machine-auth verify   # the token on standard input, not in `ps`\n  \
+        printf '%s' \"$TOKEN\" | machine-auth inspect\n\n\
         Exit status:\n  \
         0  success\n  \
         1  the token was rejected, the API refused the request, or the input is malformed\n  \
@@ -68,7 +70,10 @@ enum Command {
         tokens scoped to it, others get 401 token-invalid-receiver; when the first machine has \
         no scopes, only a commented hint); for the client CLERK_MACHINE_SECRET_KEY (the first \
         machine's key; the other machines' as comments). These are the only secret keys \
-        machine-auth ever prints.",
+        machine-auth ever prints.\n\nIt answers only requests addressed to localhost, 127.0.0.1 \
+        or [::1] (their Host header, with or without the port), and to the names given with \
+        --allowed-host: others get 421 Misdirected Request, so that a web page whose name was \
+        made to resolve to 127.0.0.1 (DNS rebinding) cannot use it.",
         after_help = "Without --config, a built-in demo: machines mch_cron_service (the client, \
         which may call mch_reports_api), mch_reports_api (the layer) and mch_backup_job (which \
         may call mch_cron_service only, so the layer refuses its tokens), with public demo \
@@ -76,7 +81,8 @@ enum Command {
         Examples:\n  \
         machine-auth dev\n  \
         machine-auth dev --port 0 --data-dir .machine-auth\n  \
-        machine-auth dev --config machines.json\n\n\
+        machine-auth dev --config machines.json\n  \
+        machine-auth dev --allowed-host issuer.dev.test   # also answer to that name\n\n\
         machines.json (ids may be left out: they are derived from the names):\n  \
         {\"instance_secret_key\": \"sk_test_0123456789\",\n   \
         \"machines\": [{\"id\": \"mch_cron\", \"name\": \"Cron\", \"secret_key\": \
@@ -97,6 +103,11 @@ enum Command {
         /// A JSON configuration of the instance and its machines (default: the built-in demo).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Another host name to answer to (with or without the listening port), besides
+        /// localhost, 127.0.0.1 and [::1]; repeatable. Requests for other names get 421.
+        #[arg(long = "allowed-host", visible_alias = "host-name", value_name = "NAME",
+              value_parser = parse_host_name)]
+        allowed_hosts: Vec<String>,
     },
     /// Create or revoke M2M tokens at CLERK_API_URL with CLERK_MACHINE_SECRET_KEY (works against
     /// Clerk itself and against `machine-auth dev`).
@@ -117,37 +128,46 @@ enum Command {
         CLERK_API_URL), CLERK_API_URL (default https://api.clerk.com) and CLERK_MACHINE_ID \
         (this machine's own id, mch_…: when set, only tokens with it among their scopes are \
         valid, others are rejected with token-invalid-receiver; unset, tokens of every machine \
-        are accepted and a warning says so).\n\nPrints the \
+        are accepted and a warning says so).\n\nThe token comes from MACHINE_AUTH_TOKEN when it is \
+        set, else from standard input: an argument works too, but other users see it in `ps` \
+        and the shell's history keeps it (a warning says so).\n\nPrints the \
         authenticated machine as JSON; a rejection prints its reason and message on standard \
         error, e.g. `rejected: token-expired: the token has expired`.",
         after_help = "Examples:\n  \
-        machine-auth verify \"$TOKEN\"\n  \
-        echo \"$TOKEN\" | machine-auth verify -\n\n\
+        printf '%s' \"$TOKEN\" | machine-auth verify\n  \
+        machine-auth verify < token.txt\n  \
+        MACHINE_AUTH_TOKEN=\"$TOKEN\" machine-auth verify\n\n\
         Exit status:\n  \
         0  the token is valid\n  \
         1  the token was rejected\n  \
         2  the verifier is misconfigured or unavailable (keys or the issuer unreachable)"
     )]
     Verify {
-        /// The token, or `-` to read it from standard input.
-        token: String,
+        /// The token. Better left out: it is then read from MACHINE_AUTH_TOKEN when set, else
+        /// from standard input (`-` reads standard input); an argument shows in `ps` and the
+        /// shell's history.
+        token: Option<String>,
     },
     /// Decode a JWT's header and claims WITHOUT verifying anything, for debugging.
     #[command(
         long_about = "Decode a JWT's header and claims WITHOUT verifying anything (no signature, \
         expiry or issuer check), for debugging. Prints {\"unverified\": true, \"header\": …, \
         \"claims\": …}. Opaque mt_… tokens carry nothing to decode: only their issuer knows \
-        them (use `machine-auth verify`).",
+        them (use `machine-auth verify`).\n\nThe token comes from MACHINE_AUTH_TOKEN when it \
+        is set, else from standard input, as for `machine-auth verify`.",
         after_help = "Examples:\n  \
-        machine-auth inspect \"$TOKEN\"\n  \
-        machine-auth inspect - < token.txt\n\n\
+        printf '%s' \"$TOKEN\" | machine-auth inspect\n  \
+        machine-auth inspect < token.txt\n  \
+        MACHINE_AUTH_TOKEN=\"$TOKEN\" machine-auth inspect\n\n\
         Exit status:\n  \
         0  decoded\n  \
         1  not a JWT (malformed, or an opaque token)"
     )]
     Inspect {
-        /// The token, or `-` to read it from standard input.
-        token: String,
+        /// The token. Better left out: it is then read from MACHINE_AUTH_TOKEN when set, else
+        /// from standard input (`-` reads standard input); an argument shows in `ps` and the
+        /// shell's history.
+        token: Option<String>,
     },
     /// Try a JWT template (the shortcode language of Clerk's JWT templates) before saving it.
     #[command(
@@ -344,7 +364,8 @@ fn main() -> ExitCode {
                 port,
                 data_dir,
                 config,
-            } => dev(port, data_dir, config).await,
+                allowed_hosts,
+            } => dev(port, data_dir, config, allowed_hosts).await,
             Command::Token(TokenCommand::Create {
                 format,
                 claims,
@@ -354,8 +375,8 @@ fn main() -> ExitCode {
             Command::Token(TokenCommand::Revoke { id, reason, api }) => {
                 revoke(&id, reason, &api).await
             }
-            Command::Verify { token } => verify(&read_token(&token)?).await,
-            Command::Inspect { token } => inspect(&read_token(&token)?),
+            Command::Verify { token } => verify(&read_token(token.as_deref(), "verify")?).await,
+            Command::Inspect { token } => inspect(&read_token(token.as_deref(), "inspect")?),
             Command::Template(TemplateCommand::Render {
                 template,
                 subject,
@@ -390,29 +411,58 @@ fn main() -> ExitCode {
     }
 }
 
-/// The token argument, or standard input for `-`; trimmed, and never empty.
-fn read_token(argument: &str) -> Result<String, Failure> {
-    let token = if argument == "-" {
-        let mut token = String::new();
-        std::io::stdin()
-            .take(MAX_STDIN_TOKEN)
-            .read_to_string(&mut token)
-            .map_err(|error| {
-                Failure::rejected(format!(
-                    "cannot read the token from standard input: {error}"
-                ))
-            })?;
-        token
-    } else {
-        argument.to_owned()
+/// The variable `verify` and `inspect` read the token from when it is not an argument.
+const TOKEN_VARIABLE: &str = "MACHINE_AUTH_TOKEN";
+
+/// The token of `machine-auth COMMAND`: the argument (with a warning: `ps` shows it), standard
+/// input for `-`, else MACHINE_AUTH_TOKEN, else standard input; trimmed, and never empty.
+fn read_token(argument: Option<&str>, command: &str) -> Result<String, Failure> {
+    let token = match argument {
+        Some("-") => read_stdin_token()?,
+        Some(token) => {
+            eprintln!(
+                "machine-auth: warning: the token is an argument: other users can see it in `ps`, \
+                 and the shell's history keeps it; pipe it (printf '%s' \"$TOKEN\" | \
+                 machine-auth {command}) or set {TOKEN_VARIABLE}"
+            );
+            token.to_owned()
+        }
+        None => match std::env::var_os(TOKEN_VARIABLE) {
+            Some(token) => token
+                .into_string()
+                .map_err(|_| Failure::rejected(format!("{TOKEN_VARIABLE} is not valid UTF-8")))?,
+            None => read_stdin_token()?,
+        },
     };
     let token = token.trim();
     if token.is_empty() {
-        return Err(Failure::rejected(
-            "the token is empty: pass it as the argument, or `-` and the token on standard input",
-        ));
+        return Err(Failure::rejected(format!(
+            "the token is empty: pipe it on standard input (printf '%s' \"$TOKEN\" | \
+             machine-auth {command}) or set {TOKEN_VARIABLE}"
+        )));
     }
     Ok(token.to_owned())
+}
+
+/// The token on standard input: all of it, or its first line when it is a terminal.
+fn read_stdin_token() -> Result<String, Failure> {
+    let stdin = std::io::stdin();
+    let mut token = String::new();
+    let read = if stdin.is_terminal() {
+        eprintln!("machine-auth: paste the token, then press Enter");
+        stdin.lock().take(MAX_STDIN_TOKEN).read_line(&mut token)
+    } else {
+        stdin
+            .lock()
+            .take(MAX_STDIN_TOKEN)
+            .read_to_string(&mut token)
+    };
+    read.map_err(|error| {
+        Failure::rejected(format!(
+            "cannot read the token from standard input: {error}"
+        ))
+    })?;
+    Ok(token)
 }
 
 /// Writes `text` to standard output and flushes it; a closed pipe (`| head`) is not an error.
@@ -453,7 +503,12 @@ fn load_config(path: Option<&Path>) -> Result<IssuerConfig, Failure> {
     })
 }
 
-async fn dev(port: u16, data_dir: Option<PathBuf>, config: Option<PathBuf>) -> Result<(), Failure> {
+async fn dev(
+    port: u16,
+    data_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+    allowed_hosts: Vec<String>,
+) -> Result<(), Failure> {
     let config = load_config(config.as_deref())?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -494,8 +549,10 @@ async fn dev(port: u16, data_dir: Option<PathBuf>, config: Option<PathBuf>) -> R
         data_dir = ?data_dir,
         "issuer ready; Ctrl-C stops it"
     );
+    let hosts = Arc::new(AllowedHosts::new(allowed_hosts, address.port()));
     let app = issuer
         .router()
+        .layer(axum::middleware::from_fn_with_state(hosts, check_host))
         .layer(axum::middleware::from_fn(log_request));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
@@ -538,7 +595,7 @@ fn export_lines(url: &str, config: &IssuerConfig, public_key_pem: &str, in_memor
                 .machines
                 .iter()
                 .find(|machine| &machine.id == layer)
-                .map(|machine| format!(" ({})", machine.name))
+                .map(|machine| format!(" ({})", printable(&machine.name)))
                 .unwrap_or_default();
             line(&format!(
                 "# The layer's own machine id, that of the machine the client may call{name}:"
@@ -550,7 +607,7 @@ fn export_lines(url: &str, config: &IssuerConfig, public_key_pem: &str, in_memor
             if !others.is_empty() {
                 line(&format!(
                     "# (The client may also call {}: the layer of each sets its own id.)",
-                    others.join(", ")
+                    printable(&others.join(", "))
                 ));
             }
         }
@@ -580,7 +637,11 @@ fn export_lines(url: &str, config: &IssuerConfig, public_key_pem: &str, in_memor
             if index == 1 {
                 line("# The other machines:");
             }
-            line(&format!("# {export}  # {}", describe(machine)));
+            line(&format!(
+                "# {}  # {}",
+                printable(&export),
+                describe(machine)
+            ));
         }
     }
     if in_memory {
@@ -590,14 +651,37 @@ fn export_lines(url: &str, config: &IssuerConfig, public_key_pem: &str, in_memor
     out
 }
 
-/// `mch_cron_service (Cron service, may call mch_reports_api)`.
+/// `mch_cron_service (Cron service, may call mch_reports_api)`, for a comment line.
 fn describe(machine: &MachineConfig) -> String {
     let scopes = if machine.scopes.is_empty() {
         "no other machine".to_owned()
     } else {
         machine.scopes.join(", ")
     };
-    format!("{} ({}, may call {scopes})", machine.id, machine.name)
+    printable(&format!(
+        "{} ({}, may call {scopes})",
+        machine.id, machine.name
+    ))
+}
+
+/// `text` for a comment line that users paste into a shell: control characters (a newline would
+/// end the comment and run the rest), line separators and the invisible characters that reorder
+/// or hide text (bidi overrides, zero-width spaces) are written escaped, as `\n` or `\u{202e}`.
+fn printable(text: &str) -> String {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    };
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        if hidden(c) {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
 }
 
 /// `value` as one shell word: as is when that is safe, else in single quotes (which keep
@@ -650,6 +734,123 @@ async fn shutdown_signal() {
         () = ctrl_c => {}
         () = terminate => {}
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// dev: the Host check
+
+/// The host names `dev` answers to: localhost, 127.0.0.1, [::1] and those of `--allowed-host`,
+/// each alone or with the listening port. A web page on another site whose name was made to
+/// resolve to 127.0.0.1 (DNS rebinding) sends its own name in `Host`, and is refused.
+#[derive(Debug)]
+struct AllowedHosts {
+    /// Lowercase.
+    names: Vec<String>,
+    port: u16,
+}
+
+impl AllowedHosts {
+    fn new(extra: Vec<String>, port: u16) -> Self {
+        let mut names: Vec<String> = ["localhost", "127.0.0.1", "[::1]"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        names.extend(extra.into_iter().map(|name| name.to_ascii_lowercase()));
+        Self { names, port }
+    }
+
+    /// Whether `host` (a `Host` header, or a URI's authority) is one of the names, alone or with
+    /// the listening port.
+    fn allows(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        let (name, port) = match host.rfind(':') {
+            // `[::1]` has colons of its own.
+            Some(colon) if !host[colon..].contains(']') => {
+                (&host[..colon], Some(&host[colon + 1..]))
+            }
+            _ => (host.as_str(), None),
+        };
+        let port_ok = port.is_none_or(|port| {
+            !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && port.parse::<u16>() == Ok(self.port)
+        });
+        port_ok && self.names.iter().any(|allowed| allowed == name)
+    }
+}
+
+/// `--allowed-host`'s value: a DNS name, an IPv4 address or a bracketed IPv6 address, without a
+/// port.
+fn parse_host_name(value: &str) -> Result<String, String> {
+    let dns_name = !value.is_empty()
+        && value.len() <= 253
+        && value.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    let ipv6 = value
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .is_some_and(|inner| inner.parse::<std::net::Ipv6Addr>().is_ok());
+    if dns_name || ipv6 {
+        Ok(value.to_owned())
+    } else {
+        Err(
+            "a host name such as issuer.dev.test (letters, digits, `-` and `.`), or an address \
+             such as 10.0.0.5 or [fd00::5], without a port"
+                .to_owned(),
+        )
+    }
+}
+
+/// Answers 421 Misdirected Request, in Clerk's error shape, to a request for another host name
+/// than the allowed ones (or with no `Host`, or several).
+async fn check_host(
+    axum::extract::State(hosts): axum::extract::State<Arc<AllowedHosts>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut headers = request.headers().get_all(http::header::HOST).iter();
+    let header = match (headers.next(), headers.next()) {
+        (Some(host), None) => Some(host.to_str().ok()),
+        (None, _) => None,
+        (Some(_), Some(_)) => Some(None),
+    };
+    // An absolute request target (`GET http://name/path`, or HTTP/2's `:authority`) names the
+    // host as well: both must be allowed, and one must be there.
+    let authority = request
+        .uri()
+        .authority()
+        .map(|authority| authority.as_str());
+    let allowed = match (header, authority) {
+        (None, None) | (Some(None), _) => false,
+        (Some(Some(host)), authority) => {
+            hosts.allows(host) && authority.is_none_or(|authority| hosts.allows(authority))
+        }
+        (None, Some(authority)) => hosts.allows(authority),
+    };
+    if allowed {
+        return next.run(request).await;
+    }
+    tracing::warn!(
+        host = ?header.flatten().or(authority),
+        "refused a request for another host name: add it with --allowed-host if it is yours"
+    );
+    let body = json!({"errors": [{
+        "code": "host_invalid",
+        "message": "Misdirected request",
+        "long_message": "this issuer answers only to localhost, 127.0.0.1 and [::1] (with or \
+            without its port) and to the names given with --allowed-host",
+    }]});
+    (
+        http::StatusCode::MISDIRECTED_REQUEST,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1134,6 +1335,71 @@ mod tests {
             none.contains("\n# export CLERK_MACHINE_ID=mch_…\n"),
             "{none}"
         );
+    }
+
+    #[test]
+    fn machine_names_stay_inside_their_comment_lines() {
+        let hostile = "Cron\n rm -rf ~\r\u{202e}evil\u{2028}\u{200b}\u{1b}[2J";
+        let mut config = IssuerConfig::demo();
+        for machine in &mut config.machines {
+            machine.name = hostile.to_owned();
+        }
+        let printed = export_lines("http://127.0.0.1:8787", &config, "PEM", true);
+        for line in printed.lines() {
+            assert!(
+                line.starts_with("# ")
+                    || line.starts_with("export ")
+                    || line.starts_with("listening on "),
+                "{line:?}"
+            );
+            assert!(!line.contains(['\r', '\u{202e}', '\u{2028}', '\u{200b}', '\u{1b}']));
+        }
+        assert!(
+            printed.contains(r"(Cron\n rm -rf ~\r\u{202e}evil\u{2028}\u{200b}\u{1b}[2J, may call"),
+            "{printed}"
+        );
+        assert_eq!(printable("Zoë's API"), "Zoë's API");
+    }
+
+    #[test]
+    fn only_loopback_and_allowed_names_are_answered() {
+        let hosts = AllowedHosts::new(vec!["Issuer.Dev.Test".to_owned()], 8787);
+        for allowed in [
+            "localhost",
+            "LocalHost:8787",
+            "127.0.0.1",
+            "127.0.0.1:8787",
+            "[::1]",
+            "[::1]:8787",
+            "issuer.dev.test",
+            "issuer.dev.test:8787",
+        ] {
+            assert!(hosts.allows(allowed), "{allowed}");
+        }
+        for refused in [
+            "",
+            "attacker.example",
+            "localhost:80",
+            "localhost:",
+            "localhost:08787x",
+            "localhost.",
+            "localhost.attacker.example",
+            "127.0.0.1.nip.io",
+            "::1",
+            "[::1]:80",
+            "[::2]",
+            "0.0.0.0:8787",
+            "issuer.dev.test:1",
+            "user@localhost",
+        ] {
+            assert!(!hosts.allows(refused), "{refused}");
+        }
+        for name in ["issuer.dev.test", "10.0.0.5", "[fd00::5]", "x"] {
+            assert_eq!(parse_host_name(name).as_deref(), Ok(name));
+        }
+        for name in ["", "a b", "a:80", "a..b", "*.test", "fd00::5", "a/b"] {
+            assert!(parse_host_name(name).is_err(), "{name}");
+        }
     }
 
     #[test]

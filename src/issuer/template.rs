@@ -22,6 +22,9 @@
 //! - Syntax errors (an unclosed `{{`, an empty shortcode or operand, a bad literal, an unknown
 //!   root) are found when the template is compiled, with the claim's JSON path and the offending
 //!   text; rendering cannot fail.
+//! - **Bounds**: a template is at most [`Template::MAX_SIZE`] bytes (64 KiB) written as compact
+//!   JSON, and nests objects and arrays at most [`Template::MAX_DEPTH`] (32) levels deep, the
+//!   claim set included. Compiling takes time in proportion to the template's size.
 //!
 //! ```
 //! use serde_json::json;
@@ -105,7 +108,29 @@ impl TemplateError {
     pub fn problem(&self) -> &str {
         self.problem
     }
+
+    /// Whether the template is refused for its size or its nesting ([`Template::MAX_SIZE`],
+    /// [`Template::MAX_DEPTH`]) rather than for its syntax.
+    ///
+    /// ```
+    /// use serde_json::{Map, Value};
+    /// use tower_machine_auth::issuer::Template;
+    ///
+    /// let large = Map::from_iter([("pad".to_owned(), Value::String("x".repeat(70_000)))]);
+    /// assert!(Template::compile(&large).unwrap_err().exceeds_limit());
+    /// let bad = Map::from_iter([("a".to_owned(), Value::String("{{user.id".into()))]);
+    /// assert!(!Template::compile(&bad).unwrap_err().exceeds_limit());
+    /// ```
+    pub fn exceeds_limit(&self) -> bool {
+        self.problem == TOO_LARGE || self.problem == TOO_DEEP
+    }
 }
+
+/// [`TemplateError::problem`] of a template past [`Template::MAX_SIZE`].
+const TOO_LARGE: &str = "the template is larger than 64 KiB (its claims written as compact JSON)";
+/// [`TemplateError::problem`] of a template past [`Template::MAX_DEPTH`].
+const TOO_DEEP: &str =
+    "nested deeper than 32 levels of objects and arrays (the claim set is the first level)";
 
 /// A compiled template.
 #[derive(Clone, PartialEq)]
@@ -135,6 +160,20 @@ enum Node {
     Interpolation(Vec<Part>),
 }
 
+impl Node {
+    fn is_static(&self) -> bool {
+        matches!(self, Self::Static(_))
+    }
+
+    /// The value of a static node.
+    fn into_static(self) -> Option<Value> {
+        match self {
+            Self::Static(value) => Some(value),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Part {
     Text(String),
@@ -152,8 +191,20 @@ enum Operand {
 }
 
 impl Template {
-    /// Compiles a claim set, refusing default and session-bound claims and every syntax error.
+    /// The largest template compiled, in bytes of its claims written as compact JSON (64 KiB).
+    pub const MAX_SIZE: usize = 64 * 1024;
+
+    /// The deepest nesting of objects and arrays compiled, the claim set being the first level:
+    /// `{"a": {"b": [1]}}` nests 3 levels.
+    pub const MAX_DEPTH: usize = 32;
+
+    /// Compiles a claim set, refusing default and session-bound claims, every syntax error, and
+    /// templates larger than [`MAX_SIZE`](Self::MAX_SIZE) or deeper than
+    /// [`MAX_DEPTH`](Self::MAX_DEPTH).
     pub fn compile(claims: &Map<String, Value>) -> Result<Self, TemplateError> {
+        let mut compiler = Compiler::default();
+        // The braces, and the commas between claims.
+        compiler.grow(1 + claims.len().max(1))?;
         let mut compiled = Vec::with_capacity(claims.len());
         for (name, value) in claims {
             if DEFAULT_CLAIMS.contains(&name.as_str()) {
@@ -170,7 +221,7 @@ impl Template {
                     name,
                 ));
             }
-            compiled.push((name.clone(), compile_value(value, name)?));
+            compiled.push((name.clone(), compiler.member(name, value, 1)?));
         }
         Ok(Self { claims: compiled })
     }
@@ -226,88 +277,197 @@ impl Template {
     }
 }
 
-fn compile_value(value: &Value, path: &str) -> Result<Node, TemplateError> {
-    Ok(match value {
-        Value::String(text) => compile_string(text, path)?,
-        Value::Array(items) => {
-            let nodes = items
-                .iter()
-                .enumerate()
-                .map(|(index, item)| compile_value(item, &format!("{path}[{index}]")))
-                .collect::<Result<Vec<_>, _>>()?;
-            if nodes.iter().all(|node| matches!(node, Node::Static(_))) {
-                Node::Static(value.clone())
-            } else {
-                Node::Array(nodes)
+/// One step of a JSON path: a member's key or an item's index.
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The state of one compilation: the path to the value being compiled (written out only for an
+/// error), and the size of what was read so far. Each value is visited once, and costs time in
+/// proportion to its own size: nothing is copied again per nesting level.
+#[derive(Default)]
+struct Compiler<'a> {
+    path: Vec<Step<'a>>,
+    size: usize,
+}
+
+impl<'a> Compiler<'a> {
+    /// An error about the value being compiled.
+    fn error(&self, problem: &'static str, text: &str) -> TemplateError {
+        let mut path = String::new();
+        for (index, step) in self.path.iter().enumerate() {
+            match step {
+                Step::Key(key) if index == 0 => path.push_str(key),
+                Step::Key(key) => {
+                    path.push('.');
+                    path.push_str(key);
+                }
+                Step::Index(index) => {
+                    path.push('[');
+                    path.push_str(&index.to_string());
+                    path.push(']');
+                }
             }
         }
-        Value::Object(map) => {
-            let nodes = map
-                .iter()
-                .map(|(key, item)| {
-                    Ok((key.clone(), compile_value(item, &format!("{path}.{key}"))?))
+        TemplateError {
+            path,
+            problem,
+            text: text.to_owned(),
+        }
+    }
+
+    /// Counts `bytes` more of the template, refusing it past [`Template::MAX_SIZE`].
+    fn grow(&mut self, bytes: usize) -> Result<(), TemplateError> {
+        self.size = self.size.saturating_add(bytes);
+        if self.size > Template::MAX_SIZE {
+            return Err(TemplateError::new("", TOO_LARGE, ""));
+        }
+        Ok(())
+    }
+
+    /// An object's member `"key":value`, at nesting `level` (that of the object).
+    fn member(
+        &mut self,
+        key: &'a str,
+        value: &'a Value,
+        level: usize,
+    ) -> Result<Node, TemplateError> {
+        self.grow(json_length(key) + 1)?;
+        self.path.push(Step::Key(key));
+        let node = self.value(value, level + 1)?;
+        self.path.pop();
+        Ok(node)
+    }
+
+    /// A value, which nests at `level` if it is an object or an array.
+    fn value(&mut self, value: &'a Value, level: usize) -> Result<Node, TemplateError> {
+        match value {
+            Value::String(text) => {
+                self.grow(json_length(text))?;
+                self.string(text)
+            }
+            Value::Array(items) => {
+                self.nest(level, items.len())?;
+                let mut nodes = Vec::with_capacity(items.len());
+                for (index, item) in items.iter().enumerate() {
+                    self.path.push(Step::Index(index));
+                    nodes.push(self.value(item, level + 1)?);
+                    self.path.pop();
+                }
+                // All static: the values are moved up, not copied at every level.
+                Ok(if nodes.iter().all(Node::is_static) {
+                    Node::Static(Value::Array(
+                        nodes.into_iter().filter_map(Node::into_static).collect(),
+                    ))
+                } else {
+                    Node::Array(nodes)
                 })
-                .collect::<Result<Vec<_>, TemplateError>>()?;
-            if nodes
-                .iter()
-                .all(|(_, node)| matches!(node, Node::Static(_)))
-            {
-                Node::Static(value.clone())
-            } else {
-                Node::Object(nodes)
+            }
+            Value::Object(map) => {
+                self.nest(level, map.len())?;
+                let mut members = Vec::with_capacity(map.len());
+                for (key, item) in map {
+                    members.push((key.clone(), self.member(key, item, level)?));
+                }
+                Ok(if members.iter().all(|(_, node)| node.is_static()) {
+                    Node::Static(Value::Object(
+                        members
+                            .into_iter()
+                            .filter_map(|(key, node)| Some((key, node.into_static()?)))
+                            .collect(),
+                    ))
+                } else {
+                    Node::Object(members)
+                })
+            }
+            other => {
+                self.grow(json_length(other))?;
+                Ok(Node::Static(other.clone()))
             }
         }
-        other => Node::Static(other.clone()),
-    })
+    }
+
+    /// Enters an object or an array of `length` items at `level`: refused past
+    /// [`Template::MAX_DEPTH`]; its brackets and commas count towards the size.
+    fn nest(&mut self, level: usize, length: usize) -> Result<(), TemplateError> {
+        if level > Template::MAX_DEPTH {
+            return Err(self.error(TOO_DEEP, ""));
+        }
+        self.grow(1 + length.max(1))
+    }
+
+    fn string(&self, text: &str) -> Result<Node, TemplateError> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("{{") {
+            if start > 0 {
+                parts.push(Part::Text(rest[..start].to_owned()));
+            }
+            let after = &rest[start + 2..];
+            let Some(end) = after.find("}}") else {
+                return Err(self.error("unclosed shortcode (missing `}}`)", &rest[start..]));
+            };
+            let inner = &after[..end];
+            if inner.contains("{{") {
+                return Err(self.error(
+                    "unclosed shortcode (missing `}}`)",
+                    &rest[start..start + 2 + end + 2],
+                ));
+            }
+            parts.push(Part::Shortcode(self.expression(inner)?));
+            rest = &after[end + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_owned()));
+        }
+        let last = parts.pop();
+        Ok(match (last, parts.is_empty()) {
+            (None, _) => Node::Static(Value::String(String::new())),
+            (Some(Part::Text(text)), true) => Node::Static(Value::String(text)),
+            (Some(Part::Shortcode(expression)), true) => Node::Shortcode(expression),
+            (Some(last), false) => {
+                parts.push(last);
+                Node::Interpolation(parts)
+            }
+        })
+    }
+
+    fn expression(&self, inner: &str) -> Result<Expression, TemplateError> {
+        let shown = || format!("{{{{{inner}}}}}");
+        if inner.trim().is_empty() {
+            return Err(self.error("empty shortcode", &shown()));
+        }
+        let operands = split_operands(inner)
+            .into_iter()
+            .map(|operand| {
+                let operand = operand.trim();
+                if operand.is_empty() {
+                    return Err(self.error("empty operand in a conditional", &shown()));
+                }
+                compile_operand(operand).map_err(|problem| self.error(problem, operand))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Expression(operands))
+    }
 }
 
-fn compile_string(text: &str, path: &str) -> Result<Node, TemplateError> {
-    let mut parts = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        if start > 0 {
-            parts.push(Part::Text(rest[..start].to_owned()));
+/// The length of `value` written as compact JSON, counted without writing it anywhere.
+fn json_length(value: &(impl serde::Serialize + ?Sized)) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
         }
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            return Err(TemplateError::new(
-                path,
-                "unclosed shortcode (missing `}}`)",
-                &rest[start..],
-            ));
-        };
-        let inner = &after[..end];
-        if inner.contains("{{") {
-            return Err(TemplateError::new(
-                path,
-                "unclosed shortcode (missing `}}`)",
-                &rest[start..start + 2 + end + 2],
-            ));
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
         }
-        parts.push(Part::Shortcode(compile_expression(inner, path)?));
-        rest = &after[end + 2..];
     }
-    if !rest.is_empty() {
-        parts.push(Part::Text(rest.to_owned()));
-    }
-    Ok(match parts.as_slice() {
-        [] => Node::Static(Value::String(String::new())),
-        [Part::Text(_)] => Node::Static(Value::String(text.to_owned())),
-        [Part::Shortcode(expression)] => Node::Shortcode(expression.clone()),
-        _ => Node::Interpolation(parts),
-    })
-}
-
-fn compile_expression(inner: &str, path: &str) -> Result<Expression, TemplateError> {
-    let shown = format!("{{{{{inner}}}}}");
-    if inner.trim().is_empty() {
-        return Err(TemplateError::new(path, "empty shortcode", &shown));
-    }
-    let operands = split_operands(inner)
-        .into_iter()
-        .map(|operand| compile_operand(operand.trim(), path, &shown))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Expression(operands))
+    let mut counter = Counter(0);
+    // Writing a string, a number, a boolean or null cannot fail.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
 }
 
 /// Splits on `||` outside single-quoted strings.
@@ -339,20 +499,12 @@ fn split_operands(inner: &str) -> Vec<&str> {
     operands
 }
 
-fn compile_operand(operand: &str, path: &str, shown: &str) -> Result<Operand, TemplateError> {
-    if operand.is_empty() {
-        return Err(TemplateError::new(
-            path,
-            "empty operand in a conditional",
-            shown,
-        ));
-    }
+/// A non-empty operand: a literal or a path; else what is wrong with it.
+fn compile_operand(operand: &str) -> Result<Operand, &'static str> {
     if let Some(quoted) = operand.strip_prefix('\'') {
         return single_quoted(quoted)
             .map(|text| Operand::Literal(Value::String(text)))
-            .ok_or_else(|| {
-                TemplateError::new(path, "bad string literal (use 'single quotes')", operand)
-            });
+            .ok_or("bad string literal (use 'single quotes')");
     }
     match operand {
         "true" => return Ok(Operand::Literal(Value::Bool(true))),
@@ -362,19 +514,15 @@ fn compile_operand(operand: &str, path: &str, shown: &str) -> Result<Operand, Te
     if operand.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+' || c == '.') {
         return serde_json::from_str::<Number>(operand.trim_start_matches('+'))
             .map(|number| Operand::Literal(Value::Number(number)))
-            .map_err(|_| TemplateError::new(path, "bad number literal", operand));
+            .map_err(|_| "bad number literal");
     }
     let segments: Vec<&str> = operand.split('.').collect();
     if !SHORTCODE_ROOTS.contains(&segments[0]) {
-        return Err(TemplateError::new(
-            path,
-            if segments.len() == 1 {
-                "bad literal (literals are 'single-quoted strings', numbers and booleans)"
-            } else {
-                "unknown root object (use user, org, membership, session or machine)"
-            },
-            operand,
-        ));
+        return Err(if segments.len() == 1 {
+            "bad literal (literals are 'single-quoted strings', numbers and booleans)"
+        } else {
+            "unknown root object (use user, org, membership, session or machine)"
+        });
     }
     if segments.iter().any(|segment| {
         segment.is_empty()
@@ -382,7 +530,7 @@ fn compile_operand(operand: &str, path: &str, shown: &str) -> Result<Operand, Te
                 .chars()
                 .all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '$')
     }) {
-        return Err(TemplateError::new(path, "bad shortcode path", operand));
+        return Err("bad shortcode path");
     }
     let root = if segments[0] == "organization" {
         "org"
@@ -618,6 +766,20 @@ mod tests {
             assert_eq!(error.path(), *claim);
         }
         assert!(compile(json!({"aud": "https://example.com"})).is_ok());
+    }
+
+    #[test]
+    fn the_bounds_are_the_ones_the_errors_name() {
+        assert!(TOO_DEEP.contains(&format!("{} levels", Template::MAX_DEPTH)));
+        assert!(TOO_LARGE.contains(&format!("{} KiB", Template::MAX_SIZE / 1024)));
+        for value in [
+            json!("é \" \\ \n \u{1} \u{7f}"),
+            json!(-2.5e-300),
+            json!(u64::MAX),
+            json!(null),
+        ] {
+            assert_eq!(json_length(&value), value.to_string().len(), "{value}");
+        }
     }
 
     #[test]
