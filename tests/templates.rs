@@ -508,8 +508,8 @@ async fn the_template_api() {
     );
 }
 
-/// Templates past the nesting or size bounds are refused by the API like any invalid template,
-/// naming the claims and the bound.
+/// Templates past the nesting or size bounds are refused by the API with 422, naming the claims
+/// and the bound.
 #[tokio::test]
 async fn the_template_api_refuses_templates_past_the_bounds() {
     let (_issuer, url) = start(IssuerConfig::demo()).await;
@@ -527,7 +527,7 @@ async fn the_template_api_refuses_templates_past_the_bounds() {
             None,
         )
         .await;
-        assert_eq!(status, 400, "{body}");
+        assert_eq!(status, 422, "{body}");
         let error = &body["errors"][0];
         assert_eq!(error["code"], "form_param_value_invalid", "{body}");
         assert_eq!(error["meta"]["param_name"], "claims", "{body}");

@@ -552,8 +552,7 @@ async fn dev(
     let hosts = Arc::new(AllowedHosts::new(allowed_hosts, address.port()));
     let app = issuer
         .router()
-        .layer(axum::middleware::from_fn_with_state(hosts, check_host))
-        .layer(axum::middleware::from_fn(log_request));
+        .layer(axum::middleware::from_fn_with_state(hosts, check_host));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
@@ -693,25 +692,6 @@ fn shell_quote(value: &str) -> String {
     } else {
         format!("'{}'", value.replace('\'', r"'\''"))
     }
-}
-
-/// One log line per request (method, path, status, time); bodies and keys are never logged.
-async fn log_request(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    tracing::info!(
-        %method,
-        %path,
-        status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
-    response
 }
 
 /// Ctrl-C, or SIGTERM on Unix.

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::config::check_template_times;
 use super::store::TemplateRow;
-use super::{Issuer, IssuerError, MachineConfig, Template, random_hex};
+use super::{Issuer, IssuerError, MachineConfig, Template, TemplateError, random_hex};
 
 /// Clerk's JWT category header for template tokens.
 pub(crate) const TEMPLATE_CATEGORY: &str = "cl_B7d4PD222AAA";
@@ -93,8 +93,7 @@ impl TemplateFields {
                     ));
                 }
                 ("claims", Value::Object(claims)) => {
-                    Template::compile(&claims)
-                        .map_err(|error| invalid("claims", error.to_string()))?;
+                    Template::compile(&claims).map_err(|error| claims_error(&error))?;
                     fields.claims = Some(claims);
                 }
                 ("claims", _) => return Err(super::tokens::wrong_type("claims", "an object")),
@@ -254,9 +253,7 @@ impl Issuer {
     ) -> Result<JwtTemplate, IssuerError> {
         self.require_instance_key(secret_key)?;
         let claims = fields.claims.unwrap_or_default();
-        let template = Template::compile(&claims).map_err(|error| {
-            IssuerError::invalid_param("form_param_value_invalid", "claims", error.to_string())
-        })?;
+        let template = Template::compile(&claims).map_err(|error| claims_error(&error))?;
         let (lifetime, skew) = (
             fields.lifetime.unwrap_or(60),
             fields.allowed_clock_skew.unwrap_or(5),
@@ -315,13 +312,7 @@ impl Issuer {
             .ok_or_else(|| IssuerError::not_found("the JWT template"))?;
         let template = match fields.claims {
             Some(claims) => {
-                let compiled = Template::compile(&claims).map_err(|error| {
-                    IssuerError::invalid_param(
-                        "form_param_value_invalid",
-                        "claims",
-                        error.to_string(),
-                    )
-                })?;
+                let compiled = Template::compile(&claims).map_err(|error| claims_error(&error))?;
                 row.claims = claims;
                 compiled
             }
@@ -502,4 +493,14 @@ fn template_id() -> Result<String, IssuerError> {
     aws_lc_rs::rand::fill(&mut random)
         .map_err(|_| IssuerError::internal("the system random generator failed"))?;
     Ok(format!("jtmp_{}", super::config::base62(&random, 27)))
+}
+
+/// A template that cannot be saved: 422 when it is past the size or nesting bounds, 400 for a
+/// syntax error; both name `claims`.
+fn claims_error(error: &TemplateError) -> IssuerError {
+    if error.exceeds_limit() {
+        IssuerError::unprocessable("claims", error.to_string())
+    } else {
+        IssuerError::invalid_param("form_param_value_invalid", "claims", error.to_string())
+    }
 }
