@@ -112,11 +112,12 @@ fn malformed(kind: MalformedRequest) -> AuthError {
 }
 
 /// Whether a request URI also carries an `access_token` query parameter (RFC 6750 §2.3).
+///
+/// Parameter names are decoded as `application/x-www-form-urlencoded` first (percent-escapes,
+/// `+` for a space), as the application reading the query would, so `access%5Ftoken` is found too.
 pub(crate) fn has_access_token_query(uri: &http::Uri) -> bool {
     uri.query().is_some_and(|query| {
-        query
-            .split('&')
-            .any(|pair| pair.split('=').next() == Some("access_token"))
+        url::form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == "access_token")
     })
 }
 
@@ -127,9 +128,18 @@ pub(crate) enum TokenKind {
     Jwt,
     /// `mt_…`: an opaque machine token.
     OpaqueMachineToken,
+    /// A Clerk key sent by mistake: a machine secret key or API key (`ak_…`), an instance
+    /// secret key (`sk_test_…`, `sk_live_…`) or a publishable key (`pk_test_…`, `pk_live_…`).
+    /// Rejected as this mismatch, and never sent to an introspection endpoint.
+    ClerkKey(TypeMismatch),
 }
 
-/// Classifies a token: JWT shape first, then the `mt_`, `oat_` and `ak_` prefixes.
+/// Prefixes of Clerk's instance secret keys and publishable keys. Only the full prefixes: a
+/// random opaque token from another issuer starts with `sk_` once in 2^18.
+const CLERK_KEY_PREFIXES: [&str; 4] = ["sk_test_", "sk_live_", "pk_test_", "pk_live_"];
+
+/// Classifies a token: JWT shape first, then the `mt_`, `oat_` and `ak_` prefixes, then Clerk's
+/// other keys.
 pub(crate) fn classify(token: &str) -> Result<TokenKind, TypeMismatch> {
     if is_jwt_shaped(token) {
         Ok(TokenKind::Jwt)
@@ -138,7 +148,12 @@ pub(crate) fn classify(token: &str) -> Result<TokenKind, TypeMismatch> {
     } else if token.starts_with("oat_") {
         Err(TypeMismatch::OAuthToken)
     } else if token.starts_with("ak_") {
-        Err(TypeMismatch::ApiKey)
+        Ok(TokenKind::ClerkKey(TypeMismatch::ApiKey))
+    } else if CLERK_KEY_PREFIXES
+        .iter()
+        .any(|prefix| token.starts_with(prefix))
+    {
+        Ok(TokenKind::ClerkKey(TypeMismatch::UnknownFormat))
     } else {
         Err(TypeMismatch::UnknownFormat)
     }
@@ -253,7 +268,6 @@ mod tests {
     fn classifies_like_clerk() {
         assert_eq!(classify("a.b.c"), Ok(TokenKind::Jwt));
         assert_eq!(classify("mt_abc"), Ok(TokenKind::OpaqueMachineToken));
-        assert_eq!(classify("ak_abc"), Err(TypeMismatch::ApiKey));
         assert_eq!(classify("oat_abc"), Err(TypeMismatch::OAuthToken));
         for other in [
             "a.b",
@@ -261,10 +275,27 @@ mod tests {
             "a..c",
             "a.b.c=",
             "a.b+.c",
-            "sk_live_x",
+            "sk_other",
+            "pk_x",
+            "SK_LIVE_x",
             "........",
         ] {
             assert_eq!(classify(other), Err(TypeMismatch::UnknownFormat), "{other}");
+        }
+    }
+
+    #[test]
+    fn recognises_clerk_keys() {
+        assert_eq!(
+            classify("ak_abc"),
+            Ok(TokenKind::ClerkKey(TypeMismatch::ApiKey))
+        );
+        for key in ["sk_test_abc", "sk_live_abc", "pk_test_abc", "pk_live_abc"] {
+            assert_eq!(
+                classify(key),
+                Ok(TokenKind::ClerkKey(TypeMismatch::UnknownFormat)),
+                "{key}"
+            );
         }
     }
 
@@ -280,5 +311,119 @@ mod tests {
             &"/x?my_access_token=a".parse().unwrap()
         ));
         assert!(!has_access_token_query(&"/x".parse().unwrap()));
+    }
+
+    #[test]
+    fn decodes_parameter_names_before_comparing() {
+        for query in [
+            "access%5Ftoken=a",
+            "%61ccess_token=a",
+            "x=1&%61%63%63%65%73%73%5f%74%6f%6b%65%6e",
+        ] {
+            let uri = format!("/x?{query}").parse().unwrap();
+            assert!(has_access_token_query(&uri), "{query}");
+        }
+        for query in ["access+token=a", "access%20token=a", "a=access_token"] {
+            let uri = format!("/x?{query}").parse().unwrap();
+            assert!(!has_access_token_query(&uri), "{query}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Bytes a header value may hold, drawn mostly from the grammar's own pieces so that cases
+    /// come close to valid credentials.
+    fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(b"Bearer".to_vec()),
+            Just(b"bEaReR".to_vec()),
+            Just(b" ".to_vec()),
+            Just(b"\t".to_vec()),
+            Just(b"=".to_vec()),
+            Just(b",".to_vec()),
+            "[A-Za-z0-9._~+/-]{1,12}".prop_map(String::into_bytes),
+            // Any byte a header value can carry: visible ASCII, space, tab and obs-text.
+            prop_oneof![Just(b'\t'), 0x20u8..0x7f, 0x80u8..=0xff].prop_map(|b| vec![b]),
+        ];
+        proptest::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+    }
+
+    /// RFC 6750's `b64token`, read differently from [`is_b64token`]: everything before the first
+    /// `=` is one or more token characters, and everything from it on is `=`.
+    fn reference_b64token(token: &[u8]) -> bool {
+        let is_char = |b: &u8| b.is_ascii_alphanumeric() || b"-._~+/".contains(b);
+        let body_end = token.iter().position(|&b| b == b'=').unwrap_or(token.len());
+        body_end > 0
+            && token[..body_end].iter().all(is_char)
+            && token[body_end..].iter().all(|&b| b == b'=')
+    }
+
+    /// `bearer` with each letter's case chosen by `upper`.
+    fn scheme(upper: &[bool]) -> String {
+        "bearer"
+            .chars()
+            .zip(upper)
+            .map(|(c, &up)| if up { c.to_ascii_uppercase() } else { c })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_header_value_is_answered_without_panicking(bytes in header_bytes()) {
+            let Ok(value) = HeaderValue::from_bytes(&bytes) else {
+                return Ok(());
+            };
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, value);
+            if let Ok(bearer) = bearer_credential(&headers) {
+                prop_assert!(bytes.ends_with(bearer.token));
+                if let Ok(token) = b64token(bearer.token) {
+                    let _ = classify(token);
+                }
+            }
+        }
+
+        #[test]
+        fn an_accepted_bearer_credential_is_the_b64token_after_the_scheme_and_spaces(
+            bytes in header_bytes(),
+        ) {
+            if let Ok(token) = parse_bearer(&bytes).and_then(b64token) {
+                prop_assert!(bytes[..6].eq_ignore_ascii_case(b"bearer"));
+                let after_scheme = &bytes[6..];
+                let spaces = after_scheme.iter().take_while(|&&b| b == b' ').count();
+                prop_assert!(spaces >= 1);
+                prop_assert_eq!(&after_scheme[spaces..], token.as_bytes());
+                prop_assert!(reference_b64token(token.as_bytes()));
+            }
+        }
+
+        #[test]
+        fn every_well_formed_bearer_credential_round_trips(
+            upper in proptest::collection::vec(any::<bool>(), 6),
+            spaces in 1usize..8,
+            token in "[A-Za-z0-9._~+/-]{1,64}={0,3}",
+        ) {
+            let value = format!("{}{}{token}", scheme(&upper), " ".repeat(spaces));
+            prop_assert_eq!(parse_bearer(value.as_bytes()).and_then(b64token), Ok(token.as_str()));
+        }
+
+        #[test]
+        fn b64token_acceptance_matches_the_grammar(token in header_bytes()) {
+            prop_assert_eq!(is_b64token(&token), reference_b64token(&token));
+            prop_assert_eq!(b64token(&token).is_ok(), reference_b64token(&token));
+        }
+
+        #[test]
+        fn b64token_acceptance_matches_the_grammar_for_any_bytes(
+            token in proptest::collection::vec(any::<u8>(), 1..80),
+        ) {
+            prop_assert_eq!(is_b64token(&token), reference_b64token(&token));
+        }
     }
 }

@@ -192,8 +192,8 @@ async fn clerk_401_means_our_key_is_wrong_503_and_an_error_log() {
 }
 
 #[tokio::test]
-async fn other_clerk_statuses_are_503() {
-    for status in [400, 403, 422, 429, 500, 502, 503] {
+async fn clerk_5xx_408_and_429_are_503() {
+    for status in [408, 429, 500, 502, 503] {
         let server = IntrospectionServer::start(Introspection::Status(status)).await;
         let reply = send_bearer(&clerk_app(&server), "/cron/run", &opaque_token()).await;
         reply.assert_rejected(503, "verifier-unavailable", None);
@@ -202,7 +202,17 @@ async fn other_clerk_statuses_are_503() {
 }
 
 #[tokio::test]
-async fn clerk_replies_that_are_not_the_expected_json_are_503() {
+async fn other_clerk_4xx_statuses_are_token_invalid() {
+    for status in [400, 403, 422] {
+        let server = IntrospectionServer::start(Introspection::Status(status)).await;
+        let reply = send_bearer(&clerk_app(&server), "/cron/run", &opaque_token()).await;
+        reply.assert_rejected(401, "token-invalid", None);
+        assert_eq!(server.hits(), 1, "status {status} was retried");
+    }
+}
+
+#[tokio::test]
+async fn clerk_replies_that_are_not_the_expected_json_are_token_invalid() {
     let token = opaque_token();
     for body in [
         "<html>bad gateway</html>".to_owned(),
@@ -227,7 +237,7 @@ async fn clerk_replies_that_are_not_the_expected_json_are_503() {
         let server = IntrospectionServer::start(Introspection::Raw(body)).await;
         send_bearer(&clerk_app(&server), "/cron/run", &token)
             .await
-            .assert_rejected(503, "verifier-unavailable", Some(&token));
+            .assert_rejected(401, "token-invalid", Some(&token));
     }
 }
 
@@ -586,7 +596,7 @@ mod rfc7662 {
             let server = endpoint(&[("t", reply)]).await;
             send_bearer(&introspecting_app(&server, |b| b), "/cron/run", "t")
                 .await
-                .assert_rejected(503, "verifier-unavailable", None);
+                .assert_rejected(401, "token-invalid", None);
         }
     }
 

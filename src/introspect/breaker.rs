@@ -2,8 +2,9 @@
 //!
 //! After [`FAILURES_TO_OPEN`] consecutive failures the circuit opens: calls fail at once, without
 //! reaching the endpoint, for [`OPEN_FOR`]. Then one call is let through as a probe; its success
-//! closes the circuit, its failure opens it again. Time is Tokio's, so tests drive it with paused
-//! time.
+//! closes the circuit, its failure opens it again. A probe whose future is dropped before it
+//! records an outcome (the client hung up, a timeout fired) frees its slot, so the next call
+//! probes again. Time is Tokio's, so tests drive it with paused time.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -20,15 +21,44 @@ struct State {
     consecutive_failures: u32,
     /// While open: when the next probe may go.
     open_until: Option<Instant>,
-    probe_in_flight: bool,
+    /// The probe in flight, by number.
+    probe: Option<u64>,
+    /// Probes started so far: numbers each probe, so that a late outcome of an earlier probe
+    /// cannot free a later one's slot.
+    probes_started: u64,
 }
 
 /// Whether a call may go ahead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Permit {
-    Granted,
+#[derive(Debug)]
+pub(crate) enum Permit<'a> {
+    Granted(Call<'a>),
     /// The circuit is open; retry after this long.
     Refused(Duration),
+}
+
+/// A granted call. Its outcome is given to [`record`](Self::record); dropped without one (its
+/// future was cancelled), it changes nothing, except that a probe frees its slot.
+#[derive(Debug)]
+#[must_use = "a call's outcome must be recorded"]
+pub(crate) struct Call<'a> {
+    breaker: &'a CircuitBreaker,
+    /// `Some(number)` when this call is the probe of an open circuit.
+    probe: Option<u64>,
+}
+
+impl Call<'_> {
+    /// Records the call's outcome: `false` for a sign that the endpoint is down.
+    pub(crate) fn record(mut self, succeeded: bool) {
+        self.breaker.record(self.probe.take(), succeeded);
+    }
+}
+
+impl Drop for Call<'_> {
+    fn drop(&mut self) {
+        if let Some(probe) = self.probe.take() {
+            self.breaker.release(probe);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -37,29 +67,45 @@ pub(crate) struct CircuitBreaker {
 }
 
 impl CircuitBreaker {
-    /// Asks to make a call; every granted call must be followed by [`record`](Self::record).
-    pub(crate) fn permit(&self) -> Permit {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+    /// Asks to make a call.
+    pub(crate) fn permit(&self) -> Permit<'_> {
+        let mut state = self.lock();
         let Some(open_until) = state.open_until else {
-            return Permit::Granted;
+            return Permit::Granted(Call {
+                breaker: self,
+                probe: None,
+            });
         };
         let now = Instant::now();
         if now < open_until {
             return Permit::Refused(open_until - now);
         }
-        if state.probe_in_flight {
+        if state.probe.is_some() {
             return Permit::Refused(OPEN_FOR);
         }
-        state.probe_in_flight = true;
-        Permit::Granted
+        state.probes_started = state.probes_started.wrapping_add(1);
+        let probe = state.probes_started;
+        state.probe = Some(probe);
+        Permit::Granted(Call {
+            breaker: self,
+            probe: Some(probe),
+        })
     }
 
-    /// Records the outcome of a granted call.
-    pub(crate) fn record(&self, succeeded: bool) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let was_probe = std::mem::take(&mut state.probe_in_flight);
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, probe: Option<u64>, succeeded: bool) {
+        let mut state = self.lock();
+        let was_probe = probe.is_some() && state.probe == probe;
+        if was_probe {
+            state.probe = None;
+        }
         if succeeded {
-            *state = State::default();
+            state.consecutive_failures = 0;
+            state.open_until = None;
+            state.probe = None;
             return;
         }
         state.consecutive_failures = state.consecutive_failures.saturating_add(1);
@@ -74,57 +120,98 @@ impl CircuitBreaker {
             state.open_until = Some(Instant::now() + OPEN_FOR);
         }
     }
+
+    /// Frees the slot of a probe that ended without an outcome: the next call probes again.
+    fn release(&self, probe: u64) {
+        let mut state = self.lock();
+        if state.probe == Some(probe) {
+            state.probe = None;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The granted call, or a panic naming the refusal.
+    fn granted(breaker: &CircuitBreaker) -> Call<'_> {
+        match breaker.permit() {
+            Permit::Granted(call) => call,
+            Permit::Refused(after) => panic!("refused for {after:?}"),
+        }
+    }
+
+    /// How long a refused call must wait, or a panic if it was granted.
+    fn refused(breaker: &CircuitBreaker) -> Duration {
+        match breaker.permit() {
+            Permit::Granted(call) => panic!("granted: {call:?}"),
+            Permit::Refused(after) => after,
+        }
+    }
+
+    fn open(breaker: &CircuitBreaker) {
+        for _ in 0..FAILURES_TO_OPEN {
+            granted(breaker).record(false);
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn opens_after_five_failures_and_probes_after_ten_seconds() {
         let breaker = CircuitBreaker::default();
-        for _ in 0..FAILURES_TO_OPEN {
-            assert_eq!(breaker.permit(), Permit::Granted);
-            breaker.record(false);
-        }
-        assert_eq!(breaker.permit(), Permit::Refused(OPEN_FOR));
+        open(&breaker);
+        assert_eq!(refused(&breaker), OPEN_FOR);
         tokio::time::advance(Duration::from_secs(4)).await;
-        assert_eq!(breaker.permit(), Permit::Refused(Duration::from_secs(6)));
+        assert_eq!(refused(&breaker), Duration::from_secs(6));
 
         tokio::time::advance(Duration::from_secs(6)).await;
-        assert_eq!(breaker.permit(), Permit::Granted, "the probe");
-        assert!(
-            matches!(breaker.permit(), Permit::Refused(_)),
-            "one probe at a time"
-        );
-        breaker.record(false);
-        assert_eq!(
-            breaker.permit(),
-            Permit::Refused(OPEN_FOR),
-            "a failed probe reopens"
-        );
+        let probe = granted(&breaker);
+        assert_eq!(refused(&breaker), OPEN_FOR, "one probe at a time");
+        probe.record(false);
+        assert_eq!(refused(&breaker), OPEN_FOR, "a failed probe reopens");
 
         tokio::time::advance(OPEN_FOR).await;
-        assert_eq!(breaker.permit(), Permit::Granted);
-        breaker.record(true);
-        assert_eq!(breaker.permit(), Permit::Granted, "a good probe closes");
-        breaker.record(true);
+        granted(&breaker).record(true);
+        granted(&breaker).record(true);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_success_resets_the_count() {
         let breaker = CircuitBreaker::default();
         for _ in 0..FAILURES_TO_OPEN - 1 {
-            breaker.permit();
-            breaker.record(false);
+            granted(&breaker).record(false);
         }
-        breaker.permit();
-        breaker.record(true);
+        granted(&breaker).record(true);
         for _ in 0..FAILURES_TO_OPEN - 1 {
-            assert_eq!(breaker.permit(), Permit::Granted);
-            breaker.record(false);
+            granted(&breaker).record(false);
         }
-        assert_eq!(breaker.permit(), Permit::Granted);
-        breaker.record(true);
+        granted(&breaker).record(true);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_probe_frees_its_slot() {
+        let breaker = CircuitBreaker::default();
+        open(&breaker);
+        tokio::time::advance(OPEN_FOR).await;
+        let probe = granted(&breaker);
+        assert_eq!(refused(&breaker), OPEN_FOR);
+        drop(probe);
+        let probe = granted(&breaker);
+        assert_eq!(refused(&breaker), OPEN_FOR, "still one probe at a time");
+        probe.record(true);
+        granted(&breaker).record(true);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropped_calls_while_closed_change_nothing() {
+        let breaker = CircuitBreaker::default();
+        for _ in 0..FAILURES_TO_OPEN - 1 {
+            granted(&breaker).record(false);
+        }
+        for _ in 0..100 {
+            drop(granted(&breaker));
+        }
+        granted(&breaker).record(false);
+        assert_eq!(refused(&breaker), OPEN_FOR, "the fifth failure opens");
     }
 }

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{
-    IntrospectedToken, IntrospectionFuture, Introspector, MAX_REPLY_BYTES, credentials_rejected,
-    endpoint_failed,
+    IntrospectedToken, IntrospectionFuture, Introspector, MAX_REPLY_BYTES, call_failed,
+    credentials_rejected, reply_rejected,
 };
 use crate::error::{AuthError, ConfigError, InvalidToken};
 use crate::fetch::{self, FetchError, Timeouts};
@@ -21,10 +21,16 @@ use crate::keys::CLERK_API_VERSION;
 /// `Clerk-API-Version: 2026-05-12`.
 ///
 /// - 200: valid, unless the reply says `revoked: true` or `expired: true`, or its `expiration`
-///   has passed (Clerk's SDK accepts such replies; we reject them as `token-invalid`).
-/// - 404: `token-invalid` (Clerk does not know the token).
-/// - 401: Clerk refused our secret key: 503 and an error in the log.
-/// - anything else, a timeout, or a reply that is not a `machine_to_machine_token`: 503.
+///   has passed (Clerk's SDK accepts such replies; we reject them as `token-invalid`). A reply
+///   that is not a `machine_to_machine_token` resource, or is larger than 64 KiB, is
+///   `token-invalid` too, with a warning in the log: a machine chooses its token's claims, so
+///   such a reply says nothing about Clerk's health.
+/// - 404: `token-invalid` (Clerk does not know the token); so is any other 4xx but 401, 408 and
+///   429, with a warning in the log.
+/// - 401: Clerk refused our secret key: 503 and an error in the log. Clerk checks the key before
+///   the token, so every token fails alike; this counts toward the circuit breaker, which then
+///   stops sending the refused key for a while.
+/// - 5xx, 408, 429, a redirect, a timeout, or no connection: 503.
 ///
 /// The path follows `api_url`: `https://api.clerk.com` calls `/m2m_tokens/verify` (as the JS
 /// SDK), `https://api.clerk.com/v1` calls `/v1/m2m_tokens/verify` (as the OpenAPI spec and the Go
@@ -101,16 +107,17 @@ impl Introspector for ClerkIntrospector {
                 .body(serde_json::json!({ "token": token }).to_string());
             let (status, body) = fetch::send_retrying_connect(request, MAX_REPLY_BYTES)
                 .await
-                .map_err(|error| endpoint_failed(&self.shown, &error))?;
+                .map_err(|error| call_failed(&self.shown, &error))?;
             match status.as_u16() {
-                200 => machine_token(&body).map_err(|error| endpoint_failed(&self.shown, &error)),
+                200 => machine_token(&body)
+                    .unwrap_or_else(|error| Err(reply_rejected(&self.shown, &error))),
                 404 => Err(AuthError::InvalidToken(InvalidToken::NotActiveAtIssuer)),
                 401 => Err(credentials_rejected(
                     &self.shown,
                     "the Clerk secret key (CLERK_MACHINE_SECRET_KEY or CLERK_SECRET_KEY)",
                 )),
-                code => Err(endpoint_failed(&self.shown, &FetchError::Status(code))),
-            }?
+                code => Err(call_failed(&self.shown, &FetchError::Status(code))),
+            }
         })
     }
 }
@@ -206,7 +213,7 @@ mod tests {
     }
 
     #[test]
-    fn unexpected_replies_are_endpoint_failures() {
+    fn unexpected_replies_are_unusable() {
         let mut wrong_object = resource();
         wrong_object["object"] = json!("api_key");
         let mut no_revoked = resource();

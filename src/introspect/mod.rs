@@ -15,6 +15,13 @@
 //! timeouts, is retried at most once and only when no connection could be made, follows no
 //! redirects and reads at most 64 KiB.
 //!
+//! Only signs that an endpoint cannot serve count toward the circuit breaker: no connection, a
+//! timeout, a redirect, a 5xx, 408 or 429 status, and the endpoint refusing the verifier's own
+//! credentials. A caller can shape the reply about its own token (its claims make it large or
+//! deeply nested), so a reply that is larger than 64 KiB, or that is not what the protocol
+//! promises, rejects that one token (401 `token-invalid`, with a warning in the log) and never
+//! pauses calls for everyone else; so does any other 4xx status.
+//!
 //! ```
 //! use tower_machine_auth::MachineVerifier;
 //! use tower_machine_auth::introspect::Rfc7662Introspector;
@@ -48,7 +55,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::error::{AuthError, Unavailable};
+use crate::error::{AuthError, InvalidToken, Unavailable};
 use crate::fetch::FetchError;
 
 /// `Retry-After` for requests answered 503 because introspection failed.
@@ -66,6 +73,11 @@ pub type IntrospectionFuture<'a> =
 /// with the [`AuthError`] to reject the request with: [`AuthError::InvalidToken`] when the issuer
 /// does not know the token, or it is revoked or expired; [`AuthError::Unavailable`] when the issuer
 /// could not be asked (these count as failures for the circuit breaker; nothing else does).
+///
+/// Answer [`AuthError::Unavailable`] only for signs that the issuer is down, never for a reply
+/// about one token that cannot be used (too large, ill-formed): callers choose their tokens'
+/// claims, so such replies must reject only that token, or any caller could pause introspection
+/// for everyone.
 ///
 /// ```
 /// use tower_machine_auth::AuthError;
@@ -143,10 +155,42 @@ impl IntrospectedToken {
     }
 }
 
-/// The error for an endpoint that could not be asked, logged without the token or any secret.
-pub(crate) fn endpoint_failed(endpoint: &str, error: &FetchError) -> AuthError {
-    tracing::warn!(endpoint, %error, "token introspection failed");
-    unavailable(Unavailable::IntrospectionFailed)
+/// The error for a call that failed: 503 for a sign that the endpoint cannot serve (which counts
+/// toward the circuit breaker), otherwise the rejection of this one token. Logged without the
+/// token or any secret.
+pub(crate) fn call_failed(endpoint: &str, error: &FetchError) -> AuthError {
+    if is_outage(error) {
+        tracing::warn!(endpoint, %error, "token introspection failed");
+        unavailable(Unavailable::IntrospectionFailed)
+    } else {
+        reply_rejected(endpoint, error)
+    }
+}
+
+/// Whether `error` shows that the endpoint cannot serve: it cannot be reached, is too slow,
+/// redirects (not followed, so it cannot serve as configured), fails (5xx), or asks us to slow
+/// down (408, 429). Any other status, and any reply, answers the request, and the only part of
+/// the request a caller chooses is its token.
+fn is_outage(error: &FetchError) -> bool {
+    match *error {
+        FetchError::Connect
+        | FetchError::Timeout
+        | FetchError::Network
+        | FetchError::Redirect(_) => true,
+        FetchError::Status(code) => code == 408 || code == 429 || (500..=599).contains(&code),
+        FetchError::TooLarge(_) | FetchError::Invalid(_) => false,
+    }
+}
+
+/// Rejects the one token whose reply cannot be used (401 `token-invalid`), logging why without
+/// the token. It does not count toward the circuit breaker.
+pub(crate) fn reply_rejected(endpoint: &str, error: &FetchError) -> AuthError {
+    tracing::warn!(
+        endpoint,
+        %error,
+        "token introspection reply not usable: rejecting the token"
+    );
+    AuthError::InvalidToken(InvalidToken::NotActiveAtIssuer)
 }
 
 /// The error for an endpoint that refused our credentials.

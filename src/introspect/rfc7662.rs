@@ -11,8 +11,8 @@ use reqwest::Url;
 use serde_json::{Map, Value};
 
 use super::{
-    IntrospectedToken, IntrospectionFuture, Introspector, MAX_REPLY_BYTES, credentials_rejected,
-    endpoint_failed,
+    IntrospectedToken, IntrospectionFuture, Introspector, MAX_REPLY_BYTES, call_failed,
+    credentials_rejected, reply_rejected,
 };
 use crate::error::{AuthError, ClaimMismatch, ConfigError, InvalidToken};
 use crate::fetch::{self, FetchError, Timeouts};
@@ -22,6 +22,14 @@ use crate::strict_json;
 const MAPPED_MEMBERS: [&str; 7] = ["active", "sub", "exp", "iat", "nbf", "iss", "jti"];
 /// 9999-12-31T23:59:59Z: later times are not valid NumericDates here.
 const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
+/// The `token_type` values of access tokens, compared ignoring ASCII case: the bearer type of
+/// RFC 6750 (what RFC 7662 §2.2 suggests), the `token_type_hint` name, and the URN of RFC 8693
+/// for access tokens (used with RFC 9068).
+const ACCESS_TOKEN_TYPES: [&str; 3] = [
+    "bearer",
+    "access_token",
+    "urn:ietf:params:oauth:token-type:access_token",
+];
 
 /// Verifies opaque tokens at an RFC 7662 introspection endpoint.
 ///
@@ -29,12 +37,20 @@ const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
 /// with HTTP Basic client credentials or a bearer credential. A reply is valid only if `active`
 /// is the JSON boolean `true`; then `sub` (else `client_id`) is the machine id, `jti` the token
 /// id, `scope` (split on spaces) the scopes, `exp`/`iat`/`nbf` the token's times, `iss` its issuer,
-/// and every other member (including `client_id`, `scope` and `aud`) a claim. `iss` and `aud`
-/// are checked strictly when configured.
+/// and every other member (including `client_id`, `scope`, `aud` and `token_type`) a claim. `iss`
+/// and `aud` are checked strictly when configured.
+///
+/// Only access tokens are accepted: a reply whose `token_type` is present must name one
+/// (`Bearer`, `access_token` or `urn:ietf:params:oauth:token-type:access_token`, in any case), so
+/// an active refresh token, ID token or `DPoP`-bound token is `token-invalid`.
+/// [`allow_token_types`](Rfc7662IntrospectorBuilder::allow_token_types) admits other types.
 ///
 /// - `active: false`: `token-invalid`;
+/// - a reply that is not an introspection response, or is larger than 64 KiB: `token-invalid`,
+///   with a warning in the log (what the reply holds depends on the token, which the caller
+///   chose); so is any status but 200, 401, 403, 408, 429 and 5xx;
 /// - 401 or 403: the endpoint refused our client credentials: 503 and an error in the log;
-/// - any other status, a timeout, or a reply that is not an introspection response: 503.
+/// - 5xx, 408, 429, a redirect, a timeout, or no connection: 503.
 ///
 /// ```
 /// use tower_machine_auth::introspect::Rfc7662Introspector;
@@ -51,6 +67,7 @@ pub struct Rfc7662Introspector {
     authorization: Option<HeaderValue>,
     issuer: Option<String>,
     audiences: Vec<String>,
+    token_types: Vec<String>,
     client: reqwest::Client,
 }
 
@@ -60,6 +77,7 @@ impl fmt::Debug for Rfc7662Introspector {
             .field("url", &self.shown)
             .field("issuer", &self.issuer)
             .field("audiences", &self.audiences)
+            .field("token_types", &self.token_types)
             .finish_non_exhaustive()
     }
 }
@@ -72,6 +90,7 @@ impl Rfc7662Introspector {
             authorization: None,
             issuer: None,
             audiences: Vec::new(),
+            token_types: Vec::new(),
             timeouts: Timeouts::default(),
         }
     }
@@ -97,6 +116,7 @@ pub struct Rfc7662IntrospectorBuilder {
     authorization: Option<String>,
     issuer: Option<String>,
     audiences: Vec<String>,
+    token_types: Vec<String>,
     timeouts: Timeouts,
 }
 
@@ -110,6 +130,7 @@ impl fmt::Debug for Rfc7662IntrospectorBuilder {
             )
             .field("issuer", &self.issuer)
             .field("audiences", &self.audiences)
+            .field("token_types", &self.token_types)
             .finish()
     }
 }
@@ -143,6 +164,27 @@ impl Rfc7662IntrospectorBuilder {
         self
     }
 
+    /// Also accepts tokens whose `token_type` is one of these (compared ignoring ASCII case),
+    /// besides access tokens (`Bearer`, `access_token`,
+    /// `urn:ietf:params:oauth:token-type:access_token`), which are always accepted. Replaces the
+    /// types given before.
+    ///
+    /// ```
+    /// use tower_machine_auth::introspect::Rfc7662Introspector;
+    ///
+    /// let introspector = Rfc7662Introspector::builder("https://auth.example.com/introspect")
+    ///     .allow_token_types(["urn:example:token-type:machine"])
+    ///     .build()?;
+    /// # Ok::<(), tower_machine_auth::ConfigError>(())
+    /// ```
+    pub fn allow_token_types<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        token_types: I,
+    ) -> Self {
+        self.token_types = token_types.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Connect and total timeouts of each call (default 2 s and 5 s).
     pub fn http_timeouts(mut self, connect: Duration, total: Duration) -> Self {
         self.timeouts = Timeouts { connect, total };
@@ -171,6 +213,7 @@ impl Rfc7662IntrospectorBuilder {
             authorization,
             issuer: self.issuer,
             audiences: self.audiences,
+            token_types: self.token_types,
             client: fetch::client(self.timeouts)?,
         })
     }
@@ -194,16 +237,16 @@ impl Introspector for Rfc7662Introspector {
             }
             let (status, body) = fetch::send_retrying_connect(request, MAX_REPLY_BYTES)
                 .await
-                .map_err(|error| endpoint_failed(&self.shown, &error))?;
+                .map_err(|error| call_failed(&self.shown, &error))?;
             match status.as_u16() {
                 200 => self
                     .token(&body)
-                    .map_err(|error| endpoint_failed(&self.shown, &error))?,
+                    .unwrap_or_else(|error| Err(reply_rejected(&self.shown, &error))),
                 401 | 403 => Err(credentials_rejected(
                     &self.shown,
                     "the introspection client credentials",
                 )),
-                code => Err(endpoint_failed(&self.shown, &FetchError::Status(code))),
+                code => Err(call_failed(&self.shown, &FetchError::Status(code))),
             }
         })
     }
@@ -229,6 +272,7 @@ impl Rfc7662Introspector {
             Some(Value::String(value)) => Ok(Some(value.clone())),
             Some(_) => Err(invalid(&format!("`{name}` is not a string"))),
         };
+        let token_type = string(&reply, "token_type")?;
         let subject = string(&reply, "sub")?.or(string(&reply, "client_id")?);
         let issuer = string(&reply, "iss")?;
         let token_id = string(&reply, "jti")?.unwrap_or_default();
@@ -264,6 +308,11 @@ impl Rfc7662Introspector {
         let (expires_at_ms, issued_at_ms, not_before_ms) =
             (date("exp")?, date("iat")?, date("nbf")?);
 
+        if token_type.is_some_and(|token_type| !self.accepts_token_type(&token_type)) {
+            return Ok(Err(AuthError::InvalidToken(
+                InvalidToken::NotActiveAtIssuer,
+            )));
+        }
         if self
             .issuer
             .as_ref()
@@ -291,6 +340,15 @@ impl Rfc7662Introspector {
             not_before_ms,
             issuer,
         }))
+    }
+
+    /// Whether a reply's `token_type` names an access token or a type allowed by configuration.
+    fn accepts_token_type(&self, token_type: &str) -> bool {
+        ACCESS_TOKEN_TYPES
+            .iter()
+            .copied()
+            .chain(self.token_types.iter().map(String::as_str))
+            .any(|accepted| accepted.eq_ignore_ascii_case(token_type))
     }
 }
 
@@ -388,8 +446,54 @@ mod tests {
     }
 
     #[test]
-    fn ill_typed_members_are_endpoint_failures() {
+    fn only_access_token_types_are_accepted_unless_allowed() {
+        let allowing = Rfc7662Introspector::builder("https://auth.example.com/introspect")
+            .allow_token_types(["urn:example:machine"])
+            .build()
+            .unwrap();
+        let reply =
+            |token_type: &str| json!({"active": true, "sub": "mch_a", "token_type": token_type});
+        let not_access = Err(AuthError::InvalidToken(InvalidToken::NotActiveAtIssuer));
+        for token_type in [
+            "Bearer",
+            "bearer",
+            "ACCESS_TOKEN",
+            "urn:ietf:params:oauth:token-type:access_token",
+        ] {
+            assert!(
+                parse(&introspector(), reply(token_type)).unwrap().is_ok(),
+                "{token_type}"
+            );
+        }
+        for token_type in [
+            "refresh_token",
+            "N_A",
+            "DPoP",
+            "",
+            "Bearer ",
+            "urn:example:machine",
+        ] {
+            assert_eq!(
+                parse(&introspector(), reply(token_type)).unwrap(),
+                not_access,
+                "{token_type}"
+            );
+        }
+        assert!(
+            parse(&allowing, reply("URN:EXAMPLE:MACHINE"))
+                .unwrap()
+                .is_ok()
+        );
+        assert_eq!(
+            parse(&allowing, reply("refresh_token")).unwrap(),
+            not_access
+        );
+    }
+
+    #[test]
+    fn ill_typed_members_are_unusable() {
         for reply in [
+            json!({"active": true, "token_type": 1}),
             json!({"active": true, "sub": 5}),
             json!({"active": true, "exp": "soon"}),
             json!({"active": true, "exp": -1}),

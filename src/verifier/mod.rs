@@ -290,6 +290,8 @@ impl MachineVerifier {
         let inner = &*self.inner;
         let mismatch = AuthError::TokenTypeMismatch;
         match credential::classify(token) {
+            // A key sent by mistake never reaches an introspection endpoint.
+            Ok(TokenKind::ClerkKey(kind)) => Err(mismatch(kind)),
             Ok(TokenKind::Jwt) if accepted.allows(TokenFormat::Jwt) => inner
                 .keys
                 .as_ref()

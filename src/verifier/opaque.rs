@@ -1,9 +1,14 @@
 //! Opaque tokens: routing to an introspector, one call per token however many requests carry it,
 //! the circuit breaker, the opt-in result cache, and the mapping to an `AuthenticatedMachine`.
+//!
+//! A request may be dropped at any await (its client hung up, a timeout layer fired): the call it
+//! shares with other requests leaves the in-flight map when the last of them goes, and a circuit
+//! breaker probe frees its slot.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::OnceCell;
 
@@ -48,7 +53,41 @@ pub(crate) struct OpaqueVerification {
     /// How long a valid result is reused; 0 (the default) asks the issuer every time.
     cache_ttl_ms: i64,
     /// Calls in flight, by token digest: concurrent requests with one token share one call.
-    in_flight: Mutex<HashMap<TokenDigest, Arc<OnceCell<Outcome>>>>,
+    in_flight: Mutex<HashMap<TokenDigest, SharedCall>>,
+}
+
+/// One call in flight and how many requests wait for it.
+#[derive(Debug)]
+struct SharedCall {
+    outcome: Arc<OnceCell<Outcome>>,
+    waiters: usize,
+}
+
+/// A request's share in the call for its token. Dropped (the request finished or was cancelled),
+/// it leaves; the call leaves the map once it has an outcome (so the next request asks again) or
+/// when its last waiter leaves without one.
+struct Flight<'a> {
+    opaque: &'a OpaqueVerification,
+    digest: TokenDigest,
+    outcome: Arc<OnceCell<Outcome>>,
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self.opaque.lock_in_flight();
+        let Entry::Occupied(mut entry) = in_flight.entry(self.digest) else {
+            return;
+        };
+        let call = entry.get_mut();
+        if !Arc::ptr_eq(&call.outcome, &self.outcome) {
+            // A later call for the same token: this one already left the map.
+            return;
+        }
+        call.waiters -= 1;
+        if call.waiters == 0 || self.outcome.initialized() {
+            entry.remove();
+        }
+    }
 }
 
 impl OpaqueVerification {
@@ -81,24 +120,34 @@ impl OpaqueVerification {
                 .or(self.others.as_ref())
                 .ok_or(TypeMismatch::OpaqueNotAccepted),
             Ok(TokenKind::Jwt) => Err(TypeMismatch::JwtNotAccepted),
+            Ok(TokenKind::ClerkKey(mismatch)) => Err(mismatch),
             Err(mismatch) => self.others.as_ref().ok_or(mismatch),
         }
     }
 
-    /// The shared call for `digest`, joined or started.
-    fn flight(&self, digest: TokenDigest) -> Arc<OnceCell<Outcome>> {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(in_flight.entry(digest).or_default())
+    /// A share in the call for `digest`, joined or started.
+    fn join(&self, digest: TokenDigest) -> Flight<'_> {
+        let mut in_flight = self.lock_in_flight();
+        let call = in_flight.entry(digest).or_insert_with(|| SharedCall {
+            outcome: Arc::default(),
+            waiters: 0,
+        });
+        call.waiters += 1;
+        Flight {
+            opaque: self,
+            digest,
+            outcome: Arc::clone(&call.outcome),
+        }
     }
 
-    fn land(&self, digest: &TokenDigest, flight: &Arc<OnceCell<Outcome>>) {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        if in_flight
-            .get(digest)
-            .is_some_and(|current| Arc::ptr_eq(current, flight))
-        {
-            in_flight.remove(digest);
-        }
+    fn lock_in_flight(&self) -> MutexGuard<'_, HashMap<TokenDigest, SharedCall>> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many calls are in flight.
+    #[cfg(test)]
+    pub(crate) fn in_flight_len(&self) -> usize {
+        self.lock_in_flight().len()
     }
 }
 
@@ -110,14 +159,12 @@ impl MachineVerifier {
         token: &str,
         digest: TokenDigest,
     ) -> Outcome {
-        let opaque = &self.inner.opaque;
-        let flight = opaque.flight(digest);
-        let outcome = flight
+        let flight = self.inner.opaque.join(digest);
+        flight
+            .outcome
             .get_or_init(|| self.introspect(route, token, digest))
             .await
-            .clone();
-        opaque.land(&digest, &flight);
-        outcome
+            .clone()
     }
 
     async fn introspect(
@@ -127,17 +174,18 @@ impl MachineVerifier {
         digest: TokenDigest,
     ) -> Outcome {
         let inner = &*self.inner;
-        if let Permit::Refused(retry_after) = route.breaker.permit() {
-            return Err(AuthError::Unavailable {
-                cause: Unavailable::CircuitOpen,
-                retry_after,
-            });
-        }
+        let call = match route.breaker.permit() {
+            Permit::Granted(call) => call,
+            Permit::Refused(retry_after) => {
+                return Err(AuthError::Unavailable {
+                    cause: Unavailable::CircuitOpen,
+                    retry_after,
+                });
+            }
+        };
         inner.counters.add(&inner.counters.introspections);
         let introspected = route.introspector.introspect(token).await;
-        route
-            .breaker
-            .record(!matches!(introspected, Err(AuthError::Unavailable { .. })));
+        call.record(!matches!(introspected, Err(AuthError::Unavailable { .. })));
         let now_ms = unix_millis(&*inner.clock);
         let (machine, expires_at_ms) =
             opaque_machine(introspected?, inner.rules.leeway_ms, now_ms)?;
@@ -166,7 +214,12 @@ fn opaque_machine(
     {
         return Err(AuthError::InvalidToken(InvalidToken::ExpiredAtIssuer));
     }
-    let in_future = |at_ms: Option<i64>| at_ms.is_some_and(|at| at > now_ms + leeway_ms);
+    // A JWT's `nbf` and `iat` are whole seconds: its issuer drops the fraction, so a JWT issued at
+    // the same instant as an opaque token carries a time up to a second earlier. Comparing the
+    // opaque token's times at that resolution gives both formats the same leeway.
+    let whole_seconds = |ms: i64| ms.div_euclid(1000) * 1000;
+    let in_future =
+        |at_ms: Option<i64>| at_ms.is_some_and(|at| whole_seconds(at) > now_ms + leeway_ms);
     if in_future(token.not_before_ms) || in_future(token.issued_at_ms) {
         return Err(AuthError::NotYetActive);
     }
@@ -188,9 +241,89 @@ fn opaque_machine(
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
     use super::*;
+    use crate::introspect::IntrospectionFuture;
 
     const NOW_MS: i64 = 1_767_225_600_000;
+
+    /// An endpoint that never answers.
+    #[derive(Debug)]
+    struct Stalled;
+
+    impl Introspector for Stalled {
+        fn introspect<'a>(&'a self, _: &'a str) -> IntrospectionFuture<'a> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    /// An endpoint that accepts every token at once.
+    #[derive(Debug)]
+    struct AcceptsAll;
+
+    impl Introspector for AcceptsAll {
+        fn introspect<'a>(&'a self, _: &'a str) -> IntrospectionFuture<'a> {
+            Box::pin(async { Ok(IntrospectedToken::new("mch_a")) })
+        }
+    }
+
+    fn verifier(introspector: impl Introspector) -> MachineVerifier {
+        MachineVerifier::builder()
+            .introspector(introspector)
+            .build()
+            .unwrap()
+    }
+
+    fn in_flight(verifier: &MachineVerifier) -> usize {
+        verifier.inner.opaque.in_flight_len()
+    }
+
+    /// Polls `future` once, asserts it is waiting, and drops it (a cancelled request).
+    fn cancel_after_one_poll(future: impl Future) {
+        let mut future = pin!(future);
+        let mut context = Context::from_waker(Waker::noop());
+        assert!(future.as_mut().poll(&mut context).is_pending());
+    }
+
+    #[test]
+    fn cancelled_lookups_leave_nothing_in_flight() {
+        let verifier = verifier(Stalled);
+        for i in 0..10_000 {
+            cancel_after_one_poll(verifier.verify(&format!("opaque-{i}")));
+        }
+        assert_eq!(in_flight(&verifier), 0);
+    }
+
+    #[test]
+    fn a_shared_call_stays_until_its_last_waiter_leaves() {
+        let verifier = verifier(Stalled);
+        let mut context = Context::from_waker(Waker::noop());
+        let mut first = Box::pin(verifier.verify("opaque-token"));
+        let mut second = Box::pin(verifier.verify("opaque-token"));
+        assert!(first.as_mut().poll(&mut context).is_pending());
+        assert!(second.as_mut().poll(&mut context).is_pending());
+        assert_eq!(in_flight(&verifier), 1);
+        drop(first);
+        assert_eq!(in_flight(&verifier), 1, "the second request still waits");
+        assert!(second.as_mut().poll(&mut context).is_pending());
+        drop(second);
+        assert_eq!(in_flight(&verifier), 0);
+    }
+
+    #[test]
+    fn a_finished_call_leaves_the_map() {
+        let verifier = verifier(AcceptsAll);
+        let mut context = Context::from_waker(Waker::noop());
+        let mut request = pin!(verifier.verify("opaque-token"));
+        let Poll::Ready(outcome) = request.as_mut().poll(&mut context) else {
+            panic!("the introspector answers at once");
+        };
+        assert_eq!(outcome.unwrap().machine_id().as_str(), "mch_a");
+        assert_eq!(in_flight(&verifier), 0);
+    }
 
     #[test]
     fn maps_a_valid_answer() {
@@ -231,5 +364,31 @@ mod tests {
             opaque_machine(early, 5_000, NOW_MS).unwrap_err(),
             AuthError::NotYetActive
         );
+    }
+
+    #[test]
+    fn issue_times_get_the_leeway_of_a_jwt_issued_at_the_same_instant() {
+        // Issued at NOW + 5.4 s; a JWT issued then says `iat: NOW + 5 s`, within a 5 s leeway.
+        let issued = |at_ms: i64| IntrospectedToken {
+            issued_at_ms: Some(at_ms),
+            ..IntrospectedToken::new("mch_a")
+        };
+        let not_before = |at_ms: i64| IntrospectedToken {
+            not_before_ms: Some(at_ms),
+            ..IntrospectedToken::new("mch_a")
+        };
+        assert!(opaque_machine(issued(NOW_MS + 5_400), 5_000, NOW_MS).is_ok());
+        assert!(opaque_machine(not_before(NOW_MS + 5_999), 5_000, NOW_MS).is_ok());
+        for early in [issued(NOW_MS + 6_000), not_before(NOW_MS + 6_000)] {
+            assert_eq!(
+                opaque_machine(early, 5_000, NOW_MS).unwrap_err(),
+                AuthError::NotYetActive
+            );
+        }
+        assert_eq!(
+            opaque_machine(issued(NOW_MS + 1_000), 0, NOW_MS).unwrap_err(),
+            AuthError::NotYetActive
+        );
+        assert!(opaque_machine(issued(NOW_MS + 999), 0, NOW_MS).is_ok());
     }
 }
