@@ -153,7 +153,7 @@ pub(crate) fn classify(token: &str) -> Result<TokenKind, TypeMismatch> {
         .iter()
         .any(|prefix| token.starts_with(prefix))
     {
-        Ok(TokenKind::ClerkKey(TypeMismatch::UnknownFormat))
+        Ok(TokenKind::ClerkKey(TypeMismatch::ClerkKey))
     } else {
         Err(TypeMismatch::UnknownFormat)
     }
@@ -293,7 +293,7 @@ mod tests {
         for key in ["sk_test_abc", "sk_live_abc", "pk_test_abc", "pk_live_abc"] {
             assert_eq!(
                 classify(key),
-                Ok(TokenKind::ClerkKey(TypeMismatch::UnknownFormat)),
+                Ok(TokenKind::ClerkKey(TypeMismatch::ClerkKey)),
                 "{key}"
             );
         }

@@ -304,6 +304,10 @@ pub enum TypeMismatch {
     /// An API key (`ak_…`), for example a machine secret key sent by mistake.
     #[error("API keys (ak_…) are not machine tokens")]
     ApiKey,
+    /// A Clerk instance secret key (`sk_test_…`, `sk_live_…`) or publishable key (`pk_test_…`,
+    /// `pk_live_…`) sent by mistake; refused without any network call.
+    #[error("Clerk secret and publishable keys are not machine tokens")]
+    ClerkKey,
     /// An OAuth access token: opaque `oat_…`, or a JWT with the header `typ: at+jwt` (RFC 9068)
     /// and a `sub` that is not `mch_…`.
     #[error("OAuth access tokens are not machine tokens")]
@@ -389,6 +393,16 @@ pub enum InvalidToken {
     /// The issuer says this opaque token has expired.
     #[error("the token has expired at its issuer")]
     ExpiredAtIssuer,
+    /// The introspection endpoint says the token is active, but not an access token (an RFC 7662
+    /// `token_type` such as `refresh_token`; see
+    /// [`Rfc7662IntrospectorBuilder::allow_token_types`](crate::introspect::Rfc7662IntrospectorBuilder::allow_token_types)).
+    #[error("the token is not an access token")]
+    NotAnAccessToken,
+    /// The issuer's answer about this token could not be used: larger than 64 KiB, not in the
+    /// expected shape, or a client error other than "not found" (logged, without the token).
+    /// Only this token is refused; the endpoint is not counted as failing.
+    #[error("the issuer's answer about the token could not be used")]
+    UnusableReply,
 }
 
 /// Details of [`AuthError::ClaimMismatch`] (401 `token-verification-failed`).

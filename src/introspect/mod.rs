@@ -190,7 +190,7 @@ pub(crate) fn reply_rejected(endpoint: &str, error: &FetchError) -> AuthError {
         %error,
         "token introspection reply not usable: rejecting the token"
     );
-    AuthError::InvalidToken(InvalidToken::NotActiveAtIssuer)
+    AuthError::InvalidToken(InvalidToken::UnusableReply)
 }
 
 /// The error for an endpoint that refused our credentials.

@@ -309,9 +309,7 @@ impl Rfc7662Introspector {
             (date("exp")?, date("iat")?, date("nbf")?);
 
         if token_type.is_some_and(|token_type| !self.accepts_token_type(&token_type)) {
-            return Ok(Err(AuthError::InvalidToken(
-                InvalidToken::NotActiveAtIssuer,
-            )));
+            return Ok(Err(AuthError::InvalidToken(InvalidToken::NotAnAccessToken)));
         }
         if self
             .issuer
@@ -453,7 +451,7 @@ mod tests {
             .unwrap();
         let reply =
             |token_type: &str| json!({"active": true, "sub": "mch_a", "token_type": token_type});
-        let not_access = Err(AuthError::InvalidToken(InvalidToken::NotActiveAtIssuer));
+        let not_access = Err(AuthError::InvalidToken(InvalidToken::NotAnAccessToken));
         for token_type in [
             "Bearer",
             "bearer",

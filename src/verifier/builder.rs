@@ -373,7 +373,9 @@ impl MachineVerifierBuilder {
     /// Verifies every opaque token that is not Clerk's (not `mt_…`, and `mt_…` too when no Clerk
     /// key is set) with this introspector, typically an
     /// [`Rfc7662Introspector`](crate::introspect::Rfc7662Introspector). A JWT-shaped token is never
-    /// sent to it, even when it fails the JWT checks.
+    /// sent to it, even when it fails the JWT checks, nor a Clerk key sent by mistake (`ak_…`,
+    /// `sk_test_…`, `sk_live_…`, `pk_test_…`, `pk_live_…`: 401 `token-type-mismatch` without any
+    /// call).
     ///
     /// ```
     /// use tower_machine_auth::MachineVerifier;
