@@ -97,7 +97,7 @@ impl TokenCache {
         }
         if entry
             .expires_at_ms
-            .is_some_and(|exp| exp <= now_ms - leeway_ms)
+            .is_some_and(|exp| exp <= now_ms.saturating_sub(leeway_ms))
         {
             return Some(Err(AuthError::Expired));
         }
@@ -163,5 +163,44 @@ impl TokenCache {
         if let Some(entries) = &self.entries {
             entries.invalidate_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::MachineId;
+
+    fn machine() -> AuthenticatedMachine {
+        AuthenticatedMachine::builder(MachineId::parse("mch_a").unwrap()).build()
+    }
+
+    #[test]
+    fn entries_of_an_older_generation_are_never_served() {
+        let cache = TokenCache::new(10, Duration::from_secs(60));
+        let before = cache.generation();
+        cache.insert_jwt([1; 32], machine(), 10_000, 5_000, before);
+        assert!(cache.get(&[1; 32], 1_000, 0).is_some());
+        cache.clear();
+        // A verification that read the generation before the clearing finishes after it.
+        cache.insert_jwt([2; 32], machine(), 10_000, 5_000, before);
+        assert!(cache.get(&[1; 32], 1_000, 0).is_none());
+        assert!(cache.get(&[2; 32], 1_000, 0).is_none());
+        cache.insert_jwt([2; 32], machine(), 10_000, 5_000, cache.generation());
+        assert!(cache.get(&[2; 32], 1_000, 0).is_some());
+    }
+
+    #[test]
+    fn clocks_at_the_ends_of_i64_do_not_overflow() {
+        let cache = TokenCache::new(10, Duration::from_secs(60));
+        cache.insert_jwt([1; 32], machine(), 10_000, i64::MAX, cache.generation());
+        assert!(matches!(
+            cache.get(&[1; 32], i64::MIN, 300_000),
+            Some(Ok(_))
+        ));
+        assert!(matches!(
+            cache.get(&[1; 32], i64::MAX, 300_000),
+            Some(Err(AuthError::Expired))
+        ));
     }
 }
