@@ -724,9 +724,10 @@ mod proptests {
         fn display_debug_and_serde_round_trip(value in "mch_[A-Za-z0-9_]{1,92}") {
             let id = MachineId::parse(&value).unwrap();
             prop_assert_eq!(id.as_str(), value.as_str());
-            prop_assert_eq!(id.to_string(), value.clone());
+            let shown = id.to_string();
+            prop_assert_eq!(&shown, &value);
             prop_assert_eq!(format!("{id:?}"), format!("{value:?}"));
-            prop_assert_eq!(MachineId::parse(&id.to_string()), Some(id.clone()));
+            prop_assert_eq!(MachineId::parse(&shown), Some(id.clone()));
             prop_assert_eq!(serde_json::to_value(&id).unwrap(), serde_json::json!(value));
         }
     }
