@@ -2,7 +2,9 @@
 //!
 //! https only (plain http is allowed for loopback hosts, for tests and local development), no
 //! redirects, no proxy from the environment, connect and total timeouts, and a cap on the size of
-//! the reply. Errors name what went wrong without echoing URLs' secrets or response bodies.
+//! the reply. Errors name what went wrong without echoing URLs' secrets or response bodies: a
+//! configured URL is only ever shown through [`shown`] or [`redacted`], without its user info
+//! (`user:password@`), query or fragment.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -104,31 +106,89 @@ pub(crate) fn client(timeouts: Timeouts) -> Result<reqwest::Client, ConfigError>
         .map_err(|error| ConfigError::new(format!("cannot build the HTTP client: {error}")))
 }
 
+/// Where plain http may carry credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlainHttp {
+    /// Only to a loopback host (`localhost`, `127.0.0.0/8`, `::1`): the default.
+    LoopbackOnly,
+    /// To any host: an explicit, insecure opt-in.
+    AnyHost,
+}
+
 /// Parses `url` and requires https, or http to a loopback host.
 pub(crate) fn checked_url(url: &str, what: &str) -> Result<Url, ConfigError> {
-    let parsed = Url::parse(url.trim())
-        .map_err(|error| ConfigError::new(format!("{what} `{url}` is not a valid URL: {error}")))?;
-    match parsed.scheme() {
-        "https" => Ok(parsed),
-        "http" if is_loopback(&parsed) => Ok(parsed),
-        "http" => Err(ConfigError::new(format!(
-            "{what} `{url}` uses plain http to a non-loopback host; use https \
-             (http is allowed only for 127.0.0.1, ::1 and localhost)"
-        ))),
-        scheme => Err(ConfigError::new(format!(
-            "{what} `{url}` has scheme `{scheme}`; use https"
-        ))),
+    checked_url_allowing(url, what, PlainHttp::LoopbackOnly)
+}
+
+/// Parses `url` and requires https, or http where `plain_http` allows it. Errors name the URL
+/// without its credentials.
+pub(crate) fn checked_url_allowing(
+    url: &str,
+    what: &str,
+    plain_http: PlainHttp,
+) -> Result<Url, ConfigError> {
+    let parsed = Url::parse(url.trim()).map_err(|error| {
+        ConfigError::new(format!(
+            "{what} `{}` is not a valid URL: {error}",
+            redacted(url)
+        ))
+    })?;
+    match transport_refusal(&parsed, plain_http) {
+        None => Ok(parsed),
+        Some(why) => Err(ConfigError::new(format!("{what} {why}"))),
     }
 }
 
-/// `url` without user info or query, safe to log.
+/// Why credentials may not be sent to `url`, or `None` when they may: https always; http to a
+/// loopback host, or to any host with [`PlainHttp::AnyHost`]; nothing else. The reason names
+/// the URL without its credentials.
+pub(crate) fn transport_refusal(url: &Url, plain_http: PlainHttp) -> Option<String> {
+    if url.cannot_be_a_base() {
+        // `user:secret@host` parses as scheme `user`: show none of it.
+        return Some("is not an https URL (it has no `//` before the host); use https://…".into());
+    }
+    let shown = shown(url);
+    match url.scheme() {
+        "https" => None,
+        "http" if plain_http == PlainHttp::AnyHost || is_loopback(url) => None,
+        "http" => Some(format!(
+            "`{shown}` uses plain http to a non-loopback host; use https (http is allowed only \
+             for 127.0.0.1, ::1 and localhost)"
+        )),
+        scheme => Some(format!("`{shown}` has scheme `{scheme}`; use https")),
+    }
+}
+
+/// `url` without user info, query or fragment, safe to log.
 pub(crate) fn shown(url: &Url) -> String {
+    if url.cannot_be_a_base() {
+        // `user:secret@host` parses as scheme `user` and a path: show none of it.
+        return "[not a URL with a host]".to_owned();
+    }
     let mut shown = url.clone();
     let _ = shown.set_username("");
     let _ = shown.set_password(None);
     shown.set_query(None);
     shown.set_fragment(None);
     shown.to_string()
+}
+
+/// A configured URL's text, safe to show: as [`shown`] when it parses; otherwise everything
+/// between the scheme's `//` (or the start) and the last `@` is left out, and so is any query.
+pub(crate) fn redacted(text: &str) -> String {
+    let text = text.trim();
+    if let Ok(url) = Url::parse(text) {
+        return shown(&url);
+    }
+    let text = text.split(['?', '#']).next().unwrap_or_default();
+    let (scheme, rest) = match text.find("://") {
+        Some(at) => text.split_at(at + 3),
+        None => ("", text),
+    };
+    match rest.rfind('@') {
+        Some(at) => format!("{scheme}{}", &rest[at + 1..]),
+        None => text.to_owned(),
+    }
 }
 
 /// Whether `url`'s host is `localhost`, `127.0.0.0/8` or `::1`.
@@ -220,6 +280,62 @@ mod tests {
         ] {
             let error = checked_url(bad, "JWKS URL").unwrap_err();
             assert!(error.to_string().contains("JWKS URL"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_url_without_its_credentials() {
+        for (bad, shown) in [
+            ("http://user:s3cr3t@example.com", "`http://example.com/`"),
+            (
+                "http://user:s3cr3t@example.com/jwks?k=v",
+                "`http://example.com/jwks`",
+            ),
+            ("ftp://user:s3cr3t@127.0.0.1/jwks", "`ftp://127.0.0.1/jwks`"),
+            (
+                "http://user:s3cr3t@exa mple.com/jwks",
+                "`http://exa mple.com/jwks`",
+            ),
+            ("http://user:s3cr3t@[::1/jwks", "`http://[::1/jwks`"),
+            ("https://user:s3cr3t@:443/", "`https://:443/`"),
+            ("user:s3cr3t@example.com", "no `//`"),
+            ("s3cr3t@@", "``"),
+        ] {
+            let error = checked_url(bad, "the JWKS URL").unwrap_err().to_string();
+            assert!(!error.contains("s3cr3t"), "{bad}: {error}");
+            assert!(error.contains(shown), "{bad}: {error}");
+            assert!(error.starts_with("the JWKS URL "), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn plain_http_to_any_host_only_when_allowed() {
+        let url = Url::parse("http://user:s3cr3t@reports.internal/run").unwrap();
+        assert!(transport_refusal(&url, PlainHttp::AnyHost).is_none());
+        let refusal = transport_refusal(&url, PlainHttp::LoopbackOnly).unwrap();
+        assert!(refusal.contains("http://reports.internal/run"), "{refusal}");
+        assert!(!refusal.contains("s3cr3t"), "{refusal}");
+        let ftp = Url::parse("ftp://127.0.0.1/").unwrap();
+        assert!(transport_refusal(&ftp, PlainHttp::AnyHost).is_some());
+    }
+
+    #[test]
+    fn redacted_text_drops_user_info_and_query() {
+        for (text, expected) in [
+            (
+                "https://user:s3cr3t@example.com/a?token=s3cr3t",
+                "https://example.com/a",
+            ),
+            (
+                "http://u:s3cr3t@exa mple.com/a?x=s3cr3t",
+                "http://exa mple.com/a",
+            ),
+            ("u:s3cr3t@exa mple.com", "[not a URL with a host]"),
+            ("//u:s3cr3t@example.com/a", "example.com/a"),
+            ("user:s3cr3t@example.com", "[not a URL with a host]"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redacted(text), expected, "{text}");
         }
     }
 }

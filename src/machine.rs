@@ -672,3 +672,63 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The grammar, written out plainly: `mch_` and 1 to 92 characters from `[A-Za-z0-9_]`.
+    fn reference(value: &str) -> bool {
+        let Some(rest) = value.strip_prefix("mch_") else {
+            return false;
+        };
+        let allowed = |c: char| c.is_ascii_alphabetic() || c.is_ascii_digit() || c == '_';
+        let count = rest.chars().count();
+        (1..=92).contains(&count) && rest.chars().all(allowed)
+    }
+
+    /// Strings near the grammar: likely prefixes (and look-alikes), then characters in and out of
+    /// the alphabet, at lengths around the limit.
+    fn near_ids() -> impl Strategy<Value = String> {
+        let prefix = prop_oneof![
+            Just("mch_"),
+            Just("MCH_"),
+            Just("mch"),
+            Just("mch__"),
+            Just("m\u{441}h_"),
+            Just(" mch_"),
+            Just(""),
+        ];
+        let rest = prop_oneof![
+            "[A-Za-z0-9_]{0,100}",
+            "[a-z]{88,96}",
+            "[A-Za-z0-9_.\\- \u{0}\u{e9}\u{ff3f}]{0,100}",
+        ];
+        (prefix, rest).prop_map(|(prefix, rest)| format!("{prefix}{rest}"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn parse_and_is_valid_agree_with_the_grammar(value in prop_oneof![near_ids(), any::<String>()]) {
+            let expected = reference(&value);
+            prop_assert_eq!(MachineId::is_valid(&value), expected);
+            prop_assert_eq!(MachineId::parse(&value).is_some(), expected);
+            prop_assert_eq!(MachineId::from_string(value.clone()).is_some(), expected);
+        }
+
+        #[test]
+        fn display_debug_and_serde_round_trip(value in "mch_[A-Za-z0-9_]{1,92}") {
+            let id = MachineId::parse(&value).unwrap();
+            prop_assert_eq!(id.as_str(), value.as_str());
+            let shown = id.to_string();
+            prop_assert_eq!(&shown, &value);
+            prop_assert_eq!(format!("{id:?}"), format!("{value:?}"));
+            prop_assert_eq!(MachineId::parse(&shown), Some(id.clone()));
+            prop_assert_eq!(serde_json::to_value(&id).unwrap(), serde_json::json!(value));
+        }
+    }
+}

@@ -16,7 +16,8 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use serde_json::{Value, json};
 use tower::{Layer, Service, ServiceExt};
 use tower_machine_auth::client::{
-    MachineTokenLayer, MachineTokenSource, MachineTokenSourceBuilder, TokenError,
+    InsecureDestination, MachineTokenLayer, MachineTokenSource, MachineTokenSourceBuilder,
+    SendError, TokenError,
 };
 use tower_machine_auth::clock::{Clock, TokioClock};
 use tower_machine_auth::issuer::{Issuer, IssuerConfig};
@@ -744,4 +745,108 @@ async fn the_builder_reads_clerks_variables() {
     let verifier = MachineVerifier::from_pem(&local.issuer.public_key_pem().unwrap()).unwrap();
     let machine = verifier.verify(token.as_str()).await.unwrap();
     assert_eq!(machine.machine_id().as_str(), "mch_cron_service");
+}
+
+/// Plain http carries the token only to loopback hosts: the issuer's URL is refused when the
+/// source is built, a request to machine B when it is sent (by `send` and by the layer, before a
+/// token is made), each naming the URL without its credentials; unless the source opts in.
+#[tokio::test(start_paused = true)]
+async fn plain_http_goes_only_to_loopback_unless_the_source_opts_in() {
+    let builder = || {
+        MachineTokenSource::builder()
+            .api_url("http://user:s3cr3t@issuer.internal:8787")
+            .machine_secret_key(CRON_KEY)
+    };
+    let error = builder().build().unwrap_err().to_string();
+    assert!(
+        error.contains("`http://issuer.internal:8787/m2m_tokens` uses plain http"),
+        "{error}"
+    );
+    assert!(!error.contains("s3cr3t"), "{error}");
+    builder().allow_insecure_http_to_any_host().build().unwrap();
+
+    let clock = TokioClock::new();
+    let local = LocalIssuer::start(clock).await;
+    let (machine_b, seen) = local.machine_b(clock);
+    let machine_b_url = serve(machine_b.clone()).await;
+    let port = machine_b_url.rsplit(':').next().unwrap().to_owned();
+    // A name that is not loopback, resolved to machine B on loopback.
+    let elsewhere = format!("http://user:s3cr3t@reports.internal:{port}/cron/run");
+    let http = reqwest::Client::builder()
+        .resolve("reports.internal", "127.0.0.1:0".parse().unwrap())
+        .build()
+        .unwrap();
+
+    let source = local.source(clock, TokenFormat::Jwt);
+    for url in [elsewhere.clone(), "ftp://127.0.0.1/cron/run".to_owned()] {
+        let Err(SendError::InsecureDestination(refused)) = source.send(http.post(&url)).await
+        else {
+            panic!("{url} was not refused");
+        };
+        assert!(!refused.to_string().contains("s3cr3t"), "{refused}");
+        assert!(!refused.url().contains("s3cr3t"), "{refused}");
+    }
+    let Err(SendError::InsecureDestination(refused)) = source.send(http.post(&elsewhere)).await
+    else {
+        panic!("sent");
+    };
+    assert_eq!(
+        refused.url(),
+        format!("http://reports.internal:{port}/cron/run")
+    );
+    assert!(
+        refused.to_string().contains(refused.url()) && refused.to_string().contains("plain http"),
+        "{refused}"
+    );
+
+    let mut client = MachineTokenLayer::new(source.clone()).layer(machine_b.clone());
+    let request = |uri: &str| {
+        http::Request::post(uri)
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap()
+    };
+    let error = call(&mut client, request(&elsewhere)).await.unwrap_err();
+    let refused = error.downcast_ref::<InsecureDestination>().unwrap();
+    assert_eq!(
+        refused.url(),
+        format!("http://reports.internal:{port}/cron/run")
+    );
+    assert_eq!(seen.load(Ordering::SeqCst), 0, "nothing reached machine B");
+    assert_eq!(
+        local.creations(),
+        0,
+        "no token was made for a refused request"
+    );
+
+    // Loopback hosts, https and scheme-less URIs are not refused.
+    for uri in [
+        "/cron/run".to_owned(),
+        format!("http://127.0.0.1:{port}/cron/run"),
+        format!("http://127.8.0.1:{port}/cron/run"),
+        format!("http://localhost:{port}/cron/run"),
+        format!("http://[::1]:{port}/cron/run"),
+        "https://reports.internal/cron/run".to_owned(),
+    ] {
+        let response = call(&mut client, request(&uri)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+    }
+    let response = source
+        .send(http.post(format!("{machine_b_url}/cron/run")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    // Opted in: the same requests go through, with the token.
+    let insecure = local
+        .source_builder(clock, TokenFormat::Jwt)
+        .allow_insecure_http_to_any_host()
+        .build()
+        .unwrap();
+    let response = insecure.send(http.post(&elsewhere)).await.unwrap();
+    let (status, body) = reqwest_json(response).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["machine"], "mch_cron_service");
+    let mut client = MachineTokenLayer::new(insecure).layer(machine_b);
+    let response = call(&mut client, request(&elsewhere)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
 }

@@ -1,14 +1,20 @@
 //! The JWKS source against a real loopback server: fetch limits, cooldown, single-flight, stale
-//! window, key removal, and Clerk's Backend API. Timing runs on Tokio's paused clock.
+//! window, key removal (also racing a verification), and Clerk's Backend API. Timing runs on
+//! Tokio's paused clock, except where a verification is held on another thread.
 
 mod common;
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use serde_json::json;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tower::{Layer, Service};
 use tower_machine_auth::clock::{Clock, TokioClock};
-use tower_machine_auth::{MachineAuthLayer, MachineVerifier, MachineVerifierBuilder};
+use tower_machine_auth::{AuthError, MachineAuthLayer, MachineVerifier, MachineVerifierBuilder};
 
 /// Claims valid at the clock's current time.
 fn claims_now(clock: &TokioClock) -> serde_json::Value {
@@ -406,4 +412,198 @@ async fn ec_and_ed25519_jwks_keys_verify_when_allowed() {
     send_bearer(&app, "/cron/run", &wrong_kid)
         .await
         .assert_rejected(401, "token-invalid", None);
+}
+
+/// Bounds every wait of the tests below (real time: they run on a multi-thread runtime).
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A JWKS server on loopback that holds each request until the test answers it, so a test
+/// decides what a fetch gets, and when, after the fetch has started.
+struct HeldJwksServer {
+    url: String,
+    requests: mpsc::UnboundedReceiver<oneshot::Sender<Value>>,
+}
+
+impl HeldJwksServer {
+    async fn start() -> Self {
+        let (sender, requests) = mpsc::unbounded_channel();
+        let app = axum::Router::new().fallback(move || {
+            let sender = sender.clone();
+            async move {
+                let (reply, answer) = oneshot::channel();
+                sender.send(reply).unwrap();
+                let keys = answer.await.unwrap_or(json!({"keys": []}));
+                ([("content-type", "application/json")], keys.to_string())
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, requests }
+    }
+
+    /// Waits for the next fetch to arrive, and returns the means to answer it.
+    async fn next_fetch(&mut self) -> oneshot::Sender<Value> {
+        tokio::time::timeout(PATIENCE, self.requests.recv())
+            .await
+            .expect("no JWKS fetch came")
+            .unwrap()
+    }
+}
+
+/// Answers a held fetch with these keys.
+fn answer(fetch: oneshot::Sender<Value>, keys: &[Value]) {
+    fetch.send(json!({ "keys": keys })).unwrap();
+}
+
+/// The system clock, which can stop one thread at its next reading until the test lets it go.
+#[derive(Debug, Clone, Default)]
+struct GatedClock(Arc<Mutex<Option<Gate>>>);
+
+#[derive(Debug)]
+struct Gate {
+    thread: ThreadId,
+    entered: oneshot::Sender<()>,
+    release: std::sync::mpsc::Receiver<()>,
+}
+
+impl GatedClock {
+    /// Stops `thread` at its next reading of the clock: returns the signal that it got there and
+    /// the means to let it go on.
+    fn arm(&self, thread: ThreadId) -> (oneshot::Receiver<()>, std::sync::mpsc::Sender<()>) {
+        let (entered, entered_signal) = oneshot::channel();
+        let (release_sender, release) = std::sync::mpsc::channel();
+        *self.0.lock().unwrap() = Some(Gate {
+            thread,
+            entered,
+            release,
+        });
+        (entered_signal, release_sender)
+    }
+}
+
+impl Clock for GatedClock {
+    fn now(&self) -> SystemTime {
+        let gate = {
+            let mut gate = self.0.lock().unwrap();
+            match &*gate {
+                Some(armed) if armed.thread == std::thread::current().id() => gate.take(),
+                _ => None,
+            }
+        };
+        if let Some(gate) = gate {
+            let _ = gate.entered.send(());
+            let _ = gate.release.recv_timeout(PATIENCE);
+        }
+        SystemTime::now()
+    }
+}
+
+/// Drives `future` to its end on a thread of its own; `polled` gets that thread's id once the
+/// first poll has returned (the future is then waiting for something).
+fn drive_on_own_thread<F>(
+    future: F,
+    polled: oneshot::Sender<ThreadId>,
+) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut future = std::pin::pin!(future);
+        let mut polled = Some(polled);
+        runtime.block_on(std::future::poll_fn(|cx| {
+            let poll = future.as_mut().poll(cx);
+            if let Some(polled) = polled.take() {
+                let _ = polled.send(std::thread::current().id());
+            }
+            poll
+        }))
+    })
+}
+
+/// A verification that found its key before a fetch removed that key, and finished after the
+/// token cache was cleared for the removal, must not leave its token verifiable: the token cache
+/// entry it makes belongs to the generation before the removal and is never served.
+///
+/// The interleaving is forced: the JWKS server holds each fetch until the test answers it, and
+/// the verifier's clock stops the request's thread right after it has looked its key up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_removed_while_a_verification_is_in_flight_stays_removed() {
+    let kept = TestKey::shared_rsa();
+    let removed = TestKey::rsa();
+    let mut server = HeldJwksServer::start().await;
+    let clock = GatedClock::default();
+    let verifier = MachineVerifier::builder()
+        .jwks_url(&server.url)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut service = MachineAuthLayer::new(verifier.clone()).layer(tower::service_fn(
+        |_: http::Request<String>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::from("ok")))
+        },
+    ));
+
+    // The first fetch has started; the request is decided now: it must wait for the keys.
+    let first_fetch = server.next_fetch().await;
+    let token = removed.token("removed", &claims());
+    let request = http::Request::get("/cron/run")
+        .header("authorization", format!("Bearer {token}"))
+        .body(String::new())
+        .unwrap();
+    let (polled, request_thread) = oneshot::channel();
+    let in_flight = drive_on_own_thread(service.call(request), polled);
+    let request_thread = tokio::time::timeout(PATIENCE, request_thread)
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The request gets its key from the first fetch and stops at its next clock reading, before
+    // it checks the signature and caches the token.
+    let (at_gate, release) = clock.arm(request_thread);
+    answer(
+        first_fetch,
+        &[kept.jwk("kept", None), removed.jwk("removed", None)],
+    );
+    tokio::time::timeout(PATIENCE, at_gate)
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Meanwhile the key leaves the set: a token with a new kid makes the verifier fetch again.
+    let new_kid = kept.token("new", &claims());
+    let probe = verifier.verify(&new_kid);
+    let rotate = async { answer(server.next_fetch().await, &[kept.jwk("kept", None)]) };
+    let (probe, ()) = tokio::time::timeout(PATIENCE, async { tokio::join!(probe, rotate) })
+        .await
+        .unwrap();
+    assert!(
+        matches!(probe, Err(AuthError::InvalidToken(_))),
+        "{probe:?}"
+    );
+
+    // The request in flight finishes: it looked its key up before the key left.
+    release.send(()).unwrap();
+    let response = tokio::time::timeout(PATIENCE, in_flight)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    // From now on the token is refused, cache or no cache, and the key does not come back.
+    for _ in 0..3 {
+        let again = verifier.verify(&token).await;
+        assert!(
+            matches!(again, Err(AuthError::InvalidToken(_))),
+            "a token signed by a removed key still verifies: {again:?}"
+        );
+    }
+    assert_eq!(verifier.stats().cache_hits, 0);
+    verifier
+        .verify(&kept.token("kept", &claims()))
+        .await
+        .unwrap();
 }

@@ -86,4 +86,47 @@ pub enum SendError {
     /// The request failed (connect, timeout, or building it).
     #[error("the request failed: {0}")]
     Http(#[from] reqwest::Error),
+    /// The request's URL would carry the token in clear; nothing was sent.
+    #[error(transparent)]
+    InsecureDestination(#[from] InsecureDestination),
+}
+
+/// Machine A refused to attach its token to a request: the request's URL is not https, and not
+/// plain http to a loopback host (`localhost`, `127.0.0.0/8`, `::1`). Nothing was sent and no
+/// token was created.
+///
+/// Plain http to other hosts is allowed only by
+/// [`MachineTokenSourceBuilder::allow_insecure_http_to_any_host`](super::MachineTokenSourceBuilder::allow_insecure_http_to_any_host).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use tower_machine_auth::client::{MachineTokenSource, SendError};
+///
+/// let source = MachineTokenSource::builder().machine_secret_key("ak_x").build()?;
+/// let http = reqwest::Client::new();
+/// let refused = source.send(http.post("http://user:pw@reports.internal/run")).await;
+/// let Err(SendError::InsecureDestination(error)) = refused else { panic!("sent") };
+/// assert_eq!(error.url(), "http://reports.internal/run");
+/// assert!(error.to_string().contains("plain http"));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("refusing to send a machine token: the request URL {reason}")]
+pub struct InsecureDestination {
+    /// The URL without its credentials, query or fragment.
+    url: String,
+    reason: String,
+}
+
+impl InsecureDestination {
+    pub(crate) fn new(url: String, reason: String) -> Self {
+        Self { url, reason }
+    }
+
+    /// The refused URL, without its credentials, query or fragment.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
 }

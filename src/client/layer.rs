@@ -19,6 +19,12 @@ use super::MachineTokenSource;
 /// ([`ReplayBody`]: buffered bodies yes, streams no). The service's error is a [`BoxError`]
 /// holding the inner service's error or a [`TokenError`](super::TokenError).
 ///
+/// A request whose URI names a scheme must go over https, or plain http to a loopback host:
+/// another is refused with an [`InsecureDestination`](super::InsecureDestination) error before a
+/// token is made, unless the source allows it
+/// ([`allow_insecure_http_to_any_host`](super::MachineTokenSourceBuilder::allow_insecure_http_to_any_host)).
+/// A URI without a scheme (`/path`, origin-form) is left to the inner service's connection.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -124,7 +130,9 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let source = self.source.clone();
         let retry_unauthorized = self.retry_unauthorized;
+        let destination = source.check_uri(request.uri());
         Box::pin(async move {
+            destination?;
             let token = source.token().await?;
             let replay = retry_unauthorized
                 .then(|| replay_request(&request))

@@ -14,6 +14,12 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Tokens and the machine secret key travel over https only, or plain http to a loopback host
+//! (`localhost`, `127.0.0.0/8`, `::1`): a source refuses an `http://` issuer URL elsewhere when it
+//! is built, and a request to one when it is sent
+//! ([`InsecureDestination`]), unless it was built with
+//! [`allow_insecure_http_to_any_host`](MachineTokenSourceBuilder::allow_insecure_http_to_any_host).
 
 mod create;
 mod error;
@@ -22,7 +28,7 @@ mod send;
 mod source;
 mod token;
 
-pub use error::{SendError, TokenError};
+pub use error::{InsecureDestination, SendError, TokenError};
 pub use layer::{AttachMachineToken, MachineTokenLayer, ReplayBody, ResponseFuture};
 pub use source::{MachineTokenSource, MachineTokenSourceBuilder, TokenSourceStats};
 pub use token::MachineToken;

@@ -11,6 +11,11 @@ impl MachineTokenSource {
     /// the request is sent once more with a fresh token, if its body can be sent again (reqwest
     /// cannot clone a streaming body; such a request is not retried).
     ///
+    /// The request must go over https, or plain http to a loopback host: another URL is refused
+    /// with [`SendError::InsecureDestination`] before a token is made or anything is sent (see
+    /// [`allow_insecure_http_to_any_host`](super::MachineTokenSourceBuilder::allow_insecure_http_to_any_host)).
+    /// Errors never show the URL's user info.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -37,13 +42,14 @@ impl MachineTokenSource {
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, SendError> {
         let (client, request) = request.build_split();
-        let mut request = request?;
+        let mut request = request.map_err(without_credentials)?;
+        self.check_destination(request.url())?;
         let token = self.token().await?;
         let replay = request.try_clone();
         request
             .headers_mut()
             .insert(AUTHORIZATION, token.authorization());
-        let response = client.execute(request).await?;
+        let response = client.execute(request).await.map_err(without_credentials)?;
         if response.status() != StatusCode::UNAUTHORIZED || !self.reject(&token) {
             return Ok(response);
         }
@@ -56,6 +62,15 @@ impl MachineTokenSource {
         replay
             .headers_mut()
             .insert(AUTHORIZATION, fresh.authorization());
-        Ok(client.execute(replay).await?)
+        Ok(client.execute(replay).await.map_err(without_credentials)?)
     }
+}
+
+/// `error` with no user info in the URL it carries.
+fn without_credentials(mut error: reqwest::Error) -> reqwest::Error {
+    if let Some(url) = error.url_mut() {
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+    }
+    error
 }

@@ -11,11 +11,11 @@ use tokio::sync::OwnedMutexGuard;
 use tokio::task::JoinHandle;
 
 use super::create::{CreateFailure, CreateRequest, create};
-use super::{MachineToken, TokenError};
+use super::{InsecureDestination, MachineToken, TokenError};
 use crate::TokenFormat;
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
-use crate::fetch::{self, Timeouts};
+use crate::fetch::{self, PlainHttp, Timeouts};
 use crate::verifier::DEFAULT_CLERK_API_URL;
 
 /// Machine A's tokens: created through the issuer's API (`POST {CLERK_API_URL}/m2m_tokens` with
@@ -76,6 +76,8 @@ struct Inner {
     refresh_share: f64,
     backoff: Backoff,
     rejection_cooldown: Duration,
+    /// Where plain http may carry tokens and the machine secret key.
+    plain_http: PlainHttp,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
     /// Held while a creation call is in flight: the single flight. A background refresh takes it
@@ -242,6 +244,32 @@ impl MachineTokenSource {
         TokenSourceStats {
             created: self.inner.created.load(Ordering::Relaxed),
             failed: self.inner.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Refuses a request URL that would carry the token in clear: anything but https, or plain
+    /// http to a loopback host, unless the source was built with
+    /// [`allow_insecure_http_to_any_host`](MachineTokenSourceBuilder::allow_insecure_http_to_any_host).
+    pub(crate) fn check_destination(&self, url: &reqwest::Url) -> Result<(), InsecureDestination> {
+        match fetch::transport_refusal(url, self.inner.plain_http) {
+            None => Ok(()),
+            Some(reason) => Err(InsecureDestination::new(fetch::shown(url), reason)),
+        }
+    }
+
+    /// Like [`check_destination`](Self::check_destination) for a Tower request's URI. A URI
+    /// without a scheme (`/path`) names no transport: the inner service's connection decides it.
+    pub(crate) fn check_uri(&self, uri: &http::Uri) -> Result<(), InsecureDestination> {
+        if uri.scheme().is_none() {
+            return Ok(());
+        }
+        let text = uri.to_string();
+        match reqwest::Url::parse(&text) {
+            Ok(url) => self.check_destination(&url),
+            Err(error) => Err(InsecureDestination::new(
+                fetch::redacted(&text),
+                format!("`{}` is not a valid URL: {error}", fetch::redacted(&text)),
+            )),
         }
     }
 
@@ -429,6 +457,7 @@ pub struct MachineTokenSourceBuilder {
     backoff: Backoff,
     rejection_cooldown: Duration,
     timeouts: Timeouts,
+    plain_http: PlainHttp,
     clock: Arc<dyn Clock>,
 }
 
@@ -447,6 +476,7 @@ impl Default for MachineTokenSourceBuilder {
             },
             rejection_cooldown: Duration::from_secs(30),
             timeouts: Timeouts::default(),
+            plain_http: PlainHttp::LoopbackOnly,
             clock: Arc::new(SystemClock),
         }
     }
@@ -460,6 +490,7 @@ impl fmt::Debug for MachineTokenSourceBuilder {
                 &reqwest::Url::parse(self.api_url.trim())
                     .map_or_else(|_| "(not a URL)".to_owned(), |url| fetch::shown(&url)),
             )
+            .field("plain_http", &self.plain_http)
             .field("format", &self.format)
             .field("lifetime", &self.lifetime)
             .finish_non_exhaustive()
@@ -560,6 +591,32 @@ impl MachineTokenSourceBuilder {
         self
     }
 
+    /// Lets tokens and the machine secret key travel over plain `http://` to any host: the
+    /// issuer's API URL and the requests [`send`](MachineTokenSource::send) and
+    /// [`MachineTokenLayer`](super::MachineTokenLayer) attach tokens to. Anyone on the network
+    /// path can then read and replay them: use it only on a network you trust entirely (a private
+    /// container network, say), never across the internet. Building such a source logs a
+    /// warning.
+    ///
+    /// Without it, plain http is allowed only to loopback hosts (`localhost`, `127.0.0.0/8`,
+    /// `::1`), and anything but https is refused elsewhere: an issuer URL when the source is
+    /// built, a request when it is sent ([`InsecureDestination`]).
+    ///
+    /// ```
+    /// use tower_machine_auth::client::MachineTokenSource;
+    ///
+    /// let builder = || MachineTokenSource::builder()
+    ///     .api_url("http://issuer.internal:8787")
+    ///     .machine_secret_key("ak_x");
+    /// let error = builder().build().unwrap_err();
+    /// assert!(error.to_string().contains("http://issuer.internal:8787/m2m_tokens"));
+    /// assert!(builder().allow_insecure_http_to_any_host().build().is_ok());
+    /// ```
+    pub fn allow_insecure_http_to_any_host(mut self) -> Self {
+        self.plain_http = PlainHttp::AnyHost;
+        self
+    }
+
     /// The clock that decides when tokens expire (tests use
     /// [`TokioClock`](crate::clock::TokioClock) with paused time).
     pub fn clock(mut self, clock: impl Clock) -> Self {
@@ -586,7 +643,11 @@ impl MachineTokenSourceBuilder {
         })?;
         authorization.set_sensitive(true);
         let base = self.api_url.trim().trim_end_matches('/');
-        let url = fetch::checked_url(&format!("{base}/m2m_tokens"), "CLERK_API_URL")?;
+        let url = fetch::checked_url_allowing(
+            &format!("{base}/m2m_tokens"),
+            "CLERK_API_URL",
+            self.plain_http,
+        )?;
         let claims = match self.claims {
             None => None,
             Some(Value::Object(claims)) => Some(claims),
@@ -631,6 +692,14 @@ impl MachineTokenSourceBuilder {
             Duration::from_secs(3600),
         )?;
         self.timeouts.check("token creation")?;
+        if self.plain_http == PlainHttp::AnyHost {
+            tracing::warn!(
+                api = %fetch::shown(&url),
+                "allow_insecure_http_to_any_host: machine tokens and the machine secret key may \
+                 travel over plain http to any host, where anyone on the network path can read \
+                 and replay them"
+            );
+        }
         Ok(MachineTokenSource {
             inner: Arc::new(Inner {
                 request: CreateRequest {
@@ -645,6 +714,7 @@ impl MachineTokenSourceBuilder {
                 refresh_share: self.refresh_share,
                 backoff: self.backoff,
                 rejection_cooldown: self.rejection_cooldown,
+                plain_http: self.plain_http,
                 clock: self.clock,
                 state: Mutex::new(State::default()),
                 creating: Arc::new(tokio::sync::Mutex::new(())),

@@ -59,16 +59,18 @@ pub(super) fn machine_from_claims(
         return Err(AuthError::ClaimMismatch(ClaimMismatch::Audience));
     }
 
-    if expires_at_ms <= now_ms - rules.leeway_ms {
+    // In i128: a clock may say anything an i64 holds, and none of this may overflow.
+    let (now, leeway) = (i128::from(now_ms), i128::from(rules.leeway_ms));
+    if i128::from(expires_at_ms) <= now - leeway {
         return Err(AuthError::Expired);
     }
-    let in_future = |at_ms: Option<i64>| at_ms.is_some_and(|at| at > now_ms + rules.leeway_ms);
+    let in_future = |at_ms: Option<i64>| at_ms.is_some_and(|at| i128::from(at) > now + leeway);
     if in_future(not_before_ms) || in_future(issued_at_ms) {
         return Err(AuthError::NotYetActive);
     }
     if rules
         .max_lifetime_ms
-        .is_some_and(|max| expires_at_ms - now_ms > max)
+        .is_some_and(|max| i128::from(expires_at_ms) - now > i128::from(max))
     {
         return Err(AuthError::ClaimMismatch(ClaimMismatch::LifetimeTooLong));
     }
@@ -398,6 +400,23 @@ mod tests {
     }
 
     #[test]
+    fn clocks_and_skews_at_the_ends_of_i64_do_not_overflow() {
+        let at = |now_ms: i64, leeway_ms: i64| {
+            let mut rules = rules();
+            rules.leeway_ms = leeway_ms;
+            rules.max_lifetime_ms = Some(3_600_000);
+            machine_from_claims(valid().as_object().unwrap().clone(), &rules, now_ms)
+        };
+        assert_eq!(at(i64::MAX, 5_000).unwrap_err(), AuthError::Expired);
+        assert_eq!(at(i64::MIN, 5_000).unwrap_err(), AuthError::NotYetActive);
+        assert_eq!(
+            at(-i64::MAX, i64::MAX).unwrap_err(),
+            AuthError::NotYetActive
+        );
+        assert!(at(NOW_MS, i64::MAX).is_ok());
+    }
+
+    #[test]
     fn maximum_lifetime_is_enforced_when_configured() {
         let mut rules = rules();
         rules.max_lifetime_ms = Some(3_600_000);
@@ -406,5 +425,127 @@ mod tests {
             check(with(valid(), "exp", json!(NOW + 3601)), &rules).unwrap_err(),
             AuthError::ClaimMismatch(ClaimMismatch::LifetimeTooLong)
         );
+    }
+}
+
+#[cfg(test)]
+mod time_proptests {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::jwt::AlgorithmSet;
+
+    /// A NumericDate claim: whole or fractional seconds across the accepted range, values at and
+    /// just past its bounds (refused as malformed), or absent.
+    fn numeric_date() -> impl Strategy<Value = Option<f64>> {
+        let max = MAX_NUMERIC_DATE as i64;
+        prop_oneof![
+            (0..=max).prop_map(|s| Some(s as f64)),
+            (0.0..=MAX_NUMERIC_DATE).prop_map(Some),
+            (max - 3..=max + 3).prop_map(|s| Some(s as f64)),
+            (-3i64..=3).prop_map(|s| Some(s as f64)),
+            Just(Some(MAX_NUMERIC_DATE + 0.5)),
+            Just(Some(-0.5)),
+            Just(None),
+        ]
+    }
+
+    /// Now in Unix milliseconds: anywhere an `i64` reaches (a clock may say anything), or close to
+    /// `near` (a NumericDate in milliseconds), where the boundaries are.
+    fn now_ms(near: Option<f64>) -> impl Strategy<Value = i64> {
+        let near = near.map_or(0, |seconds| (seconds * 1000.0).floor() as i64);
+        prop_oneof![
+            any::<i64>(),
+            (-700_000i64..=700_000).prop_map(move |delta| near + delta),
+            Just(i64::MIN),
+            Just(i64::MAX),
+            Just(-i64::MAX),
+        ]
+    }
+
+    fn leeway_ms() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            0i64..=300_000,
+            Just(0),
+            Just(300_000),
+            0..=i64::MAX,
+            Just(i64::MAX)
+        ]
+    }
+
+    /// A NumericDate in milliseconds, as the spec reads it, or `None` if it is not one.
+    fn model_ms(seconds: f64) -> Option<i128> {
+        (0.0..=MAX_NUMERIC_DATE)
+            .contains(&seconds)
+            .then(|| (seconds * 1000.0).floor() as i128)
+    }
+
+    fn claims(exp: Option<f64>, nbf: Option<f64>, iat: Option<f64>) -> Map<String, Value> {
+        let mut claims = Map::new();
+        claims.insert("sub".into(), json!("mch_time"));
+        for (name, value) in [("exp", exp), ("nbf", nbf), ("iat", iat)] {
+            if let Some(value) = value {
+                claims.insert(name.into(), json!(value));
+            }
+        }
+        claims
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Expired iff `exp * 1000 <= now_ms - leeway_ms`; otherwise not yet active iff `nbf` or
+        /// `iat` is after `now + leeway`; otherwise accepted, and over the maximum lifetime iff
+        /// `exp * 1000 - now_ms` exceeds it. Computed without overflow for every input.
+        #[test]
+        fn time_checks_follow_the_arithmetic(
+            (exp, now_ms) in numeric_date().prop_flat_map(|exp| (Just(exp), now_ms(exp))),
+            nbf in numeric_date(),
+            iat in numeric_date(),
+            leeway_ms in leeway_ms(),
+            max_lifetime_ms in prop_oneof![Just(None), (0i64..=i64::MAX).prop_map(Some)],
+        ) {
+            let rules = JwtRules {
+                algorithms: AlgorithmSet::RSA,
+                leeway_ms,
+                issuer: None,
+                audiences: Vec::new(),
+                max_lifetime_ms,
+            };
+            let outcome = machine_from_claims(claims(exp, nbf, iat), &rules, now_ms);
+
+            // Read in this order: `exp` (required), `nbf`, `iat`.
+            let out_of_range = |value: Option<f64>| value.is_some_and(|s| model_ms(s).is_none());
+            let refusal = if out_of_range(exp) {
+                Some(malformed("exp"))
+            } else if exp.is_none() {
+                Some(missing("exp"))
+            } else if out_of_range(nbf) {
+                Some(malformed("nbf"))
+            } else if out_of_range(iat) {
+                Some(malformed("iat"))
+            } else {
+                None
+            };
+            if let Some(refusal) = refusal {
+                prop_assert_eq!(outcome.unwrap_err(), refusal);
+                return Ok(());
+            }
+            let exp_ms = exp.and_then(model_ms).unwrap();
+            let (now, leeway) = (i128::from(now_ms), i128::from(leeway_ms));
+            let after_now = |at: Option<f64>| at.and_then(model_ms).is_some_and(|at| at > now + leeway);
+            let expected = if exp_ms <= now - leeway {
+                Err(AuthError::Expired)
+            } else if after_now(nbf) || after_now(iat) {
+                Err(AuthError::NotYetActive)
+            } else if max_lifetime_ms.is_some_and(|max| exp_ms - now > i128::from(max)) {
+                Err(AuthError::ClaimMismatch(ClaimMismatch::LifetimeTooLong))
+            } else {
+                Ok(exp_ms)
+            };
+            let outcome = outcome.map(|verified| i128::from(verified.expires_at_ms));
+            prop_assert_eq!(outcome, expected);
+        }
     }
 }

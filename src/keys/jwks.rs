@@ -13,6 +13,10 @@
 //! - A failed fetch never removes keys; only a successful fetch that omits a key does. The last
 //!   good set is served for up to `max_stale` (default 24 h) after the last success, then requests
 //!   get 503 until a fetch succeeds.
+//! - Fetches never overlap, so each result replaces the one before it and no late reply can put
+//!   back a key a newer one removed. When a key leaves, the new set is stored first and then
+//!   `on_keys_removed` runs (the verifier clears its token cache and starts a new cache
+//!   generation): a verification that looked its key up in the old set cannot cache its token.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -342,6 +346,7 @@ impl JwksSource {
             keys,
             loaded_at: Some(Instant::now()),
         }));
+        // After the store: whoever sees the callback's effect looks keys up in the new set.
         if removed {
             (self.on_keys_removed)();
         }

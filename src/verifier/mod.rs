@@ -27,7 +27,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 use crate::bearer_token::BearerToken;
-use crate::cache::{self, TokenCache, TokenDigest};
+use crate::cache::{self, Generation, TokenCache, TokenDigest};
 use crate::clock::{Clock, unix_millis};
 use crate::credential::{self, MAX_TOKEN_LEN, TokenKind};
 use crate::error::{AuthError, ConfigError, InvalidToken, TypeMismatch};
@@ -323,8 +323,11 @@ impl MachineVerifier {
             Ok(jwt) => jwt,
             Err(error) => return Attempt::Done(Err(log_rejection(error, Some(&digest)))),
         };
+        let generation = inner.cache.generation();
         match keys.lookup(&jwt.header) {
-            KeyLookup::Found(key) => Attempt::Done(self.finish(jwt, &key, digest, now_ms)),
+            KeyLookup::Found(key) => {
+                Attempt::Done(self.finish(jwt, &key, digest, now_ms, generation))
+            }
             KeyLookup::FetchMayHelp => Attempt::Pending,
             KeyLookup::Failed(error) => Attempt::Done(Err(log_rejection(error, Some(&digest)))),
         }
@@ -356,6 +359,8 @@ impl MachineVerifier {
     ) -> Result<AuthenticatedMachine, AuthError> {
         let inner = &*self.inner;
         let jwt = UnverifiedJwt::parse(token, &inner.rules)?;
+        // Read before the key: a fetch that removes keys meanwhile leaves this token uncached.
+        let generation = inner.cache.generation();
         let key = match (keys, jwt.header.kid.as_deref()) {
             (KeySource::Jwks(source), Some(kid)) => source.lookup_after_fetch(kid).await?,
             (KeySource::Static(key), _) => Arc::clone(key),
@@ -363,15 +368,18 @@ impl MachineVerifier {
                 return Err(AuthError::InvalidToken(InvalidToken::MissingKeyId));
             }
         };
-        self.finish(jwt, &key, digest, unix_millis(&*inner.clock))
+        self.finish(jwt, &key, digest, unix_millis(&*inner.clock), generation)
     }
 
+    /// Verifies `jwt` with `key` and caches the result under `generation`, the cache's generation
+    /// read before `key` was looked up.
     fn finish(
         &self,
         jwt: UnverifiedJwt<'_>,
         key: &VerifyingKey,
         digest: TokenDigest,
         now_ms: i64,
+        generation: Generation,
     ) -> Result<AuthenticatedMachine, AuthError> {
         let inner = &*self.inner;
         let verified = jwt
@@ -386,6 +394,7 @@ impl MachineVerifier {
                 verified.machine.clone(),
                 verified.expires_at_ms,
                 now_ms.saturating_add(inner.jwt_cache_ttl_ms),
+                generation,
             );
         }
         Ok(verified.machine)
