@@ -216,6 +216,11 @@ pub(crate) async fn send(
     if status.is_redirection() {
         return Err(FetchError::Redirect(status.as_u16()));
     }
+    // A failing endpoint's body is of no use, and must not turn an outage into an oversized
+    // reply.
+    if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
+        return Ok((status, Bytes::new()));
+    }
     if response
         .content_length()
         .is_some_and(|len| len > limit as u64)

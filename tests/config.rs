@@ -270,3 +270,22 @@ async fn rsa_4096_keys_load_and_verify() {
     let key = TestKey::rsa_bits(aws_lc_rs::rsa::KeySize::Rsa4096);
     accepts(build_pem(&key.public_pem()).unwrap(), &key).await;
 }
+
+#[tokio::test]
+async fn builder_debug_output_hides_url_credentials() {
+    let verifier = MachineVerifier::builder()
+        .jwks_url("https://user:s3cr3t@clerk.example.com/.well-known/jwks.json")
+        .clerk_api_url("https://user:s3cr3t@api.clerk.example");
+    let introspector = tower_machine_auth::introspect::Rfc7662Introspector::builder(
+        "https://user:s3cr3t@auth.example.com/introspect",
+    );
+    for text in [
+        format!("{verifier:?}"),
+        format!("{verifier:#?}"),
+        format!("{introspector:?}"),
+        format!("{introspector:#?}"),
+    ] {
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(text.contains("example"), "the URL is still shown: {text}");
+    }
+}

@@ -272,6 +272,21 @@ mod hostile_replies {
             assert_eq!(server.hits(), 5, "status {status} did not open the breaker");
         }
     }
+
+    #[tokio::test]
+    async fn a_failing_status_with_a_large_body_is_still_an_outage() {
+        let token = opaque_token();
+        let server = IntrospectionServer::start(Introspection::StatusWithBody(500, 70_000)).await;
+        let app = app(MachineAuthLayer::new(
+            clerk_builder(&server).build().unwrap(),
+        ));
+        for _ in 0..7 {
+            send_bearer(&app, "/cron/run", &token)
+                .await
+                .assert_rejected(503, "verifier-unavailable", None);
+        }
+        assert_eq!(server.hits(), 5, "a large 500 did not open the breaker");
+    }
 }
 
 mod clock_skew {

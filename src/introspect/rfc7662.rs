@@ -123,7 +123,7 @@ pub struct Rfc7662IntrospectorBuilder {
 impl fmt::Debug for Rfc7662IntrospectorBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Rfc7662IntrospectorBuilder")
-            .field("url", &self.url)
+            .field("url", &fetch::redacted(&self.url))
             .field(
                 "authorization",
                 &self.authorization.as_ref().map(|_| "[redacted]"),

@@ -11,7 +11,7 @@ use super::{Inner, MachineVerifier};
 use crate::cache::TokenCache;
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
-use crate::fetch::{Timeouts, check_range};
+use crate::fetch::{Timeouts, check_range, redacted};
 use crate::introspect::{ClerkIntrospector, Introspector};
 use crate::jwt::{AlgorithmSet, JwtRules};
 use crate::keys::{
@@ -58,7 +58,7 @@ impl fmt::Debug for KeySourceConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Pem(_) => f.write_str("Pem"),
-            Self::JwksUrl(url) => f.debug_tuple("JwksUrl").field(url).finish(),
+            Self::JwksUrl(url) => f.debug_tuple("JwksUrl").field(&redacted(url)).finish(),
             Self::ClerkBackendApi { .. } => {
                 f.write_str("ClerkBackendApi { secret_key: [redacted] }")
             }
@@ -126,7 +126,7 @@ impl fmt::Debug for MachineVerifierBuilder {
             )
             .field("introspector", &self.introspector)
             .field("opaque_cache_ttl", &self.opaque_cache_ttl)
-            .field("clerk_api_url", &self.clerk_api_url)
+            .field("clerk_api_url", &redacted(&self.clerk_api_url))
             .field("algorithms", &self.algorithms)
             .field("clock_skew", &self.clock_skew)
             .field("issuer", &self.issuer)

@@ -210,16 +210,18 @@ fn opaque_machine(
 ) -> Result<(AuthenticatedMachine, Option<i64>), AuthError> {
     if token
         .expires_at_ms
-        .is_some_and(|exp| exp <= now_ms - leeway_ms)
+        .is_some_and(|exp| i128::from(exp) <= i128::from(now_ms) - i128::from(leeway_ms))
     {
         return Err(AuthError::InvalidToken(InvalidToken::ExpiredAtIssuer));
     }
     // A JWT's `nbf` and `iat` are whole seconds: its issuer drops the fraction, so a JWT issued at
     // the same instant as an opaque token carries a time up to a second earlier. Comparing the
     // opaque token's times at that resolution gives both formats the same leeway.
-    let whole_seconds = |ms: i64| ms.div_euclid(1000) * 1000;
-    let in_future =
-        |at_ms: Option<i64>| at_ms.is_some_and(|at| whole_seconds(at) > now_ms + leeway_ms);
+    let whole_seconds = |ms: i64| i128::from(ms).div_euclid(1000) * 1000;
+    // In i128: a clock may say anything an i64 holds, and none of this may overflow.
+    let in_future = |at_ms: Option<i64>| {
+        at_ms.is_some_and(|at| whole_seconds(at) > i128::from(now_ms) + i128::from(leeway_ms))
+    };
     if in_future(token.not_before_ms) || in_future(token.issued_at_ms) {
         return Err(AuthError::NotYetActive);
     }
@@ -340,6 +342,22 @@ mod tests {
         assert_eq!(machine.token_id(), "mt_1");
         assert_eq!(machine.expires_at(), Some(1_767_225_660));
         assert_eq!(expires, Some(NOW_MS + 60_000));
+    }
+
+    #[test]
+    fn times_at_the_ends_of_i64_never_overflow() {
+        for now_ms in [i64::MIN, -1, 0, i64::MAX] {
+            for at in [i64::MIN, 0, i64::MAX] {
+                let token = IntrospectedToken {
+                    expires_at_ms: Some(at),
+                    issued_at_ms: Some(at),
+                    not_before_ms: Some(at),
+                    ..IntrospectedToken::new("mch_a")
+                };
+                // Any answer but a panic.
+                let _ = opaque_machine(token, 300_000, now_ms);
+            }
+        }
     }
 
     #[test]

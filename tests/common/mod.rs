@@ -414,6 +414,8 @@ pub enum Introspection {
     Rfc7662(std::collections::HashMap<String, Value>),
     /// This status with an empty JSON object.
     Status(u16),
+    /// This status with a body of this many bytes.
+    StatusWithBody(u16, usize),
     /// 200 with this body.
     Raw(String),
 }
@@ -492,6 +494,9 @@ impl IntrospectionServer {
                 json(StatusCode::OK, &reply)
             }
             Introspection::Status(code) => json(StatusCode::from_u16(code).unwrap(), &json!({})),
+            Introspection::StatusWithBody(code, len) => {
+                (StatusCode::from_u16(code).unwrap(), "x".repeat(len)).into_response()
+            }
             Introspection::Raw(body) => {
                 ([("content-type", "application/json")], body).into_response()
             }
