@@ -52,6 +52,9 @@ pub mod clock;
 mod credential;
 pub mod error;
 mod fetch;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod introspect;
 #[cfg(feature = "issuer")]
 pub mod issuer;

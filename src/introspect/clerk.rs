@@ -142,7 +142,9 @@ struct MachineToken {
 }
 
 /// The token from a 200 reply: valid data, or the reason the token is not valid.
-fn machine_token(body: &[u8]) -> Result<Result<IntrospectedToken, AuthError>, FetchError> {
+pub(crate) fn machine_token(
+    body: &[u8],
+) -> Result<Result<IntrospectedToken, AuthError>, FetchError> {
     let token: MachineToken = serde_json::from_slice(body)
         .map_err(|_| FetchError::Invalid("not a machine_to_machine_token resource".into()))?;
     if token.object != "machine_to_machine_token" {

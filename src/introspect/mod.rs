@@ -41,7 +41,7 @@
 //! ```
 
 mod breaker;
-mod clerk;
+pub(crate) mod clerk;
 mod rfc7662;
 
 pub(crate) use breaker::{CircuitBreaker, Permit};

@@ -254,7 +254,10 @@ impl Introspector for Rfc7662Introspector {
 
 impl Rfc7662Introspector {
     /// The token from a 200 reply: valid data, or the reason the token is not valid.
-    fn token(&self, body: &[u8]) -> Result<Result<IntrospectedToken, AuthError>, FetchError> {
+    pub(crate) fn token(
+        &self,
+        body: &[u8],
+    ) -> Result<Result<IntrospectedToken, AuthError>, FetchError> {
         let invalid = |what: &str| FetchError::Invalid(what.to_owned());
         let mut reply = strict_json::parse_object(body)
             .map_err(|_| invalid("not an introspection response"))?;

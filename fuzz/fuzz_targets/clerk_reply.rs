@@ -1,0 +1,97 @@
+//! Replies of Clerk's `/m2m_tokens/verify`, read as the Clerk introspector reads a 200, then
+//! handed to a verifier (through an `Introspector` that returns what was read) for `mt_…`.
+//!
+//! Invariants: a reply read as a valid token is a `machine_to_machine_token` resource, neither
+//! revoked nor expired, whose fields the token carries; the verifier accepts only a token whose
+//! subject is a machine id, whose expiration has not passed and that names this machine in its
+//! scopes, and hands over its id, scopes and claims.
+
+#![no_main]
+
+use std::sync::{Arc, LazyLock, Mutex};
+
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+use tower_machine_auth::error::InvalidToken;
+use tower_machine_auth::fuzzing::clerk_reply;
+use tower_machine_auth::introspect::{IntrospectedToken, IntrospectionFuture, Introspector};
+use tower_machine_auth::{AuthError, MachineId, MachineVerifier, TokenFormat};
+use tower_machine_auth_fuzz::{FixedClock, LEEWAY_MS, NOW_MS, OWN_MACHINE_ID, runtime};
+
+type Reading = Result<Result<IntrospectedToken, AuthError>, String>;
+
+/// Answers with the reading of the current reply; an unusable reply is an invalid token here,
+/// so that the circuit breaker never opens.
+#[derive(Debug, Clone, Default)]
+struct Replay(Arc<Mutex<Option<Reading>>>);
+
+impl Introspector for Replay {
+    fn introspect<'a>(&'a self, _token: &'a str) -> IntrospectionFuture<'a> {
+        let reading = self.0.lock().unwrap().clone();
+        Box::pin(async move {
+            match reading {
+                Some(Ok(answer)) => answer,
+                _ => Err(AuthError::InvalidToken(InvalidToken::NotActiveAtIssuer)),
+            }
+        })
+    }
+}
+
+static STATE: LazyLock<(Replay, MachineVerifier)> = LazyLock::new(|| {
+    let replay = Replay::default();
+    let verifier = runtime().block_on(async {
+        MachineVerifier::builder()
+            .introspector(replay.clone())
+            .own_machine_id(OWN_MACHINE_ID)
+            .clock(FixedClock)
+            .build()
+            .expect("a verifier")
+    });
+    (replay, verifier)
+});
+
+fuzz_target!(|data: &[u8]| {
+    let reading = clerk_reply(data);
+    if let Ok(answer) = &reading {
+        // Invalid UTF-8 in a member the reader ignores is not looked at: read the reply as
+        // text with replacement characters.
+        let text = String::from_utf8_lossy(data);
+        let reply: Value = serde_json::from_str(&text).expect("a read reply is JSON");
+        assert_eq!(reply["object"], "machine_to_machine_token");
+        match answer {
+            Ok(token) => {
+                assert_eq!(reply["revoked"], false);
+                assert_eq!(reply["expired"], false);
+                assert_eq!(reply["subject"].as_str(), Some(token.subject.as_str()));
+                assert_eq!(reply["id"].as_str(), Some(token.token_id.as_str()));
+                assert_eq!(reply["expiration"].as_i64(), token.expires_at_ms);
+            }
+            Err(_) => assert!(reply["revoked"] == true || reply["expired"] == true),
+        }
+    }
+
+    let (replay, verifier) = &*STATE;
+    *replay.0.lock().unwrap() = Some(reading.clone());
+    let outcome = runtime().block_on(verifier.verify("mt_fuzz"));
+    if let Ok(machine) = outcome {
+        let Ok(Ok(token)) = reading else {
+            panic!("accepted a token the reply did not vouch for");
+        };
+        assert!(MachineId::is_valid(&token.subject));
+        assert_eq!(machine.machine_id().as_str(), token.subject);
+        assert_eq!(machine.token_format(), TokenFormat::Opaque);
+        assert!(
+            token
+                .expires_at_ms
+                .is_none_or(|exp| exp > NOW_MS - LEEWAY_MS)
+        );
+        assert!(
+            token
+                .issued_at_ms
+                .is_none_or(|iat| iat <= NOW_MS + LEEWAY_MS)
+        );
+        assert_eq!(machine.scopes(), token.scopes.as_slice());
+        assert!(machine.has_scope(OWN_MACHINE_ID));
+        assert_eq!(machine.claims(), &token.claims);
+    }
+});
