@@ -57,9 +57,10 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
 /// assert!(token_kind("ak_1").is_err());
 /// ```
 pub fn token_kind(token: &str) -> Result<&'static str, TypeMismatch> {
-    credential::classify(token).map(|kind| match kind {
-        credential::TokenKind::Jwt => "jwt",
-        credential::TokenKind::OpaqueMachineToken => "opaque machine token",
+    credential::classify(token).and_then(|kind| match kind {
+        credential::TokenKind::Jwt => Ok("jwt"),
+        credential::TokenKind::OpaqueMachineToken => Ok("opaque machine token"),
+        credential::TokenKind::ClerkKey(mismatch) => Err(mismatch),
     })
 }
 

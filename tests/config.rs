@@ -289,3 +289,36 @@ async fn builder_debug_output_hides_url_credentials() {
         assert!(text.contains("example"), "the URL is still shown: {text}");
     }
 }
+
+/// Inputs the fuzzer found (fuzz/regressions/pem/): a PEM text the PEM reader cannot read once
+/// gave an error that quoted its lines, key material of a private key among them.
+#[test]
+fn unreadable_pem_errors_never_quote_key_material() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/pem");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let text =
+            String::from_utf8_lossy(&std::fs::read(entry.unwrap().path()).unwrap()).into_owned();
+        seen += 1;
+        let Err(error) = build_pem(&text) else {
+            continue;
+        };
+        let message = error.to_string();
+        for line in text.lines().map(str::trim).filter(|line| line.len() >= 16) {
+            if line
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+            {
+                assert!(
+                    !message.contains(line),
+                    "the error quotes `{line}`: {message}"
+                );
+            }
+        }
+    }
+    assert!(
+        seen >= 2,
+        "the regression inputs are missing from {}",
+        dir.display()
+    );
+}

@@ -10,13 +10,6 @@ use libfuzzer_sys::fuzz_target;
 use tower_machine_auth::Algorithm;
 use tower_machine_auth::fuzzing::{SUPPORTED_ALGORITHMS, key_from_pem, same_public_key};
 
-/// Known issue, kept out of the way so that fuzzing can go on (set to `false` once fixed): a PEM
-/// text the `pem` crate cannot read gets that crate's error in the message, and it repeats input
-/// lines: the first line of a block with a blank line inside (`invalid header: …`, for a private
-/// key its first line of key material), or an END label without its closing dashes together with
-/// the lines after it. Inputs in fuzz/regressions/pem/.
-const KNOWN_PEM_ERROR_ECHO: bool = true;
-
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -35,11 +28,6 @@ fuzz_target!(|data: &[u8]| {
             }
             Err(error) => {
                 let message = error.to_string();
-                if KNOWN_PEM_ERROR_ECHO
-                    && message.starts_with("the PEM public key cannot be read: ")
-                {
-                    return;
-                }
                 let framing: Vec<&str> = text.lines().filter(|l| l.contains("-----")).collect();
                 for line in text.lines().map(str::trim) {
                     let material = line.len() >= 40

@@ -49,8 +49,17 @@ fn spki_der(text: &str) -> Result<Vec<u8>, ConfigError> {
         return Err(ConfigError::new("the PEM public key is empty"));
     }
     if text.contains("-----BEGIN") {
-        let block = pem::parse(&text).map_err(|error| {
-            ConfigError::new(format!("the PEM public key cannot be read: {error}"))
+        // The PEM reader's own errors quote input lines, which for a private key pasted by
+        // mistake is key material: they are never shown.
+        let block = pem::parse(&text).map_err(|_| {
+            if text.contains("PRIVATE KEY-----") {
+                private_key_error()
+            } else {
+                ConfigError::new(
+                    "the PEM public key cannot be read: check its `-----BEGIN PUBLIC KEY-----` \
+                     and `-----END PUBLIC KEY-----` lines and that only base64 lies between them",
+                )
+            }
         })?;
         match block.tag() {
             "PUBLIC KEY" => Ok(block.into_contents()),
