@@ -18,17 +18,7 @@ use crate::strict_json::{self, StrictJsonError};
 use crate::{Algorithm, AuthenticatedMachine, credential};
 
 /// Every signature algorithm the crate can verify with.
-pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
+pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = crate::jwt::SUPPORTED_ALGORITHMS;
 
 /// The bearer token of a request's `Authorization` headers, read as the layer reads it: one
 /// header, the `Bearer` scheme, then RFC 6750's `b64token` grammar.

@@ -100,7 +100,19 @@ fn top_level_names(data: &[u8]) -> Vec<String> {
         .0
 }
 
+/// serde_json's `Value` takes a member named `$serde_json::private::…` for one of its private
+/// types and refuses the document, while the strict reader reads it as a plain member: such
+/// documents cannot be compared with `Value`.
+const SERDE_PRIVATE_NAME: &[u8] = b"$serde_json::private::";
+
 fuzz_target!(|data: &[u8]| {
+    if data
+        .windows(SERDE_PRIVATE_NAME.len())
+        .any(|window| window == SERDE_PRIVATE_NAME)
+    {
+        let _ = strict_json_object(data);
+        return;
+    }
     let strict = strict_json_object(data);
     let lenient = serde_json::from_slice::<Value>(data);
     let duplicates = serde_json::from_slice::<Duplicates>(data)

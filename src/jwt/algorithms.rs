@@ -5,7 +5,7 @@ use std::fmt;
 use jsonwebtoken::Algorithm;
 
 /// The asymmetric algorithms a machine-token verifier can use, in display order.
-const SUPPORTED: [Algorithm; 9] = [
+pub(crate) const SUPPORTED: [Algorithm; 9] = [
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,

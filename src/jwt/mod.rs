@@ -18,6 +18,8 @@ mod header;
 mod kind;
 
 pub(crate) use algorithms::AlgorithmSet;
+#[cfg(feature = "fuzzing")]
+pub(crate) use algorithms::SUPPORTED as SUPPORTED_ALGORITHMS;
 pub(crate) use header::JwtHeader;
 
 use base64::Engine;
