@@ -25,9 +25,9 @@ use bytes::Bytes;
 use criterion::Criterion;
 use http::{Request, Response};
 use http_body_util::Full;
+use machine_auth_issuer::{Issuer, IssuerConfig};
 use tower::{Layer, ServiceExt};
 use tower_machine_auth::client::{MachineTokenLayer, MachineTokenSource};
-use tower_machine_auth::issuer::{Issuer, IssuerConfig};
 
 use support::paired_ratios;
 

@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! # terminal 1: the local issuer (or use Clerk: CLERK_API_URL defaults to https://api.clerk.com)
-//! cargo run --features cli --bin machine-auth -- dev
+//! cargo run -p machine-auth -- dev
 //! # terminal 2: machine B
 //! CLERK_API_URL=http://127.0.0.1:8787 CLERK_SECRET_KEY=sk_test_demo_instance_do_not_use_in_production \
 //!   PORT=3000 cargo run --example axum_cron

@@ -1,6 +1,6 @@
 //! The whole story on one machine, no account needed:
 //!
-//! 1. a local Clerk-compatible issuer starts (the `issuer` feature; `machine-auth dev` runs the same);
+//! 1. a local Clerk-compatible issuer starts (the `machine-auth-issuer` crate; `machine-auth dev` runs the same);
 //! 2. machine B (`mch_reports_api`), the seed's cron server, starts behind `MachineAuthLayer`,
 //!    reading the issuer's JWKS for JWTs and asking it about opaque tokens, and accepting only
 //!    tokens scoped to its own machine id;
@@ -22,9 +22,9 @@ use std::error::Error;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use machine_auth_issuer::{Issuer, IssuerConfig};
 use serde_json::{Value, json};
 use tower_machine_auth::client::MachineTokenSource;
-use tower_machine_auth::issuer::{Issuer, IssuerConfig};
 use tower_machine_auth::{MachineVerifier, TokenFormat};
 
 /// Machine B's own machine id: the demo's machine A may call it, its third machine may not.

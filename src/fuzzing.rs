@@ -14,8 +14,8 @@ use crate::error::{AuthError, InvalidToken, TypeMismatch};
 use crate::introspect::{IntrospectedToken, Rfc7662Introspector};
 use crate::jwt::{AlgorithmSet, JwtRules, UnverifiedJwt};
 use crate::keys::{self, VerifyingKey};
-use crate::strict_json::{self, StrictJsonError};
 use crate::{Algorithm, AuthenticatedMachine, credential};
+use machine_auth_core::strict_json::{self, StrictJsonError};
 
 /// Every signature algorithm the crate can verify with.
 pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = crate::jwt::SUPPORTED_ALGORITHMS;

@@ -56,25 +56,22 @@ mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod introspect;
-#[cfg(feature = "issuer")]
-pub mod issuer;
 mod jwt;
 mod keys;
 pub mod layer;
 mod machine;
 mod stats;
-mod strict_json;
 mod verifier;
 
 pub use bearer_token::BearerToken;
 pub use error::{AuthError, ConfigError, Reason};
 pub use jsonwebtoken::Algorithm;
-pub use keys::CLERK_API_VERSION;
 pub use layer::{AuthMode, MachineAuthLayer};
 pub use machine::{
     AcceptedTokens, AuthenticatedMachine, AuthenticatedMachineBuilder, MAX_MACHINE_ID_LEN,
     MachineId, TokenFormat,
 };
+pub use machine_auth_core::clerk::CLERK_API_VERSION;
 pub use stats::VerifierStats;
 pub use verifier::{
     DEFAULT_CLERK_API_URL, MAX_CLOCK_SKEW, MachineVerifier, MachineVerifierBuilder,

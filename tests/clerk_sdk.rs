@@ -8,7 +8,6 @@
 //! script from `tests/clerk-sdk/` against it and reads the JSON document the script prints. Where
 //! the SDK expects something of Clerk's Backend API, the tests assert what the SDK expects, not what
 //! the issuer happens to do. Without `node` and `npm` on PATH the tests say so and pass.
-#![cfg(feature = "issuer")]
 
 mod common;
 
@@ -22,10 +21,10 @@ use std::time::{Duration, SystemTime};
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use common::*;
+use machine_auth_issuer::{CreateTokenRequest, Issuer, IssuerConfig, TokenFormatParam};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tower_machine_auth::clock::Clock;
-use tower_machine_auth::issuer::{CreateTokenRequest, Issuer, IssuerConfig, TokenFormatParam};
 use tower_machine_auth::{MachineAuthLayer, MachineVerifier};
 
 /// How long one Node script may run.
@@ -889,16 +888,14 @@ async fn clerks_sdk_and_our_layer_decide_alike_token_by_token() {
         ("mch_billing_worker", "mch_reports_api_v2"),
         ("mch_audit_worker", "mch_Reports_Api"),
     ] {
-        config
-            .machines
-            .push(tower_machine_auth::issuer::MachineConfig {
-                id: id.to_owned(),
-                name: id.to_owned(),
-                secret_key: format!("ak_interop_{id}_secret"),
-                scopes: vec![scope.to_owned()],
-                default_token_ttl: 3600,
-                template: None,
-            });
+        config.machines.push(machine_auth_issuer::MachineConfig {
+            id: id.to_owned(),
+            name: id.to_owned(),
+            secret_key: format!("ak_interop_{id}_secret"),
+            scopes: vec![scope.to_owned()],
+            default_token_ttl: 3600,
+            template: None,
+        });
     }
     let Some(local) = LocalIssuer::start_with(config).await else {
         return;

@@ -13,6 +13,7 @@ use axum::routing::post;
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::{BodyExt, Full, StreamBody};
+use machine_auth_issuer::{Issuer, IssuerConfig};
 use serde_json::{Value, json};
 use tower::{Layer, Service, ServiceExt};
 use tower_machine_auth::client::{
@@ -20,7 +21,6 @@ use tower_machine_auth::client::{
     SendError, TokenError,
 };
 use tower_machine_auth::clock::{Clock, TokioClock};
-use tower_machine_auth::issuer::{Issuer, IssuerConfig};
 use tower_machine_auth::{AuthenticatedMachine, MachineAuthLayer, MachineVerifier, TokenFormat};
 
 const CRON_KEY: &str = "ak_demo_cron_service_do_not_use_in_production";

@@ -265,8 +265,8 @@ async fn axum_cron_accepts_opaque_tokens_with_a_machine_secret_key() {
 /// token created once and reused, in both formats; a wrong key and a missing target are exit 2.
 #[tokio::test]
 async fn machine_client_calls_axum_cron_on_a_schedule_reusing_its_token() {
-    let config = tower_machine_auth::issuer::IssuerConfig::demo();
-    let issuer = tower_machine_auth::issuer::Issuer::builder(config.clone())
+    let config = machine_auth_issuer::IssuerConfig::demo();
+    let issuer = machine_auth_issuer::Issuer::builder(config.clone())
         .build()
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -10,10 +10,10 @@
 mod common;
 
 use common::*;
+use machine_auth_issuer::{Issuer, IssuerConfig};
 use tower_machine_auth::MachineVerifier;
 use tower_machine_auth::client::{MachineTokenSource, SendError};
 use tower_machine_auth::introspect::{ClerkIntrospector, Rfc7662Introspector};
-use tower_machine_auth::issuer::{Issuer, IssuerConfig};
 
 const SECRET: &str = "s3cr3t";
 const CRON_KEY: &str = "ak_demo_cron_service_do_not_use_in_production";

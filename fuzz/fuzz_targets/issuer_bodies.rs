@@ -22,7 +22,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 use tower_machine_auth::MachineVerifier;
-use tower_machine_auth::issuer::{
+use machine_auth_issuer::{
     CreateTokenRequest, DEFAULT_TOKEN_TTL, Issuer, IssuerConfig, JwtTemplate, M2mToken,
     TemplateFields,
 };

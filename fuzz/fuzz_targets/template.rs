@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
-use tower_machine_auth::issuer::{DEFAULT_CLAIMS, IssuerConfig, SESSION_BOUND_CLAIMS, Template};
+use machine_auth_issuer::{DEFAULT_CLAIMS, IssuerConfig, SESSION_BOUND_CLAIMS, Template};
 
 /// The demo user's session (as the issuer builds it), a machine, and odd subjects.
 static SUBJECTS: LazyLock<Vec<Value>> = LazyLock::new(|| {

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use crate::TokenFormat;
 use crate::fetch::{self, FetchError};
-use crate::keys::CLERK_API_VERSION;
+use machine_auth_core::clerk::CLERK_API_VERSION;
 
 /// Longest reply read.
 const MAX_REPLY_BYTES: usize = 64 * 1024;

@@ -42,8 +42,8 @@ use crate::verifier::DEFAULT_CLERK_API_URL;
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let issuer = tower_machine_auth::issuer::Issuer::builder(
-/// #     tower_machine_auth::issuer::IssuerConfig::demo()).build()?;
+/// # let issuer = machine_auth_issuer::Issuer::builder(
+/// #     machine_auth_issuer::IssuerConfig::demo()).build()?;
 /// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 /// # let api_url = format!("http://{}", listener.local_addr()?);
 /// # tokio::spawn(async move { axum::serve(listener, issuer.router()).await });
@@ -198,8 +198,8 @@ impl MachineTokenSource {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let issuer = tower_machine_auth::issuer::Issuer::builder(
-    /// #     tower_machine_auth::issuer::IssuerConfig::demo()).build()?;
+    /// # let issuer = machine_auth_issuer::Issuer::builder(
+    /// #     machine_auth_issuer::IssuerConfig::demo()).build()?;
     /// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     /// # let api_url = format!("http://{}", listener.local_addr()?);
     /// # tokio::spawn(async move { axum::serve(listener, issuer.router()).await });

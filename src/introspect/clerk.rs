@@ -14,7 +14,7 @@ use super::{
 };
 use crate::error::{AuthError, ConfigError, InvalidToken};
 use crate::fetch::{self, FetchError, Timeouts};
-use crate::keys::CLERK_API_VERSION;
+use machine_auth_core::clerk::CLERK_API_VERSION;
 
 /// Verifies Clerk's opaque machine tokens (`mt_…`) with Clerk's Backend API, as Clerk's SDK does:
 /// `POST {api_url}/m2m_tokens/verify` with `{"token": …}`, `Authorization: Bearer <secret key>` and

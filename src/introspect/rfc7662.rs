@@ -16,7 +16,7 @@ use super::{
 };
 use crate::error::{AuthError, ClaimMismatch, ConfigError, InvalidToken};
 use crate::fetch::{self, FetchError, Timeouts};
-use crate::strict_json;
+use machine_auth_core::strict_json;
 
 /// Members of a reply that become fields of the token rather than claims.
 const MAPPED_MEMBERS: [&str; 7] = ["active", "sub", "exp", "iat", "nbf", "iss", "jti"];

@@ -3,7 +3,7 @@
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use super::{JwtRules, M2M_CATEGORY};
+use super::{JwtRules, M2M_TOKEN_CATEGORY};
 use crate::error::InvalidToken;
 
 /// The longest accepted `kid`.
@@ -55,7 +55,7 @@ impl JwtHeader {
         }
         match header.get("cat") {
             None => {}
-            Some(Value::String(cat)) if cat == M2M_CATEGORY => {}
+            Some(Value::String(cat)) if cat == M2M_TOKEN_CATEGORY => {}
             Some(_) => return Err(InvalidToken::Category),
         }
         let kid = match header.get("kid") {
@@ -89,7 +89,8 @@ mod tests {
 
     #[test]
     fn accepts_clerk_headers() {
-        let header = parse(json!({"alg":"RS256","kid":"ins_1","typ":"JWT","cat":M2M_CATEGORY}));
+        let header =
+            parse(json!({"alg":"RS256","kid":"ins_1","typ":"JWT","cat":M2M_TOKEN_CATEGORY}));
         assert_eq!(
             header.unwrap(),
             JwtHeader {

@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value};
 
-use super::M2M_CATEGORY;
+use super::M2M_TOKEN_CATEGORY;
 use crate::error::TypeMismatch;
 use crate::machine::MachineId;
 
@@ -30,7 +30,7 @@ pub(super) fn require_machine_token(
         return Err(TypeMismatch::OAuthToken);
     }
     let user_category = header_str("cat")
-        .is_some_and(|cat| cat != M2M_CATEGORY && USER_TOKEN_CATEGORIES.contains(&cat));
+        .is_some_and(|cat| cat != M2M_TOKEN_CATEGORY && USER_TOKEN_CATEGORIES.contains(&cat));
     if user_category || claims.contains_key("sid") {
         return Err(TypeMismatch::SessionToken);
     }
@@ -55,7 +55,7 @@ mod tests {
     #[test]
     fn machine_subjects_are_machine_tokens_whatever_the_header() {
         for header in [
-            json!({"alg": "RS256", "typ": "JWT", "cat": M2M_CATEGORY}),
+            json!({"alg": "RS256", "typ": "JWT", "cat": M2M_TOKEN_CATEGORY}),
             json!({"alg": "RS256", "typ": "at+jwt"}),
             json!({"alg": "RS256", "cat": "cl_B7d4PD111AAA"}),
             json!({"alg": "none"}),
@@ -122,7 +122,7 @@ mod tests {
             json!({"sub": 5}),
             json!({}),
         ] {
-            let header = json!({"alg": "RS256", "cat": M2M_CATEGORY});
+            let header = json!({"alg": "RS256", "cat": M2M_TOKEN_CATEGORY});
             assert_eq!(
                 kind(header, claims.clone()),
                 Err(TypeMismatch::NotAMachineSubject),

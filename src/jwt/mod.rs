@@ -29,10 +29,9 @@ use serde_json::{Map, Value};
 use crate::error::{AuthError, InvalidToken};
 use crate::keys::VerifyingKey;
 use crate::machine::AuthenticatedMachine;
-use crate::strict_json::{self, StrictJsonError};
+use machine_auth_core::strict_json::{self, StrictJsonError};
 
-/// Clerk's JWT category for M2M tokens (header `cat`).
-pub(crate) const M2M_CATEGORY: &str = "cl_B7d4PD333AAA";
+pub(crate) use machine_auth_core::clerk::M2M_TOKEN_CATEGORY;
 
 /// What an M2M JWT must satisfy, besides its signature.
 #[derive(Debug, Clone)]

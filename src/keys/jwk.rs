@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use super::rsa::{RsaKeyProblem, rsa_public_key};
 use super::{PublicKey, VerifyingKey};
 use crate::jwt::AlgorithmSet;
-use crate::strict_json;
+use machine_auth_core::strict_json;
 
 /// The most keys a JWKS may hold.
 pub(crate) const MAX_KEYS: usize = 100;

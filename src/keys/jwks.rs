@@ -37,13 +37,6 @@ use crate::stats::Counters;
 
 /// The largest JWKS document accepted.
 const MAX_JWKS_BYTES: usize = 64 * 1024;
-/// The `Clerk-API-Version` header every call to Clerk's Backend API sends, as Clerk's backend SDK
-/// (`@clerk/backend` 3.x) does.
-///
-/// ```
-/// assert_eq!(tower_machine_auth::CLERK_API_VERSION, "2026-05-12");
-/// ```
-pub const CLERK_API_VERSION: &str = "2026-05-12";
 /// `Retry-After` for requests answered 503 because no keys are usable.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
@@ -311,7 +304,10 @@ impl JwksSource {
             request = request.header(http::header::AUTHORIZATION, authorization.clone());
         }
         if self.endpoint.clerk {
-            request = request.header("Clerk-API-Version", CLERK_API_VERSION);
+            request = request.header(
+                "Clerk-API-Version",
+                machine_auth_core::clerk::CLERK_API_VERSION,
+            );
         }
         let (status, body) = fetch::send(request, MAX_JWKS_BYTES).await?;
         if status != reqwest::StatusCode::OK {

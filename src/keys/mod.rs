@@ -8,7 +8,6 @@ mod rsa;
 mod verifying_key;
 
 pub(crate) use jwk::parse_jwk_set;
-pub use jwks::CLERK_API_VERSION;
 pub(crate) use jwks::{JwksEndpoint, JwksSettings, JwksSource};
 pub(crate) use pem::{key_from_pem, same_public_key};
 pub(crate) use publishable::frontend_api_jwks_url;

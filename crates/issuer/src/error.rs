@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 /// `{"errors":[{"code", "message", "long_message", "meta"?}]}` with an HTTP status.
 ///
 /// ```
-/// use tower_machine_auth::issuer::IssuerError;
+/// use machine_auth_issuer::IssuerError;
 ///
 /// let error = IssuerError::not_found("the token");
 /// assert_eq!(error.status(), 404);
@@ -45,7 +45,7 @@ impl IssuerError {
     /// claim, claims too large, a lifetime out of range); `long_message` says why.
     ///
     /// ```
-    /// use tower_machine_auth::issuer::IssuerError;
+    /// use machine_auth_issuer::IssuerError;
     ///
     /// let error = IssuerError::unprocessable("claims", "claims cannot set `aud`");
     /// assert_eq!(error.status(), 422);
@@ -67,7 +67,7 @@ impl IssuerError {
     /// 413: the request body is longer than the route takes (`limit` bytes).
     ///
     /// ```
-    /// use tower_machine_auth::issuer::IssuerError;
+    /// use machine_auth_issuer::IssuerError;
     ///
     /// let error = IssuerError::body_too_large(65536);
     /// assert_eq!(error.status(), 413);
@@ -86,7 +86,7 @@ impl IssuerError {
     /// key).
     ///
     /// ```
-    /// use tower_machine_auth::issuer::IssuerError;
+    /// use machine_auth_issuer::IssuerError;
     ///
     /// let error = IssuerError::conflict("signing_key_in_use", "rotate first");
     /// assert_eq!((error.status(), error.code()), (409, "signing_key_in_use"));
@@ -164,5 +164,28 @@ impl From<rusqlite::Error> for IssuerError {
     fn from(error: rusqlite::Error) -> Self {
         tracing::error!(%error, "the issuer's token store failed");
         Self::internal(format!("the token store failed: {error}"))
+    }
+}
+
+/// A configuration the issuer cannot run with: its `Display` text names the setting and what to
+/// change.
+///
+/// ```
+/// use machine_auth_issuer::IssuerConfig;
+///
+/// let error = IssuerConfig::from_json(r#"{"instance_secret_key": 5}"#).unwrap_err();
+/// assert!(error.to_string().contains("instance_secret_key"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigError {
+    message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
     }
 }

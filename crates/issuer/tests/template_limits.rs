@@ -1,13 +1,12 @@
 //! The bounds of JWT templates: compiling takes work in proportion to the template's size (counted
 //! in bytes allocated, on this thread), and templates past the size or nesting bounds are refused
 //! with an error that says which bound.
-#![cfg(feature = "issuer")]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
+use machine_auth_issuer::Template;
 use serde_json::{Map, Value, json};
-use tower_machine_auth::issuer::Template;
 
 const MAX_TEMPLATE_DEPTH: usize = Template::MAX_DEPTH;
 const MAX_TEMPLATE_SIZE: usize = Template::MAX_SIZE;
@@ -55,10 +54,7 @@ static ALLOCATOR: Counting = Counting;
 /// Bytes allocated on this thread while compiling `claims`, and the result.
 fn compile_counting(
     claims: &Map<String, Value>,
-) -> (
-    usize,
-    Result<Template, tower_machine_auth::issuer::TemplateError>,
-) {
+) -> (usize, Result<Template, machine_auth_issuer::TemplateError>) {
     let before = ALLOCATED.with(Cell::get);
     let compiled = Template::compile(claims);
     (ALLOCATED.with(Cell::get) - before, compiled)

@@ -1,4 +1,4 @@
-//! A local, Clerk-compatible issuer of machine tokens (feature `issuer`).
+//! A local, Clerk-compatible issuer of machine tokens, for `tower-machine-auth`.
 //!
 //! It mints M2M JWTs and opaque `mt_…` tokens for configured machines, verifies, lists and
 //! revokes opaque tokens, and publishes its JWKS, over the same HTTP API as Clerk's Backend API
@@ -6,7 +6,7 @@
 //! stand in for Clerk in development and CI.
 //!
 //! ```
-//! use tower_machine_auth::issuer::{CreateTokenRequest, Issuer, IssuerConfig, TokenFormatParam};
+//! use machine_auth_issuer::{CreateTokenRequest, Issuer, IssuerConfig, TokenFormatParam};
 //! use tower_machine_auth::MachineVerifier;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -24,6 +24,9 @@
 //! # }
 //! ```
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
+
 mod config;
 mod data_dir;
 mod error;
@@ -40,7 +43,7 @@ pub use config::{
     DEFAULT_MAX_TOKEN_TTL, DEFAULT_TOKEN_TTL, IssuerConfig, JwtTemplateConfig, MAX_TOKEN_TTL,
     MachineConfig, SessionConfig, SigningAlgorithm, machine_id_from_seed,
 };
-pub use error::IssuerError;
+pub use error::{ConfigError, IssuerError};
 pub use jwt_templates::{JwtTemplate, TemplateFields};
 pub use template::{
     DEFAULT_CLAIMS, SESSION_BOUND_CLAIMS, SHORTCODE_ROOTS, Template, TemplateError,
@@ -55,9 +58,8 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::{Map, Value, json};
 
-use crate::clock::{Clock, SystemClock, unix_millis};
-use crate::error::ConfigError;
 use keys::SigningKey;
+use machine_auth_core::clock::{Clock, SystemClock, unix_millis};
 use store::{KeyRow, Store, TokenFilter, TokenRow};
 
 /// The `iss` of issued JWTs when neither the configuration nor the builder names one.
@@ -97,7 +99,7 @@ impl fmt::Debug for Issuer {
 /// Builds an [`Issuer`].
 ///
 /// ```
-/// use tower_machine_auth::issuer::{Issuer, IssuerConfig};
+/// use machine_auth_issuer::{Issuer, IssuerConfig};
 ///
 /// let dir = std::env::temp_dir().join(format!("machine-auth-doc-{}", std::process::id()));
 /// let issuer = Issuer::builder(IssuerConfig::demo())
@@ -245,7 +247,7 @@ impl Issuer {
     /// signed expires. Returns the new `kid`.
     ///
     /// ```
-    /// use tower_machine_auth::issuer::{Issuer, IssuerConfig};
+    /// use machine_auth_issuer::{Issuer, IssuerConfig};
     ///
     /// let issuer = Issuer::builder(IssuerConfig::demo()).build()?;
     /// let before = issuer.jwks()["keys"][0]["kid"].clone();
@@ -282,7 +284,7 @@ impl Issuer {
     /// [rotate](Self::rotate_signing_key) first. An unknown `kid` is a 404.
     ///
     /// ```
-    /// use tower_machine_auth::issuer::{Issuer, IssuerConfig};
+    /// use machine_auth_issuer::{Issuer, IssuerConfig};
     ///
     /// let issuer = Issuer::builder(IssuerConfig::demo()).build()?;
     /// let old = issuer.jwks()["keys"][0]["kid"].as_str().unwrap().to_owned();
@@ -376,7 +378,7 @@ impl Issuer {
     /// tokens that expired over an hour ago.
     ///
     /// ```
-    /// use tower_machine_auth::issuer::{CreateTokenRequest, Issuer, IssuerConfig};
+    /// use machine_auth_issuer::{CreateTokenRequest, Issuer, IssuerConfig};
     ///
     /// let issuer = Issuer::builder(IssuerConfig::demo()).build()?;
     /// let key = &IssuerConfig::demo().machines[0].secret_key;
@@ -462,7 +464,7 @@ impl Issuer {
                 };
                 self.inner
                     .store
-                    .insert_token(&row, &crate::cache::digest(token.as_bytes()))?;
+                    .insert_token(&row, &tokens::digest(&token))?;
                 token
             }
         });
@@ -486,7 +488,7 @@ impl Issuer {
         for (name, value) in token.claims.iter().flatten() {
             claims.entry(name.clone()).or_insert_with(|| value.clone());
         }
-        self.sign_claims(&claims, crate::jwt::M2M_CATEGORY)
+        self.sign_claims(&claims, machine_auth_core::clerk::M2M_TOKEN_CATEGORY)
     }
 
     /// Signs `claims` with the current key and the `cat` header `category`, and keeps the key
@@ -528,7 +530,7 @@ impl Issuer {
         let row = self
             .inner
             .store
-            .token_by_digest(&crate::cache::digest(token.as_bytes()))?
+            .token_by_digest(&tokens::digest(token))?
             .ok_or_else(not_found)?;
         let visible = caller.is_none_or(|machine| row.scopes.contains(&machine.id));
         let configured = self

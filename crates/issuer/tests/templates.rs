@@ -1,18 +1,19 @@
 //! JWT templates: every example of the seed document verbatim, the template API and session
 //! tokens on loopback, machine templates, and properties of rendering.
-#![cfg(feature = "issuer")]
 
+/// The root crate's test helpers (keys, tokens, loopback servers), shared rather than copied.
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
-use proptest::prelude::*;
-use serde_json::{Map, Value, json};
-use tower_machine_auth::issuer::{
+use machine_auth_issuer::{
     CreateTokenRequest, DEFAULT_CLAIMS, Issuer, IssuerConfig, JwtTemplateConfig, Template,
     TokenFormatParam,
 };
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
 use tower_machine_auth::{MachineAuthLayer, MachineVerifier};
 
 const INSTANCE_KEY: &str = "sk_test_demo_instance_do_not_use_in_production";
@@ -546,7 +547,7 @@ async fn templates_survive_a_restart() {
             .data_dir(&dir)
             .build()
             .unwrap();
-        let fields = tower_machine_auth::issuer::TemplateFields::from_json(
+        let fields = machine_auth_issuer::TemplateFields::from_json(
             br#"{"name":"kept","claims":{"a":"{{user.id}}"}}"#,
             true,
         )
@@ -775,7 +776,7 @@ proptest! {
     fn a_template_without_shortcodes_renders_to_itself_plus_the_default_claims(template in template_value(), subject in subject_value()) {
         let claims = claims_of(template);
         prop_assume!(!has_shortcode(&Value::Object(claims.clone())));
-        prop_assume!(DEFAULT_CLAIMS.iter().chain(&tower_machine_auth::issuer::SESSION_BOUND_CLAIMS).all(|c| !claims.contains_key(*c)));
+        prop_assume!(DEFAULT_CLAIMS.iter().chain(&machine_auth_issuer::SESSION_BOUND_CLAIMS).all(|c| !claims.contains_key(*c)));
         let template = Template::compile(&claims).unwrap();
         let issuer = issuer();
         let rendered = issuer.template_claims(&template, &subject, "user_1", 60, 5, Some("https://app.example")).unwrap();
@@ -788,7 +789,7 @@ proptest! {
         let claims = claims_of(template);
         let compiled = Template::compile(&claims);
         if compiled.is_err() {
-            prop_assert!(has_shortcode(&Value::Object(claims.clone())) || claims.keys().any(|claim| DEFAULT_CLAIMS.contains(&claim.as_str()) || tower_machine_auth::issuer::SESSION_BOUND_CLAIMS.contains(&claim.as_str())));
+            prop_assert!(has_shortcode(&Value::Object(claims.clone())) || claims.keys().any(|claim| DEFAULT_CLAIMS.contains(&claim.as_str()) || machine_auth_issuer::SESSION_BOUND_CLAIMS.contains(&claim.as_str())));
         }
         if let Ok(template) = compiled {
             let rendered = Value::Object(template.render(&subject));

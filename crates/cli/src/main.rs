@@ -12,10 +12,10 @@ use axum::response::IntoResponse;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::{Parser, Subcommand, ValueEnum};
-use serde_json::{Value, json};
-use tower_machine_auth::issuer::{
+use machine_auth_issuer::{
     Issuer, IssuerConfig, IssuerError, MachineConfig, SHORTCODE_ROOTS, Template,
 };
+use serde_json::{Value, json};
 use tower_machine_auth::{CLERK_API_VERSION, DEFAULT_CLERK_API_URL, MachineVerifier, Reason};
 
 /// The token was rejected, the API refused the request, or the input is wrong.
@@ -793,7 +793,7 @@ async fn check_host(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let mut headers = request.headers().get_all(http::header::HOST).iter();
+    let mut headers = request.headers().get_all(axum::http::header::HOST).iter();
     let header = match (headers.next(), headers.next()) {
         (Some(host), None) => Some(host.to_str().ok()),
         (None, _) => None,
@@ -826,8 +826,8 @@ async fn check_host(
             without its port) and to the names given with --allowed-host",
     }]});
     (
-        http::StatusCode::MISDIRECTED_REQUEST,
-        [(http::header::CONTENT_TYPE, "application/json")],
+        axum::http::StatusCode::MISDIRECTED_REQUEST,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
         body.to_string(),
     )
         .into_response()

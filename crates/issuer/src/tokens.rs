@@ -9,13 +9,21 @@ use super::error::IssuerError;
 use super::redact::Redacted;
 use super::store::TokenRow;
 
+/// The SHA-256 digest of an opaque token: what the store keeps and looks tokens up by.
+pub(crate) fn digest(token: &str) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
 /// Claims a create request cannot set: those the issuer sets on every M2M JWT, and those that
 /// say who the token is for or on whose behalf it acts (`aud`, `azp`, `act`, `client_id`,
 /// `sid`), which a machine could otherwise use to widen where its token is accepted, and the
 /// header names `typ` and `cat`. Requests that set one are refused with 422.
 ///
 /// ```
-/// use tower_machine_auth::issuer::{CreateTokenRequest, RESERVED_CLAIMS};
+/// use machine_auth_issuer::{CreateTokenRequest, RESERVED_CLAIMS};
 ///
 /// assert!(RESERVED_CLAIMS.contains(&"aud"));
 /// let error = CreateTokenRequest::from_json(br#"{"claims":{"aud":"mch_billing"}}"#).unwrap_err();
@@ -45,7 +53,7 @@ pub const MAX_CLAIMS_BYTES: usize = 16 * 1024;
 /// Clerk's `machine_to_machine_token` resource (times in Unix milliseconds).
 ///
 /// ```
-/// use tower_machine_auth::issuer::M2mToken;
+/// use machine_auth_issuer::M2mToken;
 ///
 /// let token: M2mToken = serde_json::from_str(r#"{
 ///     "object": "machine_to_machine_token", "id": "mt_0123", "subject": "mch_cron",
@@ -146,7 +154,7 @@ pub enum TokenFormatParam {
 /// The body of `POST /m2m_tokens`.
 ///
 /// ```
-/// use tower_machine_auth::issuer::{CreateTokenRequest, TokenFormatParam};
+/// use machine_auth_issuer::{CreateTokenRequest, TokenFormatParam};
 ///
 /// let request = CreateTokenRequest::from_json(br#"{"token_format":"jwt","seconds_until_expiration":60}"#)?;
 /// assert_eq!(request.token_format, Some(TokenFormatParam::Jwt));
@@ -154,7 +162,7 @@ pub enum TokenFormatParam {
 /// assert_eq!(error.status(), 400);
 /// let error = CreateTokenRequest::from_json(br#"{"seconds_until_expiration":0}"#).unwrap_err();
 /// assert_eq!(error.status(), 422);
-/// # Ok::<(), tower_machine_auth::issuer::IssuerError>(())
+/// # Ok::<(), machine_auth_issuer::IssuerError>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateTokenRequest {
@@ -230,7 +238,7 @@ impl CreateTokenRequest {
     /// [`max_token_ttl`](super::IssuerConfig::max_token_ttl).
     ///
     /// ```
-    /// use tower_machine_auth::issuer::CreateTokenRequest;
+    /// use machine_auth_issuer::CreateTokenRequest;
     /// use serde_json::json;
     ///
     /// let request = CreateTokenRequest {
@@ -319,9 +327,9 @@ pub(crate) fn revoke_request(body: &[u8]) -> Result<Option<String>, IssuerError>
 }
 
 pub(crate) fn json_object(body: &[u8]) -> Result<Map<String, Value>, IssuerError> {
-    crate::strict_json::parse_object(body).map_err(|error| {
+    machine_auth_core::strict_json::parse_object(body).map_err(|error| {
         IssuerError::malformed_body(match error {
-            crate::strict_json::StrictJsonError::DuplicateMember => {
+            machine_auth_core::strict_json::StrictJsonError::DuplicateMember => {
                 "the request body repeats a field".to_owned()
             }
             _ => "the request body must be a JSON object".to_owned(),

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::redact::Redacted;
 use crate::error::ConfigError;
-use crate::machine::MachineId;
+use machine_auth_core::MachineId;
 
 /// The default lifetime of a machine's tokens, in seconds (Clerk's `default_token_ttl`).
 pub const DEFAULT_TOKEN_TTL: u64 = 3600;
@@ -20,7 +20,7 @@ pub const DEFAULT_MAX_TOKEN_TTL: u64 = 86_400;
 /// How the issuer signs JWTs.
 ///
 /// ```
-/// use tower_machine_auth::issuer::SigningAlgorithm;
+/// use machine_auth_issuer::SigningAlgorithm;
 ///
 /// assert_eq!(SigningAlgorithm::default(), SigningAlgorithm::RS256);
 /// ```
@@ -65,7 +65,7 @@ impl SigningAlgorithm {
 /// The issuer's configuration, as read from a JSON file by `machine-auth dev --config FILE`.
 ///
 /// ```
-/// use tower_machine_auth::issuer::IssuerConfig;
+/// use machine_auth_issuer::IssuerConfig;
 ///
 /// let config: IssuerConfig = serde_json::from_str(r#"{
 ///     "instance_secret_key": "sk_test_instance_secret",
@@ -156,7 +156,7 @@ fn default_template_skew() -> u64 {
 /// A machine the issuer knows. `Debug` shows `[redacted]` in place of its secret key.
 ///
 /// ```
-/// use tower_machine_auth::issuer::IssuerConfig;
+/// use machine_auth_issuer::IssuerConfig;
 ///
 /// let machine = &IssuerConfig::demo().machines[0];
 /// let printed = format!("{machine:?}");
@@ -233,7 +233,7 @@ impl IssuerConfig {
     /// `complete_example`.
     ///
     /// ```
-    /// use tower_machine_auth::issuer::IssuerConfig;
+    /// use machine_auth_issuer::IssuerConfig;
     ///
     /// let demo = IssuerConfig::demo();
     /// let ids: Vec<&str> = demo.machines.iter().map(|machine| machine.id.as_str()).collect();
@@ -295,7 +295,7 @@ impl IssuerConfig {
     /// from the machines' names, and the result is [validated](Self::validate).
     ///
     /// ```
-    /// use tower_machine_auth::issuer::IssuerConfig;
+    /// use machine_auth_issuer::IssuerConfig;
     ///
     /// let config = IssuerConfig::from_json(r#"{
     ///     "instance_secret_key": "sk_test_instance_secret",
@@ -304,7 +304,7 @@ impl IssuerConfig {
     /// assert!(config.machines[0].id.starts_with("mch_"));
     /// let error = IssuerConfig::from_json(r#"{"instance_secret_key": 5}"#).unwrap_err();
     /// assert!(error.to_string().contains("instance_secret_key"));
-    /// # Ok::<(), tower_machine_auth::ConfigError>(())
+    /// # Ok::<(), machine_auth_issuer::ConfigError>(())
     /// ```
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
         let mut json = serde_json::Deserializer::from_str(text);
@@ -583,10 +583,10 @@ fn complete_example_template() -> Map<String, Value> {
 /// A machine id that looks like Clerk's: `mch_` and 27 base62 characters, derived from `seed`.
 ///
 /// ```
-/// let id = tower_machine_auth::issuer::machine_id_from_seed("billing worker");
+/// let id = machine_auth_issuer::machine_id_from_seed("billing worker");
 /// assert!(id.as_str().starts_with("mch_"));
 /// assert_eq!(id.as_str().len(), 31);
-/// assert_eq!(id, tower_machine_auth::issuer::machine_id_from_seed("billing worker"));
+/// assert_eq!(id, machine_auth_issuer::machine_id_from_seed("billing worker"));
 /// ```
 pub fn machine_id_from_seed(seed: &str) -> MachineId {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, seed.as_bytes());

@@ -1,14 +1,15 @@
 //! The issuer's HTTP API end to end on loopback, persistence and key rotation.
-#![cfg(feature = "issuer")]
 
+/// The root crate's test helpers (keys, tokens, loopback servers), shared rather than copied.
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use std::time::Duration;
 
 use common::*;
+use machine_auth_issuer::{Issuer, IssuerBuilder, IssuerConfig, SigningAlgorithm};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tower_machine_auth::issuer::{Issuer, IssuerBuilder, IssuerConfig, SigningAlgorithm};
 use tower_machine_auth::{Algorithm, MachineAuthLayer, MachineVerifier};
 
 const CRON_KEY: &str = "ak_demo_cron_service_do_not_use_in_production";
@@ -658,9 +659,9 @@ async fn a_rotated_key_stays_published_until_its_last_token_expires() {
     let old = issuer
         .create_token(
             CRON_KEY,
-            tower_machine_auth::issuer::CreateTokenRequest {
+            machine_auth_issuer::CreateTokenRequest {
                 seconds_until_expiration: Some(600),
-                token_format: Some(tower_machine_auth::issuer::TokenFormatParam::Jwt),
+                token_format: Some(machine_auth_issuer::TokenFormatParam::Jwt),
                 ..Default::default()
             },
         )
@@ -864,7 +865,7 @@ async fn claims_cannot_set_what_decides_where_a_token_is_accepted() {
         let error = issuer
             .create_token(
                 CRON_KEY,
-                tower_machine_auth::issuer::CreateTokenRequest {
+                machine_auth_issuer::CreateTokenRequest {
                     claims: Some(claims),
                     ..Default::default()
                 },
@@ -917,13 +918,13 @@ async fn huge_lifetimes_are_a_422_never_a_panic_or_a_wrap() {
     let (issuer, url) = demo().await;
     for seconds in [u64::MAX, i64::MAX as u64, u64::MAX / 1000, 1 << 53] {
         for format in [
-            tower_machine_auth::issuer::TokenFormatParam::Jwt,
-            tower_machine_auth::issuer::TokenFormatParam::Opaque,
+            machine_auth_issuer::TokenFormatParam::Jwt,
+            machine_auth_issuer::TokenFormatParam::Opaque,
         ] {
             let error = issuer
                 .create_token(
                     CRON_KEY,
-                    tower_machine_auth::issuer::CreateTokenRequest {
+                    machine_auth_issuer::CreateTokenRequest {
                         seconds_until_expiration: Some(seconds),
                         token_format: Some(format),
                         ..Default::default()
@@ -1044,7 +1045,7 @@ async fn token_route_bodies_are_capped_with_an_error_in_clerks_shape() {
 
 #[tokio::test(start_paused = true)]
 async fn stored_tokens_are_purged_an_hour_after_they_expire() {
-    use tower_machine_auth::issuer::{CreateTokenRequest, TokenQuery};
+    use machine_auth_issuer::{CreateTokenRequest, TokenQuery};
     let clock = tower_machine_auth::clock::TokioClock::new();
     let issuer = Issuer::builder(IssuerConfig::demo())
         .clock(clock)
@@ -1195,8 +1196,8 @@ fn secrets_and_tokens_never_appear_in_debug_output() {
     let jwt = issuer
         .create_token(
             CRON_KEY,
-            tower_machine_auth::issuer::CreateTokenRequest {
-                token_format: Some(tower_machine_auth::issuer::TokenFormatParam::Jwt),
+            machine_auth_issuer::CreateTokenRequest {
+                token_format: Some(machine_auth_issuer::TokenFormatParam::Jwt),
                 ..Default::default()
             },
         )

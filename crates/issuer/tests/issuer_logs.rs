@@ -1,13 +1,14 @@
 //! What the issuer logs about requests and its data directory: request-supplied text escaped,
 //! never raw. One test, so that no other test of this binary logs through the same call sites at
 //! the same time.
-#![cfg(feature = "issuer")]
 
+/// The root crate's test helpers (keys, tokens, loopback servers), shared rather than copied.
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use common::*;
+use machine_auth_issuer::{Issuer, IssuerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower_machine_auth::issuer::{Issuer, IssuerConfig};
 
 /// Sends `request_line` and a few headers as raw bytes, so that nothing percent-encodes the path,
 /// and returns the response's status line.

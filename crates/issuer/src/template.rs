@@ -28,7 +28,7 @@
 //!
 //! ```
 //! use serde_json::json;
-//! use tower_machine_auth::issuer::Template;
+//! use machine_auth_issuer::Template;
 //!
 //! let template = Template::compile(json!({
 //!     "name": "{{user.first_name}}",
@@ -37,7 +37,7 @@
 //! }).as_object().unwrap())?;
 //! let claims = template.render(&json!({"user": {"first_name": "John"}}));
 //! assert_eq!(serde_json::Value::Object(claims), json!({"name": "John", "full_name": "null John", "age": 30}));
-//! # Ok::<(), tower_machine_auth::issuer::TemplateError>(())
+//! # Ok::<(), machine_auth_issuer::TemplateError>(())
 //! ```
 
 use std::fmt;
@@ -62,7 +62,7 @@ pub const SHORTCODE_ROOTS: [&str; 6] = [
 ///
 /// ```
 /// use serde_json::json;
-/// use tower_machine_auth::issuer::Template;
+/// use machine_auth_issuer::Template;
 ///
 /// let error = Template::compile(json!({"a": {"b": ["{{user.id"]}}).as_object().unwrap()).unwrap_err();
 /// assert_eq!(error.path(), "a.b[0]");
@@ -114,7 +114,7 @@ impl TemplateError {
     ///
     /// ```
     /// use serde_json::{Map, Value};
-    /// use tower_machine_auth::issuer::Template;
+    /// use machine_auth_issuer::Template;
     ///
     /// let large = Map::from_iter([("pad".to_owned(), Value::String("x".repeat(70_000)))]);
     /// assert!(Template::compile(&large).unwrap_err().exceeds_limit());
@@ -230,7 +230,7 @@ impl Template {
     /// documentation writes templates, and compiles them. Returns the claims as written too.
     ///
     /// ```
-    /// use tower_machine_auth::issuer::Template;
+    /// use machine_auth_issuer::Template;
     ///
     /// let (claims, template) = Template::parse(r#"{
     ///     // static values
@@ -238,7 +238,7 @@ impl Template {
     ///     "user_id": "{{user.id}}" /* dynamic */
     /// }"#)?;
     /// assert_eq!(claims["aud"], "https://my-site.com");
-    /// # Ok::<(), tower_machine_auth::issuer::TemplateError>(())
+    /// # Ok::<(), machine_auth_issuer::TemplateError>(())
     /// ```
     pub fn parse(text: &str) -> Result<(Map<String, Value>, Self), TemplateError> {
         let mut json = String::new();

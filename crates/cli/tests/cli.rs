@@ -1,7 +1,6 @@
 //! The `machine-auth` command line, run as a process: against its own `dev` issuer (the demo, a
 //! configuration file, a data directory), against a recording stand-in for Clerk's API, and with
 //! missing or wrong configuration.
-#![cfg(feature = "cli")]
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -17,6 +16,8 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+/// The root crate's test helpers (keys, tokens, loopback servers), shared rather than copied.
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use common::TestKey;

@@ -43,13 +43,15 @@ impl Issuer {
     /// keys never are.
     ///
     /// ```
+    /// use axum::body::Body;
+    /// use axum::http::Request;
+    /// use machine_auth_issuer::{Issuer, IssuerConfig};
     /// use tower::ServiceExt;
-    /// use tower_machine_auth::issuer::{Issuer, IssuerConfig};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let issuer = Issuer::builder(IssuerConfig::demo()).build()?;
-    /// let request = http::Request::get("/.well-known/jwks.json").body(axum::body::Body::empty())?;
+    /// let request = Request::get("/.well-known/jwks.json").body(Body::empty())?;
     /// let response = issuer.router().oneshot(request).await?;
     /// assert_eq!(response.status(), 200);
     /// assert_eq!(response.headers()["content-type"], "application/json");
@@ -318,7 +320,7 @@ async fn session_token(
             }
         }
         let origin = headers
-            .get(http::header::ORIGIN)
+            .get(axum::http::header::ORIGIN)
             .and_then(|value| value.to_str().ok());
         let jwt = issuer.session_token(key, &session_id, &template_name, origin)?;
         Ok(json!({"object": "token", "jwt": jwt}))

@@ -1,8 +1,9 @@
 //! JSON parsing that rejects duplicate member names at every depth.
 //!
 //! `serde_json::Value` keeps the last of two equal names, so `{"scopes":"a","scopes":"admin"}`
-//! would silently become `admin`. RFC 7515 §4 and RFC 7519 §4 allow rejecting such input, and we
-//! do, for JWT headers, claims and JWKS documents.
+//! would silently become `admin`. RFC 7515 §4 and RFC 7519 §4 allow rejecting such input. The
+//! verifier does, for JWT headers, claims, JWKS documents and introspection replies; the issuer
+//! does for request bodies.
 
 use std::fmt;
 
@@ -10,18 +11,34 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 /// Why a document was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StrictJsonError {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StrictJsonError {
     /// Not JSON, or nested too deeply.
+    #[error("not JSON, or nested too deeply")]
     Syntax,
     /// An object repeats a member name.
+    #[error("an object repeats a member name")]
     DuplicateMember,
     /// Valid JSON, but not an object.
+    #[error("not a JSON object")]
     NotAnObject,
 }
 
 /// Parses `bytes` as a JSON object with no repeated member names.
-pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, StrictJsonError> {
+///
+/// ```
+/// use machine_auth_core::strict_json::{StrictJsonError, parse_object};
+///
+/// let object = parse_object(br#"{"sub":"mch_a","scopes":"mch_b"}"#).unwrap();
+/// assert_eq!(object["scopes"], "mch_b");
+/// assert_eq!(
+///     parse_object(br#"{"scopes":"a","scopes":"admin"}"#),
+///     Err(StrictJsonError::DuplicateMember)
+/// );
+/// assert_eq!(parse_object(b"[1]"), Err(StrictJsonError::NotAnObject));
+/// assert_eq!(parse_object(b"{"), Err(StrictJsonError::Syntax));
+/// ```
+pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, StrictJsonError> {
     match serde_json::from_slice::<StrictValue>(bytes) {
         Ok(StrictValue(Value::Object(map))) => Ok(map),
         Ok(_) => Err(StrictJsonError::NotAnObject),

@@ -17,7 +17,7 @@ pub(crate) const TEMPLATE_CATEGORY: &str = "cl_B7d4PD222AAA";
 /// Clerk's `jwt_template` resource (times in Unix milliseconds).
 ///
 /// ```
-/// use tower_machine_auth::issuer::{Issuer, IssuerConfig};
+/// use machine_auth_issuer::{Issuer, IssuerConfig};
 ///
 /// let issuer = Issuer::builder(IssuerConfig::demo()).build()?;
 /// let key = "sk_test_demo_instance_do_not_use_in_production";
@@ -52,13 +52,13 @@ pub struct JwtTemplate {
 /// The fields of a create (`name` and `claims` required) or update request.
 ///
 /// ```
-/// use tower_machine_auth::issuer::TemplateFields;
+/// use machine_auth_issuer::TemplateFields;
 ///
 /// let fields = TemplateFields::from_json(br#"{"name":"api","claims":{"email":"{{user.primary_email_address}}"}}"#, true)?;
 /// assert_eq!(fields.name.as_deref(), Some("api"));
 /// let error = TemplateFields::from_json(br#"{"name":"api","claims":{"sub":"x"}}"#, true).unwrap_err();
 /// assert!(error.to_string().contains("sub"));
-/// # Ok::<(), tower_machine_auth::issuer::IssuerError>(())
+/// # Ok::<(), machine_auth_issuer::IssuerError>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TemplateFields {
@@ -400,7 +400,7 @@ impl Issuer {
     ///
     /// ```
     /// use serde_json::json;
-    /// use tower_machine_auth::issuer::{Issuer, IssuerConfig, Template};
+    /// use machine_auth_issuer::{Issuer, IssuerConfig, Template};
     ///
     /// let issuer = Issuer::builder(IssuerConfig::demo()).build()?;
     /// let template = Template::compile(json!({"role": "{{user.role || 'guest'}}"}).as_object().unwrap())?;
@@ -427,7 +427,7 @@ impl Issuer {
     ///
     /// ```
     /// use serde_json::json;
-    /// use tower_machine_auth::issuer::{Issuer, IssuerConfig, Template};
+    /// use machine_auth_issuer::{Issuer, IssuerConfig, Template};
     ///
     /// let issuer = Issuer::builder(IssuerConfig::demo()).build()?;
     /// let template = Template::compile(json!({"name": "{{user.first_name}}"}).as_object().unwrap())?;
