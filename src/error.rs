@@ -345,7 +345,8 @@ pub enum InvalidToken {
     /// A JSON object in the token repeats a member name.
     #[error("the token repeats a header or claim name")]
     DuplicateMember,
-    /// The `alg` is absent, not a string, unknown, or `none`.
+    /// The `alg` is absent, not a string, unknown, symmetric (`HS*`), or `none`: not an
+    /// [`Algorithm`](crate::Algorithm).
     #[error("the token's algorithm is not supported")]
     UnsupportedAlgorithm,
     /// The `alg` is not in the verifier's allowlist (see

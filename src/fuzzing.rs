@@ -10,15 +10,16 @@ use std::fmt;
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
+use crate::algorithm::AlgorithmSet;
 use crate::error::{AuthError, InvalidToken, TypeMismatch};
 use crate::introspect::{IntrospectedToken, Rfc7662Introspector};
-use crate::jwt::{AlgorithmSet, JwtRules, UnverifiedJwt};
+use crate::jwt::{JwtRules, UnverifiedJwt};
 use crate::keys::{self, VerifyingKey};
 use crate::{Algorithm, AuthenticatedMachine, credential};
 use machine_auth_core::strict_json::{self, StrictJsonError};
 
 /// Every signature algorithm the crate can verify with.
-pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = crate::jwt::SUPPORTED_ALGORITHMS;
+pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = Algorithm::ALL;
 
 /// The bearer token of a request's `Authorization` headers, read as the layer reads it: one
 /// header, the `Bearer` scheme, then RFC 6750's `b64token` grammar.

@@ -42,6 +42,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
+mod algorithm;
 #[cfg(feature = "axum")]
 pub mod axum;
 mod bearer_token;
@@ -63,9 +64,9 @@ mod machine;
 mod stats;
 mod verifier;
 
+pub use algorithm::{Algorithm, UnknownAlgorithm};
 pub use bearer_token::BearerToken;
 pub use error::{AuthError, ConfigError, Reason};
-pub use jsonwebtoken::Algorithm;
 pub use layer::{AuthMode, MachineAuthLayer};
 pub use machine::{
     AcceptedTokens, AuthenticatedMachine, AuthenticatedMachineBuilder, MAX_MACHINE_ID_LEN,

@@ -148,7 +148,7 @@ fn unix_seconds(ms: i64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jwt::AlgorithmSet;
+    use crate::algorithm::AlgorithmSet;
     use serde_json::json;
 
     const NOW_MS: i64 = 1_767_225_600_000;
@@ -434,7 +434,7 @@ mod time_proptests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::jwt::AlgorithmSet;
+    use crate::algorithm::AlgorithmSet;
 
     /// A NumericDate claim: whole or fractional seconds across the accepted range, values at and
     /// just past its bounds (refused as malformed), or absent.

@@ -12,20 +12,18 @@
 //! parsing is our own so that each part is decoded once and every JSON object is checked for
 //! repeated member names. `jsonwebtoken` supplies the algorithm vocabulary.
 
-mod algorithms;
 mod claims;
 mod header;
 mod kind;
 
-pub(crate) use algorithms::AlgorithmSet;
 #[cfg(feature = "fuzzing")]
-pub(crate) use algorithms::SUPPORTED as SUPPORTED_ALGORITHMS;
 pub(crate) use header::JwtHeader;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
+use crate::algorithm::AlgorithmSet;
 use crate::error::{AuthError, InvalidToken};
 use crate::keys::VerifyingKey;
 use crate::machine::AuthenticatedMachine;

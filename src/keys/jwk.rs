@@ -8,14 +8,14 @@
 
 use std::collections::HashMap;
 
+use crate::algorithm::Algorithm;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use super::rsa::{RsaKeyProblem, rsa_public_key};
 use super::{PublicKey, VerifyingKey};
-use crate::jwt::AlgorithmSet;
+use crate::algorithm::AlgorithmSet;
 use machine_auth_core::strict_json;
 
 /// The most keys a JWKS may hold.

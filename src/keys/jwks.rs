@@ -30,9 +30,9 @@ use reqwest::Url;
 use tokio::time::Instant;
 
 use super::{KeyLookup, VerifyingKey, parse_jwk_set};
+use crate::algorithm::AlgorithmSet;
 use crate::error::{AuthError, ConfigError, InvalidToken, Unavailable};
 use crate::fetch::{self, FetchError, Timeouts};
-use crate::jwt::AlgorithmSet;
 use crate::stats::Counters;
 
 /// The largest JWKS document accepted.

@@ -16,7 +16,6 @@ pub(crate) use verifying_key::{PublicKey, VerifyingKey};
 use std::sync::Arc;
 
 use crate::error::{AuthError, InvalidToken};
-use crate::jwt::JwtHeader;
 
 /// Where a verifier's keys come from.
 #[derive(Debug, Clone)]
@@ -37,12 +36,12 @@ pub(crate) enum KeyLookup {
 }
 
 impl KeySource {
-    /// The key for `header`, without touching the network.
-    pub(crate) fn lookup(&self, header: &JwtHeader) -> KeyLookup {
+    /// The key for a token whose header names `kid` (or none), without touching the network.
+    pub(crate) fn lookup(&self, kid: Option<&str>) -> KeyLookup {
         match self {
             Self::Static(key) => KeyLookup::Found(Arc::clone(key)),
             Self::Jwks(source) => {
-                let Some(kid) = header.kid.as_deref() else {
+                let Some(kid) = kid else {
                     return KeyLookup::Failed(AuthError::InvalidToken(InvalidToken::MissingKeyId));
                 };
                 source.lookup(kid)

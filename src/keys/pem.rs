@@ -14,8 +14,8 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::rsa::rsa_public_key;
 use super::{PublicKey, VerifyingKey};
+use crate::algorithm::AlgorithmSet;
 use crate::error::ConfigError;
-use crate::jwt::AlgorithmSet;
 
 /// Parses a PEM (or bare base64 SPKI) public key for the algorithms in `allowlist`.
 pub(crate) fn key_from_pem(

@@ -6,11 +6,11 @@
 
 use std::fmt;
 
+use crate::algorithm::Algorithm;
 use aws_lc_rs::rsa::PublicKeyComponents;
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaParameters, VerificationAlgorithm};
-use jsonwebtoken::Algorithm;
 
-use crate::jwt::AlgorithmSet;
+use crate::algorithm::AlgorithmSet;
 
 /// Public key material, as checked by the loaders.
 #[derive(Debug, Clone)]

@@ -4,16 +4,17 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::Algorithm;
+use crate::algorithm::Algorithm;
 
 use super::opaque::{IntrospectionRoute, OpaqueVerification};
 use super::{Inner, MachineVerifier};
+use crate::algorithm::AlgorithmSet;
 use crate::cache::TokenCache;
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::fetch::{Timeouts, check_range, redacted};
 use crate::introspect::{ClerkIntrospector, Introspector};
-use crate::jwt::{AlgorithmSet, JwtRules};
+use crate::jwt::JwtRules;
 use crate::keys::{
     JwksEndpoint, JwksSettings, JwksSource, KeySource, frontend_api_jwks_url, key_from_pem,
     same_public_key,
@@ -436,8 +437,9 @@ impl MachineVerifierBuilder {
     /// before. Supported: RS256/384/512, PS256/384/512, ES256, ES384 and EdDSA. A token with another
     /// `alg` is rejected as `token-invalid`.
     ///
-    /// [`build`](Self::build) fails if the list is empty, if it holds a symmetric `HS*` algorithm
-    /// (keys here are public keys), or, with a PEM key, if no listed algorithm suits the key.
+    /// [`build`](Self::build) fails if the list is empty, or, with a PEM key, if no listed
+    /// algorithm suits the key. Symmetric `HS*` algorithms are not [`Algorithm`]s at all: keys
+    /// here are public keys.
     ///
     /// ```
     /// use tower_machine_auth::{Algorithm, MachineVerifier};
@@ -445,7 +447,6 @@ impl MachineVerifierBuilder {
     /// # let pem = include_str!("../../tests/data/rsa_public.pem");
     /// let builder = MachineVerifier::builder().pem_key(pem);
     /// assert!(builder.clone().algorithms([Algorithm::RS256, Algorithm::PS256]).build().is_ok());
-    /// assert!(builder.clone().algorithms([Algorithm::HS256]).build().is_err());
     /// assert!(builder.algorithms([Algorithm::ES256]).build().is_err()); // an RSA key
     /// ```
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
@@ -884,13 +885,6 @@ impl MachineVerifierBuilder {
         if set.is_empty() {
             return Err(ConfigError::new(
                 "the algorithm allowlist is empty: allow at least RS256",
-            ));
-        }
-        if set.has_unsupported() {
-            return Err(ConfigError::new(
-                "HS256/HS384/HS512 are symmetric algorithms and cannot be used with public keys \
-                 (PEM or JWKS): allowing them would open the door to algorithm confusion; remove \
-                 them from `algorithms(…)`",
             ));
         }
         Ok(set)

@@ -324,7 +324,7 @@ impl MachineVerifier {
             Err(error) => return Attempt::Done(Err(log_rejection(error, Some(&digest)))),
         };
         let generation = inner.cache.generation();
-        match keys.lookup(&jwt.header) {
+        match keys.lookup(jwt.header.kid.as_deref()) {
             KeyLookup::Found(key) => {
                 Attempt::Done(self.finish(jwt, &key, digest, now_ms, generation))
             }
