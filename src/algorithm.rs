@@ -105,7 +105,7 @@ impl FromStr for Algorithm {
         Self::ALL
             .into_iter()
             .find(|algorithm| algorithm.as_str() == name)
-            .ok_or_else(|| UnknownAlgorithm {
+            .ok_or(UnknownAlgorithm {
                 symmetric: matches!(name, "HS256" | "HS384" | "HS512"),
             })
     }
