@@ -28,5 +28,5 @@
 //! # Ok::<(), tower_machine_auth::ConfigError>(())
 //! ```
 
-pub(crate) use machine_auth_core::clock::unix_millis;
 pub use machine_auth_core::clock::{Clock, SystemClock, TokioClock};
+pub(crate) use machine_auth_core::clock::{from_unix_millis, to_unix_millis, unix_millis};

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -107,7 +108,7 @@ impl AcceptedTokens {
 /// | `getToken()` | [`token`](Self::token): the verified token text, for forwarding |
 ///
 /// and adds [`expires_at`](Self::expires_at), [`issued_at`](Self::issued_at) and
-/// [`issuer`](Self::issuer). `claims` holds every claim except `iss`, `sub`, `exp`, `nbf`, `iat`
+/// [`issuer`](Self::issuer). The times are [`SystemTime`]s here and Unix seconds in the JSON. `claims` holds every claim except `iss`, `sub`, `exp`, `nbf`, `iat`
 /// and `jti` (so `aud` and `scopes` stay in it). The `nbf` value is checked during verification
 /// but not kept. Its `Debug` output shows the machine id, token id, format, scopes and expiry,
 /// but neither the claims nor the token; the JSON leaves the token out too.
@@ -276,32 +277,40 @@ impl AuthenticatedMachine {
         self.identity.claims.get(name)
     }
 
-    /// When the token expires (`exp`), in Unix seconds, rounded down. Always `Some` for a verified
-    /// JWT, since `exp` is required; `None` only for identities built without one.
+    /// When the token expires (`exp`, or the opaque token's expiration), to the whole second
+    /// (rounded down). Always `Some` for a verified JWT, since `exp` is required; `None` for an
+    /// opaque token that never expires and for identities built without one.
     ///
     /// ```
     /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// let new_year = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
-    ///     .expires_at(Some(1_767_225_600))
+    ///     .expires_at(Some(new_year))
     ///     .build();
-    /// assert_eq!(machine.expires_at(), Some(1_767_225_600));
+    /// assert_eq!(machine.expires_at(), Some(new_year));
     /// ```
-    pub fn expires_at(&self) -> Option<u64> {
-        self.identity.expires_at
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.identity.expires_at.map(from_unix_seconds)
     }
 
-    /// When the token was issued (`iat`), in Unix seconds, rounded down; `None` if the token has
-    /// no `iat`.
+    /// When the token was issued (`iat`, or the opaque token's creation), to the whole second
+    /// (rounded down); `None` if the token does not say.
     ///
     /// ```
     /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// let issued = SystemTime::UNIX_EPOCH + Duration::from_millis(1_767_222_000_750);
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
-    ///     .issued_at(Some(1_767_222_000))
+    ///     .issued_at(Some(issued))
     ///     .build();
-    /// assert_eq!(machine.issued_at(), Some(1_767_222_000));
+    /// let whole_second = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_222_000);
+    /// assert_eq!(machine.issued_at(), Some(whole_second));
     /// ```
-    pub fn issued_at(&self) -> Option<u64> {
-        self.identity.issued_at
+    pub fn issued_at(&self) -> Option<SystemTime> {
+        self.identity.issued_at.map(from_unix_seconds)
     }
 
     /// The text of the token this machine was authenticated with, for forwarding it to another
@@ -373,7 +382,7 @@ impl Serialize for AuthenticatedMachine {
 /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
 ///     .token_id("mt_1")
 ///     .scopes(["mch_reports"])
-///     .expires_at(Some(1_767_225_600))
+///     .expires_at(Some(std::time::SystemTime::now()))
 ///     .build();
 /// assert_eq!(machine.token_id(), "mt_1");
 /// ```
@@ -445,31 +454,51 @@ impl AuthenticatedMachineBuilder {
         self
     }
 
-    /// Sets the expiry, in Unix seconds (default `None`).
+    /// Sets the expiry (default `None`), kept to the whole second (rounded down; a time before
+    /// the Unix epoch counts as the epoch).
     ///
     /// ```
     /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// let expiry = SystemTime::UNIX_EPOCH + Duration::from_millis(1_767_225_600_900);
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
-    ///     .expires_at(Some(1_767_225_600))
+    ///     .expires_at(Some(expiry))
     ///     .build();
-    /// assert_eq!(machine.expires_at(), Some(1_767_225_600));
+    /// assert_eq!(machine.expires_at(), Some(expiry - Duration::from_millis(900)));
     /// ```
-    pub fn expires_at(mut self, unix_seconds: Option<u64>) -> Self {
-        self.identity.expires_at = unix_seconds;
+    pub fn expires_at(mut self, time: Option<SystemTime>) -> Self {
+        self.identity.expires_at = time.map(unix_seconds);
         self
     }
 
-    /// Sets the issue time, in Unix seconds (default `None`).
+    /// Sets the expiry from Unix seconds: what verification knows.
+    pub(crate) fn expires_at_unix(mut self, seconds: Option<u64>) -> Self {
+        self.identity.expires_at = seconds;
+        self
+    }
+
+    /// Sets the issue time (default `None`), kept to the whole second (rounded down; a time
+    /// before the Unix epoch counts as the epoch).
     ///
     /// ```
     /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_222_000);
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
-    ///     .issued_at(Some(1_767_222_000))
+    ///     .issued_at(Some(issued))
     ///     .build();
-    /// assert_eq!(machine.issued_at(), Some(1_767_222_000));
+    /// assert_eq!(machine.issued_at(), Some(issued));
     /// ```
-    pub fn issued_at(mut self, unix_seconds: Option<u64>) -> Self {
-        self.identity.issued_at = unix_seconds;
+    pub fn issued_at(mut self, time: Option<SystemTime>) -> Self {
+        self.identity.issued_at = time.map(unix_seconds);
+        self
+    }
+
+    /// Sets the issue time from Unix seconds: what verification knows.
+    pub(crate) fn issued_at_unix(mut self, seconds: Option<u64>) -> Self {
+        self.identity.issued_at = seconds;
         self
     }
 
@@ -516,6 +545,20 @@ impl AuthenticatedMachineBuilder {
     }
 }
 
+/// Whole seconds since the Unix epoch, rounded down; 0 before it.
+fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+/// The time `seconds` after the Unix epoch.
+fn from_unix_seconds(seconds: u64) -> SystemTime {
+    // The seconds came from a `SystemTime` or a NumericDate within `i64` milliseconds: they fit.
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(seconds))
+        .unwrap_or(UNIX_EPOCH)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,8 +568,8 @@ mod tests {
         let machine = AuthenticatedMachine::builder(MachineId::parse("mch_a").unwrap())
             .token_id("mt_1")
             .scopes(["mch_b"])
-            .expires_at(Some(20))
-            .issued_at(Some(10))
+            .expires_at_unix(Some(20))
+            .issued_at_unix(Some(10))
             .issuer(Some("https://issuer".into()))
             .build();
         assert_eq!(

@@ -11,6 +11,7 @@
 use std::sync::{Arc, LazyLock, Mutex};
 
 use libfuzzer_sys::fuzz_target;
+use machine_auth_core::clock::to_unix_millis;
 use serde_json::Value;
 use tower_machine_auth::error::InvalidToken;
 use tower_machine_auth::fuzzing::clerk_reply;
@@ -65,7 +66,10 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(reply["expired"], false);
                 assert_eq!(reply["subject"].as_str(), Some(token.subject.as_str()));
                 assert_eq!(reply["id"].as_str(), Some(token.token_id.as_str()));
-                assert_eq!(reply["expiration"].as_i64(), token.expires_at_ms);
+                assert_eq!(
+                    reply["expiration"].as_i64(),
+                    token.expires_at.map(to_unix_millis)
+                );
             }
             Err(_) => assert!(reply["revoked"] == true || reply["expired"] == true),
         }
@@ -83,13 +87,13 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(machine.token_format(), TokenFormat::Opaque);
         assert!(
             token
-                .expires_at_ms
-                .is_none_or(|exp| exp > NOW_MS - LEEWAY_MS)
+                .expires_at
+                .is_none_or(|exp| to_unix_millis(exp) > NOW_MS - LEEWAY_MS)
         );
         assert!(
             token
-                .issued_at_ms
-                .is_none_or(|iat| iat <= NOW_MS + LEEWAY_MS)
+                .issued_at
+                .is_none_or(|iat| to_unix_millis(iat) <= NOW_MS + LEEWAY_MS)
         );
         assert_eq!(machine.scopes(), token.scopes.as_slice());
         assert!(machine.has_scope(OWN_MACHINE_ID));

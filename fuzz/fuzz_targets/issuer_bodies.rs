@@ -13,7 +13,7 @@
 #![no_main]
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::body::Body;
 use http::{Method, Request, header};
@@ -130,7 +130,10 @@ fn create(state: &State, body: &[u8]) {
                 panic!("an issued JWT is refused: {error:?}; claims {requested:?}")
             });
         assert_eq!(machine.machine_id().as_str(), MACHINE_ID);
-        assert_eq!(machine.expires_at(), Some(NOW_S as u64 + lifetime));
+        assert_eq!(
+            machine.expires_at(),
+            Some(UNIX_EPOCH + Duration::from_secs(NOW_S as u64 + lifetime))
+        );
         for (name, value) in &requested {
             assert_eq!(machine.claim(name), Some(value), "claim {name}");
         }

@@ -14,6 +14,7 @@
 use std::sync::{Arc, LazyLock, Mutex};
 
 use libfuzzer_sys::fuzz_target;
+use machine_auth_core::clock::to_unix_millis;
 use serde_json::Value;
 use tower_machine_auth::error::InvalidToken;
 use tower_machine_auth::fuzzing::rfc7662_reply;
@@ -115,9 +116,9 @@ fuzz_target!(|data: &[u8]| {
                     .and_then(Value::as_str)
                     .unwrap_or_default();
                 assert_eq!(token.subject, subject);
-                date_ok(&reply, "exp", token.expires_at_ms);
-                date_ok(&reply, "iat", token.issued_at_ms);
-                date_ok(&reply, "nbf", token.not_before_ms);
+                date_ok(&reply, "exp", token.expires_at.map(to_unix_millis));
+                date_ok(&reply, "iat", token.issued_at.map(to_unix_millis));
+                date_ok(&reply, "nbf", token.not_before.map(to_unix_millis));
                 if *needs_issuer {
                     assert_eq!(token.issuer.as_deref(), Some(ISSUER));
                 }
@@ -150,11 +151,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(machine.token_format(), TokenFormat::Opaque);
         assert!(
             token
-                .expires_at_ms
-                .is_none_or(|exp| exp > NOW_MS - LEEWAY_MS)
+                .expires_at
+                .is_none_or(|exp| to_unix_millis(exp) > NOW_MS - LEEWAY_MS)
         );
-        for at in [token.issued_at_ms, token.not_before_ms] {
-            assert!(at.is_none_or(|at| at <= NOW_MS + LEEWAY_MS));
+        for at in [token.issued_at, token.not_before] {
+            assert!(at.is_none_or(|at| to_unix_millis(at) <= NOW_MS + LEEWAY_MS));
         }
         assert!(machine.has_scope(OWN_MACHINE_ID));
         assert_eq!(machine.issuer(), token.issuer.as_deref());

@@ -12,6 +12,7 @@ use super::{
     IntrospectedToken, IntrospectionFuture, Introspector, MAX_REPLY_BYTES, call_failed,
     credentials_rejected, reply_rejected,
 };
+use crate::clock::from_unix_millis;
 use crate::error::{AuthError, ConfigError, InvalidToken};
 use crate::fetch::{self, FetchError, Timeouts};
 use machine_auth_core::clerk::CLERK_API_VERSION;
@@ -163,8 +164,8 @@ pub(crate) fn machine_token(
         token_id: token.id,
         scopes: token.scopes.unwrap_or_default(),
         claims: token.claims.unwrap_or_default(),
-        expires_at_ms: token.expiration,
-        issued_at_ms: token.created_at,
+        expires_at: token.expiration.map(from_unix_millis),
+        issued_at: token.created_at.map(from_unix_millis),
         ..IntrospectedToken::default()
     }))
 }
@@ -194,8 +195,8 @@ mod tests {
         assert_eq!(token.token_id, "mt_1");
         assert_eq!(token.scopes, ["mch_b"]);
         assert_eq!(token.claims["k"], "v");
-        assert_eq!(token.expires_at_ms, Some(1_767_225_600_000));
-        assert_eq!(token.issued_at_ms, Some(1_767_222_000_000));
+        assert_eq!(token.expires_at, Some(from_unix_millis(1_767_225_600_000)));
+        assert_eq!(token.issued_at, Some(from_unix_millis(1_767_222_000_000)));
     }
 
     #[test]

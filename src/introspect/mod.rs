@@ -51,7 +51,7 @@ pub use rfc7662::{Rfc7662Introspector, Rfc7662IntrospectorBuilder};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
@@ -135,12 +135,12 @@ pub struct IntrospectedToken {
     /// The token's other data, handed to handlers as
     /// [`AuthenticatedMachine::claims`](crate::AuthenticatedMachine::claims).
     pub claims: Map<String, Value>,
-    /// When the token expires, in Unix milliseconds; `None` if it never does.
-    pub expires_at_ms: Option<i64>,
-    /// When the token was issued, in Unix milliseconds.
-    pub issued_at_ms: Option<i64>,
-    /// When the token becomes valid, in Unix milliseconds.
-    pub not_before_ms: Option<i64>,
+    /// When the token expires; `None` if it never does.
+    pub expires_at: Option<SystemTime>,
+    /// When the token was issued.
+    pub issued_at: Option<SystemTime>,
+    /// When the token becomes valid.
+    pub not_before: Option<SystemTime>,
     /// Who issued the token.
     pub issuer: Option<String>,
 }

@@ -14,6 +14,7 @@ use super::{
     IntrospectedToken, IntrospectionFuture, Introspector, MAX_REPLY_BYTES, call_failed,
     credentials_rejected, reply_rejected,
 };
+use crate::clock::from_unix_millis;
 use crate::error::{AuthError, ClaimMismatch, ConfigError, InvalidToken};
 use crate::fetch::{self, FetchError, Timeouts};
 use machine_auth_core::strict_json;
@@ -336,9 +337,9 @@ impl Rfc7662Introspector {
             token_id,
             scopes,
             claims: reply,
-            expires_at_ms,
-            issued_at_ms,
-            not_before_ms,
+            expires_at: expires_at_ms.map(from_unix_millis),
+            issued_at: issued_at_ms.map(from_unix_millis),
+            not_before: not_before_ms.map(from_unix_millis),
             issuer,
         }))
     }
@@ -382,8 +383,8 @@ mod tests {
         assert_eq!(token.subject, "mch_a");
         assert_eq!(token.token_id, "abc");
         assert_eq!(token.scopes, ["read", "write"]);
-        assert_eq!(token.expires_at_ms, Some(1_767_225_600_000));
-        assert_eq!(token.not_before_ms, Some(1_767_222_000_500));
+        assert_eq!(token.expires_at, Some(from_unix_millis(1_767_225_600_000)));
+        assert_eq!(token.not_before, Some(from_unix_millis(1_767_222_000_500)));
         assert_eq!(token.issuer.as_deref(), Some("https://auth.example.com"));
         assert_eq!(
             Value::Object(token.claims),

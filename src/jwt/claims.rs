@@ -80,8 +80,8 @@ pub(super) fn machine_from_claims(
         .token_format(TokenFormat::Jwt)
         .scopes(scopes)
         .claims(claims)
-        .expires_at(Some(unix_seconds(expires_at_ms)))
-        .issued_at(issued_at_ms.map(unix_seconds))
+        .expires_at_unix(Some(unix_seconds(expires_at_ms)))
+        .issued_at_unix(issued_at_ms.map(unix_seconds))
         .issuer(issuer)
         .build();
     Ok(VerifiedJwt {
@@ -147,6 +147,8 @@ fn unix_seconds(ms: i64) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
     use super::*;
     use crate::algorithm::AlgorithmSet;
     use serde_json::json;
@@ -195,8 +197,14 @@ mod tests {
             serde_json::Value::Object(machine.claims().clone()),
             json!({"scopes":"mch_a  mch_b","role":"svc"})
         );
-        assert_eq!(machine.expires_at(), Some((NOW + 60) as u64));
-        assert_eq!(machine.issued_at(), Some(NOW as u64));
+        assert_eq!(
+            machine.expires_at(),
+            Some(UNIX_EPOCH + Duration::from_secs((NOW + 60) as u64))
+        );
+        assert_eq!(
+            machine.issued_at(),
+            Some(UNIX_EPOCH + Duration::from_secs(NOW as u64))
+        );
         assert_eq!(machine.issuer(), Some("https://clerk.example"));
         assert_eq!(verified.expires_at_ms, (NOW + 60) * 1000);
     }

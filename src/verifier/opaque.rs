@@ -14,7 +14,7 @@ use tokio::sync::OnceCell;
 
 use super::MachineVerifier;
 use crate::cache::TokenDigest;
-use crate::clock::unix_millis;
+use crate::clock::{to_unix_millis, unix_millis};
 use crate::credential::TokenKind;
 use crate::error::{AuthError, InvalidToken, TypeMismatch, Unavailable};
 use crate::introspect::{CircuitBreaker, IntrospectedToken, Introspector, Permit};
@@ -208,8 +208,8 @@ fn opaque_machine(
     leeway_ms: i64,
     now_ms: i64,
 ) -> Result<(AuthenticatedMachine, Option<i64>), AuthError> {
-    if token
-        .expires_at_ms
+    let expires_at_ms = token.expires_at.map(to_unix_millis);
+    if expires_at_ms
         .is_some_and(|exp| i128::from(exp) <= i128::from(now_ms) - i128::from(leeway_ms))
     {
         return Err(AuthError::InvalidToken(InvalidToken::ExpiredAtIssuer));
@@ -222,23 +222,24 @@ fn opaque_machine(
     let in_future = |at_ms: Option<i64>| {
         at_ms.is_some_and(|at| whole_seconds(at) > i128::from(now_ms) + i128::from(leeway_ms))
     };
-    if in_future(token.not_before_ms) || in_future(token.issued_at_ms) {
+    if in_future(token.not_before.map(to_unix_millis))
+        || in_future(token.issued_at.map(to_unix_millis))
+    {
         return Err(AuthError::NotYetActive);
     }
     let machine_id = MachineId::from_string(token.subject).ok_or(AuthError::TokenTypeMismatch(
         TypeMismatch::NotAMachineSubject,
     ))?;
-    let seconds = |ms: i64| u64::try_from(ms.div_euclid(1000)).unwrap_or(0);
     let machine = AuthenticatedMachine::builder(machine_id)
         .token_id(token.token_id)
         .token_format(TokenFormat::Opaque)
         .scopes(token.scopes)
         .claims(token.claims)
-        .expires_at(token.expires_at_ms.map(seconds))
-        .issued_at(token.issued_at_ms.map(seconds))
+        .expires_at(token.expires_at)
+        .issued_at(token.issued_at)
         .issuer(token.issuer)
         .build();
-    Ok((machine, token.expires_at_ms))
+    Ok((machine, expires_at_ms))
 }
 
 #[cfg(test)]
@@ -248,6 +249,7 @@ mod tests {
     use std::task::{Context, Poll, Waker};
 
     use super::*;
+    use crate::clock::from_unix_millis;
     use crate::introspect::IntrospectionFuture;
 
     const NOW_MS: i64 = 1_767_225_600_000;
@@ -332,15 +334,18 @@ mod tests {
         let token = IntrospectedToken {
             token_id: "mt_1".into(),
             scopes: vec!["mch_b".into()],
-            expires_at_ms: Some(NOW_MS + 60_000),
-            issued_at_ms: Some(NOW_MS - 1_000),
+            expires_at: Some(from_unix_millis(NOW_MS + 60_000)),
+            issued_at: Some(from_unix_millis(NOW_MS - 1_000)),
             ..IntrospectedToken::new("mch_a")
         };
         let (machine, expires) = opaque_machine(token, 5_000, NOW_MS).unwrap();
         assert_eq!(machine.machine_id().as_str(), "mch_a");
         assert_eq!(machine.token_format(), TokenFormat::Opaque);
         assert_eq!(machine.token_id(), "mt_1");
-        assert_eq!(machine.expires_at(), Some(1_767_225_660));
+        assert_eq!(
+            machine.expires_at(),
+            Some(from_unix_millis(1_767_225_660_000))
+        );
         assert_eq!(expires, Some(NOW_MS + 60_000));
     }
 
@@ -349,9 +354,9 @@ mod tests {
         for now_ms in [i64::MIN, -1, 0, i64::MAX] {
             for at in [i64::MIN, 0, i64::MAX] {
                 let token = IntrospectedToken {
-                    expires_at_ms: Some(at),
-                    issued_at_ms: Some(at),
-                    not_before_ms: Some(at),
+                    expires_at: Some(from_unix_millis(at)),
+                    issued_at: Some(from_unix_millis(at)),
+                    not_before: Some(from_unix_millis(at)),
                     ..IntrospectedToken::new("mch_a")
                 };
                 // Any answer but a panic.
@@ -363,7 +368,7 @@ mod tests {
     #[test]
     fn expired_or_non_machine_answers_are_rejected() {
         let expired = IntrospectedToken {
-            expires_at_ms: Some(NOW_MS - 5_000),
+            expires_at: Some(from_unix_millis(NOW_MS - 5_000)),
             ..IntrospectedToken::new("mch_a")
         };
         assert_eq!(
@@ -375,7 +380,7 @@ mod tests {
             AuthError::TokenTypeMismatch(TypeMismatch::NotAMachineSubject)
         );
         let early = IntrospectedToken {
-            not_before_ms: Some(NOW_MS + 60_000),
+            not_before: Some(from_unix_millis(NOW_MS + 60_000)),
             ..IntrospectedToken::new("mch_a")
         };
         assert_eq!(
@@ -388,11 +393,11 @@ mod tests {
     fn issue_times_get_the_leeway_of_a_jwt_issued_at_the_same_instant() {
         // Issued at NOW + 5.4 s; a JWT issued then says `iat: NOW + 5 s`, within a 5 s leeway.
         let issued = |at_ms: i64| IntrospectedToken {
-            issued_at_ms: Some(at_ms),
+            issued_at: Some(from_unix_millis(at_ms)),
             ..IntrospectedToken::new("mch_a")
         };
         let not_before = |at_ms: i64| IntrospectedToken {
-            not_before_ms: Some(at_ms),
+            not_before: Some(from_unix_millis(at_ms)),
             ..IntrospectedToken::new("mch_a")
         };
         assert!(opaque_machine(issued(NOW_MS + 5_400), 5_000, NOW_MS).is_ok());

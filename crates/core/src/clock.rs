@@ -141,12 +141,45 @@ impl Clock for TokioClock {
 /// assert_eq!(unix_millis(&Fixed(earlier)), -2);
 /// ```
 pub fn unix_millis(clock: &dyn Clock) -> i64 {
-    match clock.now().duration_since(UNIX_EPOCH) {
-        Ok(since) => duration_millis(since),
-        Err(before) => -duration_millis(before.duration()),
+    to_unix_millis(clock.now())
+}
+
+/// `time` in milliseconds since the Unix epoch (negative before it), saturating at `i64`'s range.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use machine_auth_core::clock::to_unix_millis;
+///
+/// assert_eq!(to_unix_millis(SystemTime::UNIX_EPOCH + Duration::from_micros(2_500)), 2);
+/// assert_eq!(to_unix_millis(SystemTime::UNIX_EPOCH - Duration::from_millis(3)), -3);
+/// ```
+pub fn to_unix_millis(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
     }
 }
 
-fn duration_millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+/// The time `millis` milliseconds after the Unix epoch (before it when negative): the inverse of
+/// [`to_unix_millis`].
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use machine_auth_core::clock::{from_unix_millis, to_unix_millis};
+///
+/// let time = from_unix_millis(1_767_225_600_250);
+/// assert_eq!(time, SystemTime::UNIX_EPOCH + Duration::from_millis(1_767_225_600_250));
+/// for millis in [i64::MIN, -1, 0, i64::MAX] {
+///     assert_eq!(to_unix_millis(from_unix_millis(millis)), millis);
+/// }
+/// ```
+pub fn from_unix_millis(millis: i64) -> SystemTime {
+    let distance = Duration::from_millis(millis.unsigned_abs());
+    let time = if millis >= 0 {
+        UNIX_EPOCH.checked_add(distance)
+    } else {
+        UNIX_EPOCH.checked_sub(distance)
+    };
+    // Every i64 of milliseconds fits in the system time of the platforms Tokio runs on.
+    time.unwrap_or(UNIX_EPOCH)
 }
