@@ -128,23 +128,35 @@ async fn which_source_wins_when_several_are_set() {
     let pk = publishable_key(&fapi.addr.to_string());
     let api_url = format!("http://{}", bapi.addr);
 
-    // PEM over everything: no server is asked.
     let all = [
         ("CLERK_PEM_PUBLIC_KEY", key.public_pem()),
+        ("CLERK_JWKS_URL", jwks.url()),
         ("CLERK_SECRET_KEY", "sk_test_x".to_owned()),
         ("CLERK_API_URL", api_url.clone()),
-        ("CLERK_JWKS_URL", jwks.url()),
         ("CLERK_PUBLISHABLE_KEY", pk.clone()),
     ];
-    let verifier = from_vars(&all).build().unwrap();
+    // A PEM key and a JWKS URL name two key sets: refused, whatever else is set.
+    let error = from_vars(&all).build().unwrap_err().to_string();
+    assert!(
+        error.contains("CLERK_JWT_KEY") && error.contains("CLERK_JWKS_URL"),
+        "{error}"
+    );
+    // PEM over the rest: no server is asked.
+    let without_jwks_url: Vec<_> = all
+        .iter()
+        .filter(|(name, _)| *name != "CLERK_JWKS_URL")
+        .cloned()
+        .collect();
+    let verifier = from_vars(&without_jwks_url).build().unwrap();
     verifier
         .verify(&key.token("ins_any", &claims()))
         .await
         .unwrap();
-    // Then the secret key (Backend API), then CLERK_JWKS_URL, then the publishable key.
+    assert_eq!(verifier.stats().jwks_fetches, 0, "networkless");
+    // Then CLERK_JWKS_URL, then the secret key (Backend API), then the publishable key.
     for (skip, server, kid) in [
-        (1, &bapi, "ins_bapi"),
-        (3, &jwks, "ins_jwks"),
+        (1, &jwks, "ins_jwks"),
+        (2, &bapi, "ins_bapi"),
         (4, &fapi, "ins_fapi"),
     ] {
         let verifier = from_vars(&all[skip..]).build().unwrap();

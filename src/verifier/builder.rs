@@ -71,10 +71,19 @@ impl fmt::Debug for KeySourceConfig {
 /// Builds a [`MachineVerifier`]. Every setter is optional but one key source; mistakes are
 /// reported by [`build`](Self::build) with a message that says what to change.
 ///
-/// The key source setters ([`pem_key`](Self::pem_key), [`jwks_url`](Self::jwks_url),
-/// [`clerk_secret_key`](Self::clerk_secret_key), [`clerk_publishable_key`](Self::clerk_publishable_key),
-/// and [`env`](Self::env) when it finds a key
-/// variable) replace one another: the last one wins. The JWKS settings
+/// The key sources may be set in any order, with the same result. JWT keys come from the first
+/// of these that is set:
+///
+/// | key source | JWT keys | also |
+/// |---|---|---|
+/// | [`pem_key`](Self::pem_key) (`CLERK_JWT_KEY`) | that PEM key, no network | |
+/// | [`jwks_url`](Self::jwks_url) (`CLERK_JWKS_URL`) | that JWKS | |
+/// | [`clerk_secret_key`](Self::clerk_secret_key) (`CLERK_SECRET_KEY`) | the JWKS of Clerk's Backend API | verifies opaque `mt_…` tokens (also when a source above gives the JWT keys) |
+/// | [`clerk_publishable_key`](Self::clerk_publishable_key) (`CLERK_PUBLISHABLE_KEY`) | the JWKS of Clerk's Frontend API | |
+///
+/// A publishable key beside a source above is not used, as in Clerk's SDKs (applications keep it
+/// for their front end). A PEM key and a JWKS URL together name two different sets of keys:
+/// [`build`](Self::build) refuses them with an error naming both. The JWKS settings
 /// ([`jwks_refresh_interval`](Self::jwks_refresh_interval), [`jwks_cooldown`](Self::jwks_cooldown),
 /// [`jwks_max_stale`](Self::jwks_max_stale), [`http_timeouts`](Self::http_timeouts)) are used,
 /// and checked, only with a JWKS source. `Debug` output never shows the PEM key or the secret
@@ -96,7 +105,9 @@ impl fmt::Debug for KeySourceConfig {
 #[derive(Clone)]
 #[must_use]
 pub struct MachineVerifierBuilder {
-    key_source: Option<KeySourceConfig>,
+    pem_key: Option<String>,
+    jwks_url: Option<String>,
+    clerk_publishable_key: Option<String>,
     /// A contradiction among the environment variables, reported by `build`.
     env_error: Option<ConfigError>,
     clerk_api_url: String,
@@ -120,7 +131,7 @@ pub struct MachineVerifierBuilder {
 impl fmt::Debug for MachineVerifierBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MachineVerifierBuilder")
-            .field("key_source", &self.key_source)
+            .field("key_source", &self.key_source())
             .field(
                 "clerk_machine_secret_key",
                 &self.clerk_machine_secret_key.as_ref().map(|_| "[redacted]"),
@@ -160,7 +171,9 @@ impl MachineVerifierBuilder {
     /// ```
     pub fn new() -> Self {
         Self {
-            key_source: None,
+            pem_key: None,
+            jwks_url: None,
+            clerk_publishable_key: None,
             env_error: None,
             clerk_api_url: DEFAULT_CLERK_API_URL.to_owned(),
             clerk_machine_secret_key: None,
@@ -182,19 +195,20 @@ impl MachineVerifierBuilder {
 
     /// Reads Clerk's environment variables:
     ///
-    /// | variable | effect |
-    /// |---|---|
-    /// | `CLERK_JWT_KEY`, or `CLERK_PEM_PUBLIC_KEY` | PEM public key: networkless JWT verification (wins over the key sources below) |
-    /// | `CLERK_SECRET_KEY` | JWKS from `GET {CLERK_API_URL}/v1/jwks` with this key; opaque `mt_…` tokens at `{CLERK_API_URL}/m2m_tokens/verify` |
-    /// | `CLERK_JWKS_URL` | any JWKS URL (our addition; used when none of the above is set) |
-    /// | `CLERK_PUBLISHABLE_KEY` | the Frontend API's JWKS, `https://<frontend api>/.well-known/jwks.json` (used when none of the above is set); JWTs only |
-    /// | `CLERK_MACHINE_SECRET_KEY` | opaque `mt_…` tokens at `{CLERK_API_URL}/m2m_tokens/verify` (wins over `CLERK_SECRET_KEY` for them) |
-    /// | `CLERK_API_URL` | Clerk's Backend API, default `https://api.clerk.com` |
-    /// | `CLERK_MACHINE_ID` | this machine's own id: the receiver check of [`own_machine_id`](Self::own_machine_id) |
+    /// | variable | same as | effect |
+    /// |---|---|---|
+    /// | `CLERK_JWT_KEY`, or `CLERK_PEM_PUBLIC_KEY` | [`pem_key`](Self::pem_key) | JWTs: this PEM public key, no network (first choice for JWTs) |
+    /// | `CLERK_JWKS_URL` | [`jwks_url`](Self::jwks_url) | JWTs: any JWKS URL (our addition; [`build`](Self::build) refuses it beside a PEM key) |
+    /// | `CLERK_SECRET_KEY` | [`clerk_secret_key`](Self::clerk_secret_key) | JWTs: `GET {CLERK_API_URL}/v1/jwks` with this key, unless a source above is set; opaque `mt_…` tokens: `{CLERK_API_URL}/m2m_tokens/verify`, always |
+    /// | `CLERK_PUBLISHABLE_KEY` | [`clerk_publishable_key`](Self::clerk_publishable_key) | JWTs: the Frontend API's `https://<frontend api>/.well-known/jwks.json`, unless a source above is set |
+    /// | `CLERK_MACHINE_SECRET_KEY` | [`clerk_machine_secret_key`](Self::clerk_machine_secret_key) | opaque `mt_…` tokens at `{CLERK_API_URL}/m2m_tokens/verify` (this key rather than `CLERK_SECRET_KEY`) |
+    /// | `CLERK_API_URL` | [`clerk_api_url`](Self::clerk_api_url) | Clerk's Backend API, default `https://api.clerk.com` |
+    /// | `CLERK_MACHINE_ID` | [`own_machine_id`](Self::own_machine_id) | this machine's own id: the receiver check |
     ///
-    /// Empty (or whitespace-only) variables count as unset. `CLERK_API_URL` is read whenever it is
-    /// set. When none of the key-source variables is set, the key source set before (if any) is
-    /// kept. `CLERK_JWT_KEY` and `CLERK_PEM_PUBLIC_KEY` both set to different keys make
+    /// Empty (or whitespace-only) variables count as unset. Each variable that is set replaces the
+    /// value of its setter; the others leave what was set before. Which key source gives the JWT
+    /// keys does not depend on the order of calls (see [`MachineVerifierBuilder`]).
+    /// `CLERK_JWT_KEY` and `CLERK_PEM_PUBLIC_KEY` both set to different keys make
     /// [`build`](Self::build) fail with an error naming both.
     ///
     /// ```no_run
@@ -239,19 +253,17 @@ impl MachineVerifierBuilder {
             }
             (jwt_key, pem_key) => jwt_key.or(pem_key),
         };
-        if let Some(pem) = pem {
-            self.key_source = Some(KeySourceConfig::Pem(pem));
-        } else if let Some(secret_key) = &secret_key {
-            self.key_source = Some(KeySourceConfig::ClerkBackendApi {
-                secret_key: secret_key.clone(),
-            });
-        } else if let Some(url) = get("CLERK_JWKS_URL") {
-            self.key_source = Some(KeySourceConfig::JwksUrl(url));
-        } else if let Some(publishable_key) = get("CLERK_PUBLISHABLE_KEY") {
-            self.key_source = Some(KeySourceConfig::ClerkFrontendApi { publishable_key });
+        if pem.is_some() {
+            self.pem_key = pem;
+        }
+        if let Some(url) = get("CLERK_JWKS_URL") {
+            self.jwks_url = Some(url);
         }
         if secret_key.is_some() {
             self.clerk_instance_secret_key = secret_key;
+        }
+        if let Some(publishable_key) = get("CLERK_PUBLISHABLE_KEY") {
+            self.clerk_publishable_key = Some(publishable_key);
         }
         if let Some(machine_secret_key) = get("CLERK_MACHINE_SECRET_KEY") {
             self.clerk_machine_secret_key = Some(machine_secret_key);
@@ -281,7 +293,7 @@ impl MachineVerifierBuilder {
     /// assert!(error.to_string().contains("private key"));
     /// ```
     pub fn pem_key(mut self, pem: impl Into<String>) -> Self {
-        self.key_source = Some(KeySourceConfig::Pem(pem.into()));
+        self.pem_key = Some(pem.into());
         self
     }
 
@@ -301,14 +313,17 @@ impl MachineVerifierBuilder {
     /// # }
     /// ```
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
-        self.key_source = Some(KeySourceConfig::JwksUrl(url.into()));
+        self.jwks_url = Some(url.into());
         self
     }
 
-    /// Verifies with the JWKS of Clerk's Backend API (`GET {clerk_api_url}/v1/jwks`), fetched
-    /// with the instance secret key as `Authorization: Bearer <key>` (surrounding whitespace is
-    /// trimmed). [`build`](Self::build) fails if the key holds characters not allowed in a header,
-    /// and outside a Tokio runtime.
+    /// Verifies opaque `mt_…` tokens at Clerk's `POST {clerk_api_url}/m2m_tokens/verify` with the
+    /// instance secret key (unless a [`clerk_machine_secret_key`](Self::clerk_machine_secret_key)
+    /// is set), and, unless a [`pem_key`](Self::pem_key) or a [`jwks_url`](Self::jwks_url) is set,
+    /// JWTs with the JWKS of Clerk's Backend API (`GET {clerk_api_url}/v1/jwks`), fetched with the
+    /// key as `Authorization: Bearer <key>` (surrounding whitespace is trimmed).
+    /// [`build`](Self::build) fails if the key holds characters not allowed in a header, and
+    /// outside a Tokio runtime.
     ///
     /// ```
     /// use tower_machine_auth::MachineVerifier;
@@ -320,9 +335,7 @@ impl MachineVerifierBuilder {
     /// # }
     /// ```
     pub fn clerk_secret_key(mut self, secret_key: impl Into<String>) -> Self {
-        let secret_key = secret_key.into();
-        self.clerk_instance_secret_key = Some(secret_key.clone());
-        self.key_source = Some(KeySourceConfig::ClerkBackendApi { secret_key });
+        self.clerk_instance_secret_key = Some(secret_key.into());
         self
     }
 
@@ -348,9 +361,7 @@ impl MachineVerifierBuilder {
     /// # }
     /// ```
     pub fn clerk_publishable_key(mut self, publishable_key: impl Into<String>) -> Self {
-        self.key_source = Some(KeySourceConfig::ClerkFrontendApi {
-            publishable_key: publishable_key.into(),
-        });
+        self.clerk_publishable_key = Some(publishable_key.into());
         self
     }
 
@@ -791,7 +802,7 @@ impl MachineVerifierBuilder {
             self.cache_ttl.max(self.opaque_cache_ttl),
         ));
         let counters = Arc::new(Counters::default());
-        let keys = match self.key_source.clone() {
+        let keys = match self.key_source()? {
             None => None,
             Some(KeySourceConfig::Pem(pem)) => {
                 Some(KeySource::Static(Arc::new(key_from_pem(&pem, algorithms)?)))
@@ -844,6 +855,34 @@ impl MachineVerifierBuilder {
                 counters,
             }),
         })
+    }
+
+    /// Where JWT keys come from: the first key source set, in the order of the table on
+    /// [`MachineVerifierBuilder`]; two that name different key sets are an error.
+    fn key_source(&self) -> Result<Option<KeySourceConfig>, ConfigError> {
+        if self.pem_key.is_some() && self.jwks_url.is_some() {
+            return Err(ConfigError::new(
+                "both a PEM key (pem_key, CLERK_JWT_KEY) and a JWKS URL (jwks_url, \
+                 CLERK_JWKS_URL) are set: they name two different sets of keys for JWTs; set \
+                 only one of them",
+            ));
+        }
+        let source = if let Some(pem) = &self.pem_key {
+            KeySourceConfig::Pem(pem.clone())
+        } else if let Some(url) = &self.jwks_url {
+            KeySourceConfig::JwksUrl(url.clone())
+        } else if let Some(secret_key) = &self.clerk_instance_secret_key {
+            KeySourceConfig::ClerkBackendApi {
+                secret_key: secret_key.clone(),
+            }
+        } else if let Some(publishable_key) = &self.clerk_publishable_key {
+            KeySourceConfig::ClerkFrontendApi {
+                publishable_key: publishable_key.clone(),
+            }
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(source))
     }
 
     fn opaque_verification(&self) -> Result<OpaqueVerification, ConfigError> {
@@ -931,4 +970,108 @@ impl MachineVerifierBuilder {
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Setter = fn(MachineVerifierBuilder) -> MachineVerifierBuilder;
+
+    const PEM: Setter = |b| b.pem_key("pem");
+    const JWKS_URL: Setter = |b| b.jwks_url("https://keys.example.com/jwks.json");
+    const SECRET_KEY: Setter = |b| b.clerk_secret_key("sk_test_1");
+    const PUBLISHABLE_KEY: Setter = |b| b.clerk_publishable_key("pk_test_1");
+
+    /// Every order of `setters`, applied to a fresh builder.
+    fn every_order(setters: &[Setter]) -> Vec<MachineVerifierBuilder> {
+        if setters.len() <= 1 {
+            return vec![
+                setters
+                    .iter()
+                    .fold(MachineVerifierBuilder::new(), |b, set| set(b)),
+            ];
+        }
+        let mut builders = Vec::new();
+        for (i, first) in setters.iter().enumerate() {
+            let mut rest = setters.to_vec();
+            rest.remove(i);
+            for builder in every_order(&rest) {
+                builders.push(first(builder));
+            }
+        }
+        builders
+    }
+
+    /// What the builder's key source resolves to, as text (`Debug` hides the keys themselves).
+    fn resolved(builder: &MachineVerifierBuilder) -> String {
+        match builder.key_source() {
+            Ok(source) => format!("{source:?}"),
+            Err(error) => format!("error: {error}"),
+        }
+    }
+
+    #[test]
+    fn key_sources_give_the_same_result_in_any_order() {
+        let all = [PEM, JWKS_URL, SECRET_KEY, PUBLISHABLE_KEY];
+        // Every subset of the four sources, in every order.
+        for mask in 0u8..16 {
+            let chosen: Vec<Setter> = (0..4)
+                .filter(|bit| mask & (1 << bit) != 0)
+                .map(|bit| all[bit])
+                .collect();
+            let outcomes: Vec<String> = every_order(&chosen).iter().map(resolved).collect();
+            assert!(
+                outcomes.windows(2).all(|pair| pair[0] == pair[1]),
+                "subset {mask:04b}: {outcomes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_source_in_the_table_gives_the_jwt_keys() {
+        let apply = |setters: &[Setter]| {
+            resolved(
+                &setters
+                    .iter()
+                    .fold(MachineVerifierBuilder::new(), |b, set| set(b)),
+            )
+        };
+        assert_eq!(apply(&[]), "None");
+        assert_eq!(apply(&[PUBLISHABLE_KEY]), "Some(ClerkFrontendApi)");
+        assert_eq!(
+            apply(&[PUBLISHABLE_KEY, SECRET_KEY]),
+            "Some(ClerkBackendApi { secret_key: [redacted] })"
+        );
+        assert!(apply(&[SECRET_KEY, JWKS_URL]).starts_with("Some(JwksUrl("));
+        assert_eq!(apply(&[SECRET_KEY, PEM, PUBLISHABLE_KEY]), "Some(Pem)");
+        for conflict in [&[PEM, JWKS_URL][..], &[JWKS_URL, SECRET_KEY, PEM]] {
+            let outcome = apply(conflict);
+            assert!(outcome.starts_with("error: both a PEM key"), "{outcome}");
+            assert!(outcome.contains("CLERK_JWKS_URL"), "{outcome}");
+        }
+    }
+
+    #[test]
+    fn the_environment_and_the_setters_agree() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| (*value).to_owned())
+            }
+        };
+        let from_env = MachineVerifierBuilder::new().env_from(env(&[
+            ("CLERK_SECRET_KEY", "sk_test_1"),
+            ("CLERK_JWKS_URL", "https://keys.example.com/jwks.json"),
+            ("CLERK_PUBLISHABLE_KEY", "pk_test_1"),
+        ]));
+        let from_setters = PUBLISHABLE_KEY(SECRET_KEY(JWKS_URL(MachineVerifierBuilder::new())));
+        assert_eq!(resolved(&from_env), resolved(&from_setters));
+        // A PEM key from the environment beside a JWKS URL set in code is the same conflict.
+        let mixed =
+            JWKS_URL(MachineVerifierBuilder::new()).env_from(env(&[("CLERK_JWT_KEY", "pem")]));
+        assert!(resolved(&mixed).starts_with("error: both a PEM key"));
+    }
 }
