@@ -47,6 +47,7 @@ mod algorithm;
 pub mod axum;
 mod bearer_token;
 mod cache;
+mod clerk_api;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod clock;

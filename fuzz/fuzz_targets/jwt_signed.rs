@@ -345,7 +345,10 @@ impl Claims {
         for (name, time) in [("nbf", &self.nbf), ("iat", &self.iat)] {
             match time {
                 None | Some(Time::Null) => {}
-                Some(Time::Offset(seconds)) => fine &= *seconds <= 0,
+                // Not after now, and not before 1970: a negative NumericDate is malformed.
+                Some(Time::Offset(seconds)) => {
+                    fine &= *seconds <= 0 && NOW_S + i64::from(*seconds) >= 0;
+                }
                 Some(_) => fine = false,
             }
             if let Some(time) = time {

@@ -1,43 +1,20 @@
-//! `POST {api}/m2m_tokens`: one token creation, as Clerk's SDK sends it.
+//! One token creation for a [`MachineTokenSource`](super::MachineTokenSource): the call, and
+//! what its answer means for the source.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::HeaderValue;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use reqwest::Url;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
+use super::m2m_tokens::{M2mApiError, M2mTokens};
 use crate::TokenFormat;
-use crate::fetch::{self, FetchError};
-use machine_auth_core::clerk::CLERK_API_VERSION;
 
-/// Longest reply read.
-const MAX_REPLY_BYTES: usize = 64 * 1024;
-
-/// What a creation call sends, and where.
+/// What a source asks for on every creation.
 pub(crate) struct CreateRequest {
-    pub(crate) url: Url,
-    pub(crate) shown: String,
-    pub(crate) authorization: HeaderValue,
-    pub(crate) client: reqwest::Client,
-    pub(crate) body: String,
-}
-
-impl CreateRequest {
-    /// The body Clerk's SDK sends: all three fields, null claims explicit.
-    pub(crate) fn body(
-        format: TokenFormat,
-        lifetime: Duration,
-        claims: Option<&Map<String, Value>>,
-    ) -> String {
-        json!({
-            "seconds_until_expiration": lifetime.as_secs(),
-            "claims": claims,
-            "token_format": format.as_str(),
-        })
-        .to_string()
-    }
+    pub(crate) api: M2mTokens,
+    pub(crate) format: TokenFormat,
+    pub(crate) lifetime: Duration,
+    pub(crate) claims: Option<Map<String, Value>>,
 }
 
 /// A created token, as the issuer described it.
@@ -58,7 +35,7 @@ pub(crate) enum CreateFailure {
         code: String,
         message: String,
     },
-    /// Worth retrying: the network, a timeout, 408, 429, 5xx, a malformed reply.
+    /// Worth retrying: the network, a timeout, a redirect, 408, 429, 5xx, a malformed reply.
     Transient(String),
 }
 
@@ -76,38 +53,40 @@ struct Reply {
 
 /// Sends one creation request (retried once, at once, only if no connection could be made).
 pub(crate) async fn create(request: &CreateRequest) -> Result<Created, CreateFailure> {
-    let call = request
-        .client
-        .post(request.url.clone())
-        .header(AUTHORIZATION, request.authorization.clone())
-        .header("Clerk-API-Version", CLERK_API_VERSION)
-        .header(CONTENT_TYPE, "application/json")
-        .header(ACCEPT, "application/json")
-        .body(request.body.clone());
-    let failed = |error: FetchError| CreateFailure::Transient(format!("{} {error}", request.shown));
-    let (status, body) = fetch::send_retrying_connect(call, MAX_REPLY_BYTES)
-        .await
-        .map_err(failed)?;
-    match status.as_u16() {
-        200 | 201 => created(&body).map_err(failed),
-        401 => Err(CreateFailure::CredentialsRejected {
-            code: clerk_error(&body).0,
+    let reply = request
+        .api
+        .create_token(
+            request.format,
+            Some(request.lifetime),
+            request.claims.as_ref(),
+        )
+        .await;
+    match reply {
+        Ok(resource) => created(resource).map_err(|reason| {
+            CreateFailure::Transient(format!("{} answered {reason}", request.api.shown()))
         }),
-        code @ (400..=499) if code != 408 && code != 429 => {
-            let (code_name, message) = clerk_error(&body);
+        Err(M2mApiError::Refused {
+            status: 401, code, ..
+        }) => Err(CreateFailure::CredentialsRejected { code }),
+        Err(M2mApiError::Refused {
+            status,
+            code,
+            message,
+            ..
+        }) if (400..=499).contains(&status) && status != 408 && status != 429 => {
             Err(CreateFailure::Refused {
-                status: code,
-                code: code_name,
+                status,
+                code,
                 message,
             })
         }
-        code => Err(failed(FetchError::Status(code))),
+        Err(error) => Err(CreateFailure::Transient(error.to_string())),
     }
 }
 
-fn created(body: &[u8]) -> Result<Created, FetchError> {
-    let invalid = || FetchError::Invalid("not a machine_to_machine_token with a token".into());
-    let reply: Reply = serde_json::from_slice(body).map_err(|_| invalid())?;
+fn created(resource: Map<String, Value>) -> Result<Created, String> {
+    let invalid = || "not a machine_to_machine_token with a token".to_owned();
+    let reply: Reply = serde_json::from_value(Value::Object(resource)).map_err(|_| invalid())?;
     if reply
         .object
         .as_deref()
@@ -123,7 +102,7 @@ fn created(body: &[u8]) -> Result<Created, FetchError> {
                 u64::try_from(millis)
                     .ok()
                     .and_then(|millis| UNIX_EPOCH.checked_add(Duration::from_millis(millis)))
-                    .ok_or_else(|| FetchError::Invalid(format!("`{name}` is out of range")))
+                    .ok_or_else(|| format!("a token whose `{name}` is out of range"))
             })
             .transpose()
     };
@@ -135,52 +114,19 @@ fn created(body: &[u8]) -> Result<Created, FetchError> {
     })
 }
 
-/// `errors[0].code` and its message, from Clerk's error shape (or placeholders).
-fn clerk_error(body: &[u8]) -> (String, String) {
-    let reply: Value = serde_json::from_slice(body).unwrap_or_default();
-    let error = &reply["errors"][0];
-    let text = |name: &str| error[name].as_str().map(str::to_owned);
-    (
-        text("code").unwrap_or_else(|| "no error code".into()),
-        text("long_message")
-            .or_else(|| text("message"))
-            .unwrap_or_else(|| "no message".into()),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_body_is_the_sdks() {
-        let body: Value = serde_json::from_str(&CreateRequest::body(
-            TokenFormat::Jwt,
-            Duration::from_secs(3600),
-            None,
-        ))
-        .unwrap();
-        assert_eq!(
-            body,
-            json!({"seconds_until_expiration": 3600, "claims": null, "token_format": "jwt"})
-        );
-        let claims = json!({"job": "nightly"});
-        let body: Value = serde_json::from_str(&CreateRequest::body(
-            TokenFormat::Opaque,
-            Duration::from_secs(600),
-            claims.as_object(),
-        ))
-        .unwrap();
-        assert_eq!(
-            body,
-            json!({"seconds_until_expiration": 600, "claims": {"job": "nightly"}, "token_format": "opaque"})
-        );
+    fn read(body: &str) -> Result<Created, String> {
+        let resource = serde_json::from_str::<Value>(body).unwrap();
+        created(resource.as_object().unwrap().clone())
     }
 
     #[test]
     fn replies_are_read_strictly() {
-        let ok = created(
-            br#"{"object":"machine_to_machine_token","id":"mt_1","token":"mt_abc","expiration":1700000060000,"created_at":1700000000000}"#,
+        let ok = read(
+            r#"{"object":"machine_to_machine_token","id":"mt_1","token":"mt_abc","expiration":1700000060000,"created_at":1700000000000}"#,
         )
         .ok()
         .unwrap();
@@ -189,35 +135,19 @@ mod tests {
             ok.expires_at,
             Some(UNIX_EPOCH + Duration::from_secs(1_700_000_060))
         );
-        let no_times = created(br#"{"id":"mt_1","token":"mt_abc","expiration":null}"#)
+        let no_times = read(r#"{"id":"mt_1","token":"mt_abc","expiration":null}"#)
             .ok()
             .unwrap();
         assert_eq!((no_times.created_at, no_times.expires_at), (None, None));
         for bad in [
-            &br#"{"object":"machine_to_machine_token","id":"mt_1"}"#[..],
-            br#"{"id":"mt_1","token":"mt_abc","expiration":-1}"#,
-            br#"{"id":"mt_1","token":"mt_abc","created_at":-5}"#,
-            br#"{"id":"mt_1","token":"mt_abc","expiration":1e300}"#,
-            br#"{"object":"jwt_template","id":"mt_1","token":"x"}"#,
-            br#"{"object":"machine_to_machine_token","id":"mt_1","token":""}"#,
-            b"<html>",
+            r#"{"object":"machine_to_machine_token","id":"mt_1"}"#,
+            r#"{"id":"mt_1","token":"mt_abc","expiration":-1}"#,
+            r#"{"id":"mt_1","token":"mt_abc","created_at":-5}"#,
+            r#"{"id":"mt_1","token":"mt_abc","expiration":1e300}"#,
+            r#"{"object":"jwt_template","id":"mt_1","token":"x"}"#,
+            r#"{"object":"machine_to_machine_token","id":"mt_1","token":""}"#,
         ] {
-            assert!(created(bad).is_err());
+            assert!(read(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn clerk_errors_are_read_or_described() {
-        let (code, message) = clerk_error(
-            br#"{"errors":[{"code":"form_param_value_invalid","message":"is invalid","long_message":"claims.sub is reserved"}]}"#,
-        );
-        assert_eq!(
-            (code.as_str(), message.as_str()),
-            ("form_param_value_invalid", "claims.sub is reserved")
-        );
-        assert_eq!(
-            clerk_error(b"oops"),
-            ("no error code".to_owned(), "no message".to_owned())
-        );
     }
 }

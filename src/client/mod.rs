@@ -24,11 +24,13 @@
 mod create;
 mod error;
 mod layer;
+mod m2m_tokens;
 mod send;
 mod source;
 mod token;
 
 pub use error::{InsecureDestination, SendError, TokenError};
 pub use layer::{AttachMachineToken, MachineTokenLayer, ReplayBody, ResponseFuture};
+pub use m2m_tokens::{M2mApiError, M2mTokens};
 pub use source::{MachineTokenSource, MachineTokenSourceBuilder, TokenSourceStats};
 pub use token::MachineToken;

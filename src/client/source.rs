@@ -5,12 +5,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use http::HeaderValue;
 use serde_json::Value;
 use tokio::sync::OwnedMutexGuard;
 use tokio::task::JoinHandle;
 
 use super::create::{CreateFailure, CreateRequest, create};
+use super::m2m_tokens::M2mTokens;
 use super::{InsecureDestination, MachineToken, TokenError};
 use crate::TokenFormat;
 use crate::clock::{Clock, SystemClock};
@@ -120,7 +120,7 @@ pub struct TokenSourceStats {
 impl fmt::Debug for MachineTokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MachineTokenSource")
-            .field("api", &self.inner.request.shown)
+            .field("api", &self.inner.request.api.shown())
             .field("format", &self.inner.format)
             .finish_non_exhaustive()
     }
@@ -365,7 +365,7 @@ impl MachineTokenSource {
                     }
                     Err(reason) => CreateFailure::Transient(format!(
                         "{} sent a token that cannot be used: {reason}",
-                        self.inner.request.shown
+                        self.inner.request.api.shown()
                     )),
                 }
             }
@@ -375,7 +375,7 @@ impl MachineTokenSource {
         let error = match failure {
             CreateFailure::CredentialsRejected { code } => {
                 let error = TokenError::CredentialsRejected { code };
-                tracing::error!(api = %self.inner.request.shown, "{error}");
+                tracing::error!(api = %self.inner.request.api.shown(), "{error}");
                 state.fatal = Some(error.clone());
                 error
             }
@@ -389,7 +389,7 @@ impl MachineTokenSource {
                     code,
                     message,
                 };
-                tracing::error!(api = %self.inner.request.shown, "{error}");
+                tracing::error!(api = %self.inner.request.api.shown(), "{error}");
                 state.fatal = Some(error.clone());
                 error
             }
@@ -627,25 +627,11 @@ impl MachineTokenSourceBuilder {
     /// Checks the configuration. Needs no network; the first token is created on the first
     /// [`MachineTokenSource::token`].
     pub fn build(self) -> Result<MachineTokenSource, ConfigError> {
-        let key = self
-            .machine_secret_key
-            .as_deref()
-            .map(str::trim)
-            .filter(|key| !key.is_empty())
-            .ok_or_else(|| {
-                ConfigError::new(
-                    "no machine secret key: set CLERK_MACHINE_SECRET_KEY (the machine's ak_… key; \
-                     `machine-auth dev` prints one)",
-                )
-            })?;
-        let mut authorization = HeaderValue::try_from(format!("Bearer {key}")).map_err(|_| {
-            ConfigError::new("the machine secret key holds characters not allowed in a header")
-        })?;
-        authorization.set_sensitive(true);
-        let base = self.api_url.trim().trim_end_matches('/');
-        let url = fetch::checked_url_allowing(
-            &format!("{base}/m2m_tokens"),
-            "CLERK_API_URL",
+        self.timeouts.check("token creation")?;
+        let api = M2mTokens::with(
+            &self.api_url,
+            self.machine_secret_key.as_deref().unwrap_or_default(),
+            self.timeouts,
             self.plain_http,
         )?;
         let claims = match self.claims {
@@ -691,10 +677,9 @@ impl MachineTokenSourceBuilder {
             Duration::ZERO,
             Duration::from_secs(3600),
         )?;
-        self.timeouts.check("token creation")?;
         if self.plain_http == PlainHttp::AnyHost {
             tracing::warn!(
-                api = %fetch::shown(&url),
+                api = %api.shown(),
                 "allow_insecure_http_to_any_host: machine tokens and the machine secret key may \
                  travel over plain http to any host, where anyone on the network path can read \
                  and replay them"
@@ -703,11 +688,10 @@ impl MachineTokenSourceBuilder {
         Ok(MachineTokenSource {
             inner: Arc::new(Inner {
                 request: CreateRequest {
-                    shown: fetch::shown(&url),
-                    url,
-                    authorization,
-                    client: fetch::client(self.timeouts)?,
-                    body: CreateRequest::body(self.format, self.lifetime, claims.as_ref()),
+                    api,
+                    format: self.format,
+                    lifetime: self.lifetime,
+                    claims,
                 },
                 format: self.format,
                 lifetime: self.lifetime,

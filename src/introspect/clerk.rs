@@ -3,7 +3,6 @@
 use std::fmt;
 
 use http::HeaderValue;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::Url;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -12,10 +11,10 @@ use super::{
     IntrospectedToken, IntrospectionFuture, Introspector, MAX_REPLY_BYTES, call_failed,
     credentials_rejected, reply_rejected,
 };
+use crate::clerk_api;
 use crate::clock::from_unix_millis;
 use crate::error::{AuthError, ConfigError, InvalidToken};
-use crate::fetch::{self, FetchError, Timeouts};
-use machine_auth_core::clerk::CLERK_API_VERSION;
+use crate::fetch::{self, FetchError, PlainHttp, Timeouts};
 
 /// Verifies Clerk's opaque machine tokens (`mt_…`) with Clerk's Backend API, as Clerk's SDK does:
 /// `POST {api_url}/m2m_tokens/verify` with `{"token": …}`, `Authorization: Bearer <secret key>` and
@@ -72,20 +71,13 @@ impl ClerkIntrospector {
         secret_key: &str,
         timeouts: Timeouts,
     ) -> Result<Self, ConfigError> {
-        let base = api_url.trim().trim_end_matches('/');
-        let url = fetch::checked_url(&format!("{base}/m2m_tokens/verify"), "CLERK_API_URL")?;
-        let secret_key = secret_key.trim();
-        if secret_key.is_empty() {
-            return Err(ConfigError::new(
-                "the Clerk secret key for opaque tokens is empty: set CLERK_MACHINE_SECRET_KEY or \
-                 CLERK_SECRET_KEY",
-            ));
-        }
-        let mut authorization =
-            HeaderValue::try_from(format!("Bearer {secret_key}")).map_err(|_| {
-                ConfigError::new("the Clerk secret key holds characters not allowed in a header")
-            })?;
-        authorization.set_sensitive(true);
+        let url = clerk_api::endpoint(api_url, "/m2m_tokens/verify", PlainHttp::LoopbackOnly)?;
+        let authorization = clerk_api::bearer(
+            secret_key,
+            "the Clerk secret key",
+            "the Clerk secret key for opaque tokens is empty: set CLERK_MACHINE_SECRET_KEY or \
+             CLERK_SECRET_KEY",
+        )?;
         Ok(Self {
             shown: fetch::shown(&url),
             url,
@@ -98,14 +90,8 @@ impl ClerkIntrospector {
 impl Introspector for ClerkIntrospector {
     fn introspect<'a>(&'a self, token: &'a str) -> IntrospectionFuture<'a> {
         Box::pin(async move {
-            let request = self
-                .client
-                .post(self.url.clone())
-                .header(AUTHORIZATION, self.authorization.clone())
-                .header("Clerk-API-Version", CLERK_API_VERSION)
-                .header(CONTENT_TYPE, "application/json")
-                .header(ACCEPT, "application/json")
-                .body(serde_json::json!({ "token": token }).to_string());
+            let body = serde_json::json!({ "token": token });
+            let request = clerk_api::post_json(&self.client, &self.url, &self.authorization, &body);
             let (status, body) = fetch::send_retrying_connect(request, MAX_REPLY_BYTES)
                 .await
                 .map_err(|error| call_failed(&self.shown, &error))?;

@@ -256,6 +256,9 @@ mod tests {
             ("exp", json!(u64::MAX)),
             ("nbf", json!("0")),
             ("iat", json!("0")),
+            // Before 1970: what the fuzzer's model once took for a valid past time.
+            ("iat", json!(-182_291_281)),
+            ("nbf", json!(-0.5)),
             ("iat", json!([NOW])),
             ("iss", json!(["https://clerk.example"])),
             ("iss", json!(1)),

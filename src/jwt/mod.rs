@@ -16,7 +16,6 @@ mod claims;
 mod header;
 mod kind;
 
-#[cfg(feature = "fuzzing")]
 pub(crate) use header::JwtHeader;
 
 use base64::Engine;

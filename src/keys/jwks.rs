@@ -31,6 +31,7 @@ use tokio::time::Instant;
 
 use super::{KeyLookup, VerifyingKey, parse_jwk_set};
 use crate::algorithm::AlgorithmSet;
+use crate::clerk_api;
 use crate::error::{AuthError, ConfigError, InvalidToken, Unavailable};
 use crate::fetch::{self, FetchError, Timeouts};
 use crate::stats::Counters;
@@ -47,10 +48,9 @@ pub(crate) struct JwksEndpoint {
     pub(crate) url: Url,
     /// The URL without credentials or query, for logs.
     shown: String,
-    /// `Authorization: Bearer <secret>`, marked sensitive.
+    /// Clerk's Backend API's `Authorization: Bearer <secret>`, marked sensitive; `None` for a
+    /// JWKS fetched without credentials.
     pub(crate) authorization: Option<HeaderValue>,
-    /// Whether to send Clerk's `Clerk-API-Version` header.
-    pub(crate) clerk: bool,
 }
 
 impl JwksEndpoint {
@@ -61,25 +61,21 @@ impl JwksEndpoint {
             shown: fetch::shown(&url),
             url,
             authorization: None,
-            clerk: false,
         })
     }
 
     /// Clerk's Backend API: `GET {api_url}/v1/jwks` with the instance secret key.
     pub(crate) fn clerk(api_url: &str, secret_key: &str) -> Result<Self, ConfigError> {
-        let base = api_url.trim().trim_end_matches('/');
-        let base = base.strip_suffix("/v1").unwrap_or(base);
-        let url = fetch::checked_url(&format!("{base}/v1/jwks"), "CLERK_API_URL")?;
-        let mut authorization = HeaderValue::try_from(format!("Bearer {}", secret_key.trim()))
-            .map_err(|_| {
-                ConfigError::new("CLERK_SECRET_KEY holds characters not allowed in a header")
-            })?;
-        authorization.set_sensitive(true);
+        let url = clerk_api::v1_endpoint(api_url, "/jwks")?;
+        let authorization = clerk_api::bearer(
+            secret_key,
+            "CLERK_SECRET_KEY",
+            "CLERK_SECRET_KEY is empty: set it to the instance secret key (sk_…)",
+        )?;
         Ok(Self {
             shown: fetch::shown(&url),
             url,
             authorization: Some(authorization),
-            clerk: true,
         })
     }
 }
@@ -296,22 +292,22 @@ impl JwksSource {
 
     async fn fetch(&self) -> Result<Vec<VerifyingKey>, FetchError> {
         self.counters.add(&self.counters.jwks_fetches);
-        let mut request = self
-            .client
-            .get(self.endpoint.url.clone())
-            .header(http::header::ACCEPT, "application/json");
-        if let Some(authorization) = &self.endpoint.authorization {
-            request = request.header(http::header::AUTHORIZATION, authorization.clone());
-        }
-        if self.endpoint.clerk {
-            request = request.header(
-                "Clerk-API-Version",
-                machine_auth_core::clerk::CLERK_API_VERSION,
-            );
-        }
+        let request = match &self.endpoint.authorization {
+            Some(authorization) => clerk_api::request(
+                &self.client,
+                http::Method::GET,
+                &self.endpoint.url,
+                authorization,
+            ),
+            None => self
+                .client
+                .get(self.endpoint.url.clone())
+                .header(http::header::ACCEPT, "application/json"),
+        };
         let (status, body) = fetch::send(request, MAX_JWKS_BYTES).await?;
         if status != reqwest::StatusCode::OK {
-            if status == reqwest::StatusCode::UNAUTHORIZED && self.endpoint.clerk {
+            if status == reqwest::StatusCode::UNAUTHORIZED && self.endpoint.authorization.is_some()
+            {
                 tracing::error!(
                     url = %self.endpoint.shown,
                     "Clerk refused CLERK_SECRET_KEY (401): check that the secret key belongs to this instance"

@@ -1,8 +1,6 @@
 //! `machine-auth`: run the local issuer, create and revoke machine tokens, verify and inspect them.
 
-use std::error::Error as _;
 use std::io::{BufRead, IsTerminal, Read, Write};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,7 +14,8 @@ use machine_auth_issuer::{
     Issuer, IssuerConfig, IssuerError, MachineConfig, SHORTCODE_ROOTS, Template,
 };
 use serde_json::{Value, json};
-use tower_machine_auth::{CLERK_API_VERSION, DEFAULT_CLERK_API_URL, MachineVerifier, Reason};
+use tower_machine_auth::client::{M2mApiError, M2mTokens};
+use tower_machine_auth::{DEFAULT_CLERK_API_URL, MachineVerifier, Reason, TokenFormat};
 
 /// The token was rejected, the API refused the request, or the input is wrong.
 const EXIT_REJECTED: u8 = 1;
@@ -837,178 +836,39 @@ async fn check_host(
 // token create / revoke
 
 impl Api {
-    /// The machine secret key, from CLERK_MACHINE_SECRET_KEY.
-    fn key(&self) -> Result<String, Failure> {
-        std::env::var("CLERK_MACHINE_SECRET_KEY")
-            .ok()
-            .map(|key| key.trim().to_owned())
-            .filter(|key| !key.is_empty())
-            .ok_or_else(|| {
-                Failure::unavailable(
-                    "set CLERK_MACHINE_SECRET_KEY to the machine secret key (ak_…); \
-                     `machine-auth dev` prints one",
-                )
-            })
-    }
-
-    /// `{api_url}{path}`, after checking that the key would not travel in the clear.
-    fn url(&self, path: &str) -> Result<url::Url, Failure> {
-        let base = self.api_url.trim().trim_end_matches('/');
-        let bad = |why: &str| {
+    /// Clerk's machine-token API at CLERK_API_URL, with the key of CLERK_MACHINE_SECRET_KEY.
+    fn tokens(&self) -> Result<M2mTokens, Failure> {
+        let key = std::env::var("CLERK_MACHINE_SECRET_KEY").unwrap_or_default();
+        if key.trim().is_empty() {
+            return Err(Failure::unavailable(
+                "set CLERK_MACHINE_SECRET_KEY to the machine secret key (ak_…); `machine-auth dev` \
+                 prints one",
+            ));
+        }
+        M2mTokens::new(&self.api_url, &key).map_err(|error| {
             Failure::unavailable(format!(
-                "CLERK_API_URL `{base}` {why}: set it to Clerk's Backend API \
-                 ({DEFAULT_CLERK_API_URL}, the default) or to the URL `machine-auth dev` prints"
+                "{error}: set CLERK_API_URL to Clerk's Backend API ({DEFAULT_CLERK_API_URL}, the \
+                 default) or to the URL `machine-auth dev` prints"
             ))
-        };
-        let url = url::Url::parse(&format!("{base}{path}")).map_err(|_| bad("is not a URL"))?;
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err(bad("has a query or a fragment"));
+        })
+    }
+}
+
+/// Prints the resource Clerk answered with, or fails with what went wrong.
+fn answered(reply: Result<serde_json::Map<String, Value>, M2mApiError>) -> Result<(), Failure> {
+    match reply {
+        Ok(resource) => {
+            emit_json(&resource);
+            Ok(())
         }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(bad("holds credentials"));
+        Err(error @ M2mApiError::Refused { status: 401, .. }) => Err(Failure::rejected(format!(
+            "{error} (check CLERK_MACHINE_SECRET_KEY: the machine secret key, ak_…, of this API)"
+        ))),
+        Err(error @ (M2mApiError::Refused { .. } | M2mApiError::NotATokenId)) => {
+            Err(Failure::rejected(error.to_string()))
         }
-        match url.scheme() {
-            "https" => Ok(url),
-            "http" if is_loopback(&url) => Ok(url),
-            "http" => Err(bad(
-                "is http on a host that is not loopback: the secret key would travel in the \
-                 clear (use https)",
-            )),
-            _ => Err(bad("is not an http(s) URL")),
-        }
+        Err(error) => Err(Failure::unavailable(error.to_string())),
     }
-
-    /// POSTs `body` with the machine key and prints the JSON reply, or fails with the API's
-    /// error message.
-    async fn post(&self, path: &str, body: Value) -> Result<(), Failure> {
-        let key = self.key()?;
-        let url = self.url(path)?;
-        let client = http_client(is_loopback(&url))?;
-        let response = client
-            .post(url.clone())
-            .bearer_auth(&key)
-            .header("Clerk-API-Version", CLERK_API_VERSION)
-            .header("Content-Type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(|error| {
-                Failure::unavailable(format!(
-                    "cannot reach {}: {}",
-                    url_shown(&url),
-                    error_chain(&error)
-                ))
-            })?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|error| {
-            Failure::unavailable(format!(
-                "{} answered {status} but the reply could not be read: {}",
-                url_shown(&url),
-                error_chain(&error)
-            ))
-        })?;
-        let reply: Option<Value> = serde_json::from_slice(&bytes).ok();
-        if !status.is_success() {
-            let mut message = match &reply {
-                Some(reply) => clerk_error(reply),
-                None => snippet(&bytes),
-            };
-            if status == reqwest::StatusCode::UNAUTHORIZED {
-                message.push_str(
-                    " (check CLERK_MACHINE_SECRET_KEY: the machine secret key, ak_…, of this API)",
-                );
-            }
-            return Err(Failure::rejected(format!(
-                "{} answered {status}: {message}",
-                url_shown(&url)
-            )));
-        }
-        let Some(reply) = reply.filter(Value::is_object) else {
-            return Err(Failure::unavailable(format!(
-                "{} answered {status} with something that is not a JSON object: {} (is \
-                 CLERK_API_URL Clerk's Backend API?)",
-                url_shown(&url),
-                snippet(&bytes)
-            )));
-        };
-        emit_json(&reply);
-        Ok(())
-    }
-}
-
-/// Clerk's `{"errors": [{"code", "message", "long_message"}]}`, or a bare `message`.
-fn clerk_error(reply: &Value) -> String {
-    let error = &reply["errors"][0];
-    let text = error["long_message"]
-        .as_str()
-        .or_else(|| error["message"].as_str())
-        .or_else(|| reply["message"].as_str())
-        .unwrap_or("no details");
-    match error["code"].as_str() {
-        Some(code) => format!("{text} ({code})"),
-        None => text.to_owned(),
-    }
-}
-
-/// The start of a reply that is not JSON, on one line.
-fn snippet(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if text.is_empty() {
-        return "an empty reply".to_owned();
-    }
-    match text.char_indices().nth(200) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text,
-    }
-}
-
-/// The URL without its path, for messages.
-fn url_shown(url: &url::Url) -> String {
-    url.origin().ascii_serialization()
-}
-
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
-}
-
-/// No redirects (the key must not follow one), 10 s timeouts, no proxy for loopback.
-fn http_client(loopback: bool) -> Result<reqwest::Client, Failure> {
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(10))
-        .user_agent(concat!("machine-auth/", env!("CARGO_PKG_VERSION")));
-    if loopback {
-        builder = builder.no_proxy();
-    }
-    builder
-        .build()
-        .map_err(|error| Failure::unavailable(format!("cannot build the HTTP client: {error}")))
-}
-
-/// An error and its causes, `: `-separated (reqwest's own message hides the cause).
-fn error_chain(error: &reqwest::Error) -> String {
-    let mut text = if error.is_timeout() {
-        "timed out after 10 s".to_owned()
-    } else {
-        error.to_string()
-    };
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 async fn create(
@@ -1035,38 +895,26 @@ async fn create(
         },
     };
     let format = match format {
-        Format::Jwt => "jwt",
-        Format::Opaque => "opaque",
+        Format::Jwt => TokenFormat::Jwt,
+        Format::Opaque => TokenFormat::Opaque,
     };
+    let claims = match claims {
+        Value::Object(claims) => Some(claims),
+        _ => None,
+    };
+    let tokens = api.tokens()?;
     // Exactly what Clerk's SDK sends (`m2m.createToken`).
-    api.post(
-        "/m2m_tokens",
-        json!({
-            "seconds_until_expiration": expires_in,
-            "claims": claims,
-            "token_format": format,
-        }),
+    answered(
+        tokens
+            .create_token(format, expires_in.map(Duration::from_secs), claims.as_ref())
+            .await,
     )
-    .await
 }
 
 async fn revoke(id: &str, reason: Option<String>, api: &Api) -> Result<(), Failure> {
-    let id = id.trim();
-    let well_formed = id
-        .strip_prefix("mt_")
-        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()));
-    if !well_formed {
-        return Err(Failure::rejected(
-            "the ID is the token resource's `id` (mt_ and letters or digits, printed by `token \
-             create`), not the token itself",
-        ));
-    }
+    let tokens = api.tokens()?;
     // Exactly what Clerk's SDK sends (`m2m.revokeToken`).
-    api.post(
-        &format!("/m2m_tokens/{id}/revoke"),
-        json!({ "revocation_reason": reason }),
-    )
-    .await
+    answered(tokens.revoke_token(id, reason.as_deref()).await)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1380,37 +1228,5 @@ mod tests {
         for name in ["", "a b", "a:80", "a..b", "*.test", "fd00::5", "a/b"] {
             assert!(parse_host_name(name).is_err(), "{name}");
         }
-    }
-
-    #[test]
-    fn the_api_url_must_not_expose_the_key() {
-        let api = |url: &str| Api {
-            api_url: url.to_owned(),
-        };
-        assert!(api("https://api.clerk.com").url("/m2m_tokens").is_ok());
-        assert_eq!(
-            api("https://api.clerk.com/v1/")
-                .url("/m2m_tokens")
-                .unwrap()
-                .as_str(),
-            "https://api.clerk.com/v1/m2m_tokens"
-        );
-        assert!(api("http://127.0.0.1:8787").url("/m2m_tokens").is_ok());
-        assert!(api("http://localhost:8787").url("/m2m_tokens").is_ok());
-        assert!(api("http://[::1]:8787").url("/m2m_tokens").is_ok());
-        assert!(api("http://api.clerk.com").url("/m2m_tokens").is_err());
-        assert!(api("ftp://api.clerk.com").url("/m2m_tokens").is_err());
-        assert!(api("https://u:p@api.clerk.com").url("/m2m_tokens").is_err());
-        assert!(api("https://api.clerk.com?x=1").url("/m2m_tokens").is_err());
-        assert!(api("not a url").url("/m2m_tokens").is_err());
-    }
-
-    #[test]
-    fn clerk_errors_are_summarized() {
-        let reply = json!({"errors": [{"code": "c", "message": "m", "long_message": "long"}]});
-        assert_eq!(clerk_error(&reply), "long (c)");
-        assert_eq!(clerk_error(&json!({"message": "m"})), "m");
-        assert_eq!(snippet(b"  <html>\n oops </html> "), "<html> oops </html>");
-        assert_eq!(snippet(b""), "an empty reply");
     }
 }
