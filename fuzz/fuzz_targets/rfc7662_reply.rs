@@ -96,6 +96,14 @@ fn date_ok(reply: &Value, name: &str, read: Option<i64>) {
     }
 }
 
+/// The `token_type`s of access tokens, which the introspectors here accept (no others are
+/// allowed), compared ignoring ASCII case.
+fn is_access_token_type(token_type: &str) -> bool {
+    ["bearer", "access_token", "urn:ietf:params:oauth:token-type:access_token"]
+        .iter()
+        .any(|accepted| accepted.eq_ignore_ascii_case(token_type))
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((choice, body)) = data.split_first() else {
         return;
@@ -134,6 +142,15 @@ fuzz_target!(|data: &[u8]| {
                 for name in MAPPED {
                     assert!(!token.claims.contains_key(name), "claim {name} kept");
                 }
+                if let Some(token_type) = reply.get("token_type").and_then(Value::as_str) {
+                    assert!(is_access_token_type(token_type), "{token_type}");
+                }
+            }
+            Err(AuthError::InvalidToken(InvalidToken::NotAnAccessToken)) => {
+                // Active, but another kind of token (a refresh token, say).
+                assert_eq!(reply["active"], true);
+                let token_type = reply["token_type"].as_str().expect("a refused type is a string");
+                assert!(!is_access_token_type(token_type), "{token_type}");
             }
             Err(AuthError::InvalidToken(_)) => assert_eq!(reply["active"], false),
             Err(_) => assert_eq!(reply["active"], true),
