@@ -12,7 +12,7 @@
 //! - `layer_cache_miss`: the route behind the layer, a different valid token every request;
 //! - `jsonwebtoken_decode`: `jsonwebtoken::decode` of the same tokens, same PEM key.
 //!
-//! Routers are driven like perf.md §2.5: a current-thread Tokio runtime, `router.clone()
+//! Routers are driven in-process: a current-thread Tokio runtime, `router.clone()
 //! .oneshot(request)` per request; building the request and dropping the response are not
 //! timed. After the group, the ratios are computed from this run's criterion estimates
 //! (`<criterion home>/layer/<bench>/new/estimates.json`, `median.point_estimate`) and printed
@@ -98,7 +98,7 @@ fn sign(key: &KeyPair, rng: &SystemRandom, payload: &str) -> String {
     format!("{signing_input}.{}", b64(&signature))
 }
 
-/// Claims shaped like perf.md §1 (a Clerk M2M token with a few custom claims); `n` makes the
+/// Claims shaped like a Clerk M2M token with a few custom claims; `n` makes the
 /// `jti` unique while keeping every token the same length.
 fn payload(now: u64, n: usize) -> String {
     format!(

@@ -1,4 +1,4 @@
-//! Machine B from the seed: a cron endpoint that only machines may call.
+//! Machine B: a cron endpoint that only machines may call.
 //!
 //! Configured only by environment variables, as with Clerk's SDKs (`MachineVerifier::from_env`
 //! reads all the `CLERK_…` ones):

@@ -1,7 +1,7 @@
 //! The whole story on one machine, no account needed:
 //!
 //! 1. a local Clerk-compatible issuer starts (the `machine-auth-issuer` crate; `machine-auth dev` runs the same);
-//! 2. machine B (`mch_reports_api`), the seed's cron server, starts behind `MachineAuthLayer`,
+//! 2. machine B (`mch_reports_api`), a cron server, starts behind `MachineAuthLayer`,
 //!    reading the issuer's JWKS for JWTs and asking it about opaque tokens, and accepting only
 //!    tokens scoped to its own machine id;
 //! 3. machine A's (`mch_cron_service`) `MachineTokenSource`s create a JWT and an opaque token
@@ -9,7 +9,7 @@
 //!    machine A calls machine B with each, and with tokens that must be refused, among them one
 //!    of a third machine (`mch_backup_job`) that may not call machine B;
 //! 4. machine A's opaque token is revoked: the next call with it is refused, while the JWT stays
-//!    valid until it expires. That is the trade-off the seed describes.
+//!    valid until it expires. That is the trade-off between the two formats.
 //!
 //! ```sh
 //! cargo run --example quickstart

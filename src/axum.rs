@@ -28,7 +28,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let verifier = MachineVerifier::from_pem(include_str!("../tests/data/rsa_public.pem"))?;
+//! let verifier = MachineVerifier::from_pem(include_str!("../tests/data/rsa_public.pem"))?;
 //! let app: Router = Router::new()
 //!     .route("/whoami", get(whoami))
 //!     .route("/greeting", get(greeting))

@@ -58,8 +58,8 @@ impl BearerToken {
     /// The token, without the `Bearer ` prefix.
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
-    /// # let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap()).token("a.b.c").build();
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap()).token("a.b.c").build();
     /// assert_eq!(machine.token().unwrap().as_str(), "a.b.c");
     /// ```
     pub fn as_str(&self) -> &str {
@@ -78,8 +78,8 @@ impl BearerToken {
     /// `Authorization` header never does.
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
-    /// # let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap()).token("a.b.c").build();
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap()).token("a.b.c").build();
     /// let mut request = http::Request::new(());
     /// let authorization = machine.token().unwrap().to_authorization()?;
     /// request.headers_mut().insert(http::header::AUTHORIZATION, authorization);

@@ -234,7 +234,7 @@ pub enum AuthError {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let verifier = MachineVerifier::from_pem(include_str!("../tests/data/rsa_public.pem"))?;
+/// let verifier = MachineVerifier::from_pem(include_str!("../tests/data/rsa_public.pem"))?;
 /// let mut headers = http::HeaderMap::new();
 /// headers.insert("authorization", "Bearer ".parse()?);
 /// let error = verifier.authenticate(&headers).await.unwrap_err();
@@ -278,7 +278,7 @@ pub enum MalformedRequest {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), tower_machine_auth::ConfigError> {
-/// # let verifier = MachineVerifier::from_pem(include_str!("../tests/data/rsa_public.pem"))?;
+/// let verifier = MachineVerifier::from_pem(include_str!("../tests/data/rsa_public.pem"))?;
 /// let error = verifier.verify("ak_machine_secret").await.unwrap_err();
 /// assert_eq!(error, AuthError::TokenTypeMismatch(TypeMismatch::ApiKey));
 /// # Ok(())
@@ -325,7 +325,7 @@ pub enum TypeMismatch {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), tower_machine_auth::ConfigError> {
-/// # let verifier = MachineVerifier::from_pem(include_str!("../tests/data/rsa_public.pem"))?;
+/// let verifier = MachineVerifier::from_pem(include_str!("../tests/data/rsa_public.pem"))?;
 /// let too_long = "a".repeat(8 * 1024 + 1);
 /// let error = verifier.verify(&too_long).await.unwrap_err();
 /// assert_eq!(error, AuthError::InvalidToken(InvalidToken::TooLong));

@@ -86,7 +86,7 @@ impl Key {
     /// The JWK `kid`; `None` for a PEM key.
     ///
     /// ```
-    /// # let pem = include_str!("../tests/data/rsa_public.pem");
+    /// let pem = include_str!("../tests/data/rsa_public.pem");
     /// let key = tower_machine_auth::fuzzing::key_from_pem(pem, &[tower_machine_auth::Algorithm::RS256])?;
     /// assert_eq!(key.kid(), None);
     /// # Ok::<(), tower_machine_auth::ConfigError>(())
@@ -99,7 +99,7 @@ impl Key {
     ///
     /// ```
     /// use tower_machine_auth::Algorithm;
-    /// # let pem = include_str!("../tests/data/rsa_public.pem");
+    /// let pem = include_str!("../tests/data/rsa_public.pem");
     /// let key = tower_machine_auth::fuzzing::key_from_pem(pem, &[Algorithm::PS256, Algorithm::RS256])?;
     /// assert_eq!(key.algorithms(), [Algorithm::RS256, Algorithm::PS256]);
     /// # Ok::<(), tower_machine_auth::ConfigError>(())
@@ -115,7 +115,7 @@ impl Key {
     ///
     /// ```
     /// use tower_machine_auth::{Algorithm, fuzzing::key_from_pem};
-    /// # let pem = include_str!("../tests/data/rsa_public.pem");
+    /// let pem = include_str!("../tests/data/rsa_public.pem");
     /// let a = key_from_pem(pem, &[Algorithm::RS256])?;
     /// let b = key_from_pem(&pem.replace('\n', "\\n"), &[Algorithm::RS256])?;
     /// assert_eq!(a.fingerprint(), b.fingerprint());
@@ -129,7 +129,7 @@ impl Key {
     ///
     /// ```
     /// use tower_machine_auth::{Algorithm, fuzzing::key_from_pem};
-    /// # let pem = include_str!("../tests/data/rsa_public.pem");
+    /// let pem = include_str!("../tests/data/rsa_public.pem");
     /// let key = key_from_pem(pem, &[Algorithm::RS256])?;
     /// assert!(!key.verify(Algorithm::RS256, b"message", &[0; 256]));
     /// # Ok::<(), tower_machine_auth::ConfigError>(())
@@ -145,7 +145,7 @@ impl Key {
 /// ```
 /// use tower_machine_auth::{Algorithm, fuzzing::key_from_pem};
 ///
-/// # let pem = include_str!("../tests/data/rsa_public.pem");
+/// let pem = include_str!("../tests/data/rsa_public.pem");
 /// assert!(key_from_pem(pem, &[Algorithm::RS256]).is_ok());
 /// assert!(key_from_pem(pem, &[Algorithm::ES256]).is_err());
 /// assert!(key_from_pem("-----BEGIN PRIVATE KEY-----", &[Algorithm::RS256]).is_err());
@@ -157,7 +157,7 @@ pub fn key_from_pem(text: &str, algorithms: &[Algorithm]) -> Result<Key, crate::
 /// Whether two texts give the same public key, as the configuration check compares them.
 ///
 /// ```
-/// # let pem = include_str!("../tests/data/rsa_public.pem");
+/// let pem = include_str!("../tests/data/rsa_public.pem");
 /// assert!(tower_machine_auth::fuzzing::same_public_key(pem, &pem.replace('\n', "\\n")));
 /// ```
 pub fn same_public_key(a: &str, b: &str) -> bool {
@@ -212,7 +212,7 @@ pub struct JwtChecks {
 /// ```
 /// use tower_machine_auth::{Algorithm, AuthError, fuzzing::{JwtChecks, key_from_pem, verify_jwt}};
 ///
-/// # let pem = include_str!("../tests/data/rsa_public.pem");
+/// let pem = include_str!("../tests/data/rsa_public.pem");
 /// let key = key_from_pem(pem, &[Algorithm::RS256])?;
 /// let checks = JwtChecks {
 ///     algorithms: vec![Algorithm::RS256],

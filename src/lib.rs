@@ -36,11 +36,19 @@
 //! `reason`): see [`error`]. The verifier works without Tower too:
 //! [`MachineVerifier::verify`] and [`MachineVerifier::authenticate`].
 //!
-//! Features: `axum` (default) adds extractors for [`AuthenticatedMachine`] and
-//! `Option<AuthenticatedMachine>`.
+//! Features:
+//!
+//! - `axum` (default): extractors for [`AuthenticatedMachine`] and `Option<AuthenticatedMachine>`
+//!   (see [`mod@axum`]).
+//! - `client`: machine A, the side that sends tokens: a token source that creates and reuses
+//!   them, an outgoing Tower layer, and Clerk's machine-token API (see `client`).
+//!
+//! The local Clerk-compatible issuer, for development and tests, is the crate
+//! `machine-auth-issuer`; the `machine-auth` command is the crate of that name.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub, rust_2018_idioms)]
 
 mod algorithm;
 #[cfg(feature = "axum")]

@@ -193,7 +193,7 @@ impl AuthenticatedMachine {
     /// The token's id: `jti` for a JWT (empty when absent), the `mt_…` id for an opaque token.
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
     ///     .token_id("mt_2xhFjEI5X2qWRvtV13BzSj8H6Dk")
     ///     .build();
@@ -207,7 +207,7 @@ impl AuthenticatedMachine {
     /// Whether the token was a JWT or an opaque token.
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId, TokenFormat};
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId, TokenFormat};
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap()).build();
     /// assert_eq!(machine.token_format(), TokenFormat::Jwt);
     /// ```
@@ -221,7 +221,7 @@ impl AuthenticatedMachine {
     /// Clerk these are the machine ids this machine may call.
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
     ///     .scopes(["mch_reports", "mch_billing"])
     ///     .build();
@@ -234,7 +234,7 @@ impl AuthenticatedMachine {
     /// Whether `scope` is among [`scopes`](Self::scopes) (exact, case-sensitive comparison).
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
     ///     .scopes(["mch_reports"])
     ///     .build();
@@ -250,7 +250,7 @@ impl AuthenticatedMachine {
     /// claims.
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
     /// let claims = serde_json::json!({"role": "cron"}).as_object().unwrap().clone();
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
     ///     .claims(claims)
@@ -265,7 +265,7 @@ impl AuthenticatedMachine {
     /// `sub`, `exp`, `nbf`, `iat` and `jti` on a verified token).
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
     /// let claims = serde_json::json!({"role": "cron"}).as_object().unwrap().clone();
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
     ///     .claims(claims)
@@ -282,7 +282,7 @@ impl AuthenticatedMachine {
     /// opaque token that never expires and for identities built without one.
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
     /// use std::time::{Duration, SystemTime};
     ///
     /// let new_year = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
@@ -299,7 +299,7 @@ impl AuthenticatedMachine {
     /// (rounded down); `None` if the token does not say.
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
     /// use std::time::{Duration, SystemTime};
     ///
     /// let issued = SystemTime::UNIX_EPOCH + Duration::from_millis(1_767_222_000_750);
@@ -320,7 +320,7 @@ impl AuthenticatedMachine {
     /// identities built without one. Its `Debug` output hides it.
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
     ///     .token("mt_0123456789abcdef")
     ///     .build();
@@ -343,7 +343,7 @@ impl AuthenticatedMachine {
     /// The token's issuer (`iss`), if it has one.
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
     ///     .issuer(Some("https://clerk.example.com".to_owned()))
     ///     .build();
@@ -397,7 +397,7 @@ impl AuthenticatedMachineBuilder {
     /// Sets the token id (default empty).
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
     ///     .token_id("mt_1")
     ///     .build();
@@ -411,7 +411,7 @@ impl AuthenticatedMachineBuilder {
     /// Sets the token format (default [`TokenFormat::Jwt`]).
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId, TokenFormat};
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId, TokenFormat};
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
     ///     .token_format(TokenFormat::Opaque)
     ///     .build();
@@ -425,7 +425,7 @@ impl AuthenticatedMachineBuilder {
     /// Sets the scopes (default none), replacing any set before. The claims are not changed.
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
     ///     .scopes(["mch_reports"])
     ///     .build();
@@ -441,7 +441,7 @@ impl AuthenticatedMachineBuilder {
     /// them.
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
     /// let claims = serde_json::json!({"scopes": "mch_reports"}).as_object().unwrap().clone();
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
     ///     .claims(claims)
@@ -458,7 +458,7 @@ impl AuthenticatedMachineBuilder {
     /// the Unix epoch counts as the epoch).
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
     /// use std::time::{Duration, SystemTime};
     ///
     /// let expiry = SystemTime::UNIX_EPOCH + Duration::from_millis(1_767_225_600_900);
@@ -482,7 +482,7 @@ impl AuthenticatedMachineBuilder {
     /// before the Unix epoch counts as the epoch).
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
     /// use std::time::{Duration, SystemTime};
     ///
     /// let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_222_000);
@@ -505,7 +505,7 @@ impl AuthenticatedMachineBuilder {
     /// Sets the issuer (default `None`).
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
     ///     .issuer(Some("https://clerk.example.com".into()))
     ///     .build();
@@ -519,7 +519,7 @@ impl AuthenticatedMachineBuilder {
     /// Sets the token text that [`AuthenticatedMachine::token`] returns (default none).
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap())
     ///     .token("mt_0123456789abcdef")
     ///     .build();
@@ -533,7 +533,7 @@ impl AuthenticatedMachineBuilder {
     /// Finishes the identity.
     ///
     /// ```
-    /// # use tower_machine_auth::{AuthenticatedMachine, MachineId};
+    /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
     /// let machine = AuthenticatedMachine::builder(MachineId::parse("mch_cron").unwrap()).build();
     /// assert_eq!(machine.machine_id().as_str(), "mch_cron");
     /// ```

@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../tests/data/rsa_private.pem"))?;
-/// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-/// # let claims = serde_json::json!({"sub": "mch_cron", "exp": now + 60});
-/// # let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)?;
+/// let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../tests/data/rsa_private.pem"))?;
+/// let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+/// let claims = serde_json::json!({"sub": "mch_cron", "exp": now + 60});
+/// let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)?;
 /// let verifier = MachineVerifier::from_pem(include_str!("../tests/data/rsa_public.pem"))?;
 /// assert_eq!(verifier.stats(), VerifierStats::default());
 /// verifier.verify(&token).await?;

@@ -1,4 +1,4 @@
-//! The seed's cron server (machine B): shared by `axum_cron` and `quickstart`.
+//! The cron server (machine B): shared by `axum_cron` and `quickstart`.
 
 use axum::routing::{get, post};
 use axum::{Json, Router};

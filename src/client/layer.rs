@@ -28,11 +28,11 @@ use super::MachineTokenSource;
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-/// # let issuer = machine_auth_issuer::Issuer::builder(
-/// #     machine_auth_issuer::IssuerConfig::demo()).build()?;
-/// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-/// # let api_url = format!("http://{}", listener.local_addr()?);
-/// # tokio::spawn(async move { axum::serve(listener, issuer.router()).await });
+/// let issuer = machine_auth_issuer::Issuer::builder(
+///     machine_auth_issuer::IssuerConfig::demo()).build()?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let api_url = format!("http://{}", listener.local_addr()?);
+/// tokio::spawn(async move { axum::serve(listener, issuer.router()).await });
 /// use http_body_util::Full;
 /// use tower::{Layer, Service};
 /// use tower_machine_auth::client::{MachineTokenLayer, MachineTokenSource};
@@ -72,8 +72,8 @@ impl MachineTokenLayer {
     /// 401 still drops the token, so the next request gets a fresh one.
     ///
     /// ```
-    /// # let source = tower_machine_auth::client::MachineTokenSource::builder()
-    /// #     .machine_secret_key("ak_x").build()?;
+    /// let source = tower_machine_auth::client::MachineTokenSource::builder()
+    ///     .machine_secret_key("ak_x").build()?;
     /// use tower_machine_auth::client::MachineTokenLayer;
     ///
     /// let layer = MachineTokenLayer::new(source).retry_unauthorized(false);

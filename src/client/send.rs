@@ -19,11 +19,11 @@ impl MachineTokenSource {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let issuer = machine_auth_issuer::Issuer::builder(
-    /// #     machine_auth_issuer::IssuerConfig::demo()).build()?;
-    /// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    /// # let api_url = format!("http://{}", listener.local_addr()?);
-    /// # tokio::spawn(async move { axum::serve(listener, issuer.router()).await });
+    /// let issuer = machine_auth_issuer::Issuer::builder(
+    ///     machine_auth_issuer::IssuerConfig::demo()).build()?;
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let api_url = format!("http://{}", listener.local_addr()?);
+    /// tokio::spawn(async move { axum::serve(listener, issuer.router()).await });
     /// use tower_machine_auth::client::MachineTokenSource;
     ///
     /// let source = MachineTokenSource::builder()

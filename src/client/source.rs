@@ -28,8 +28,9 @@ use crate::verifier::DEFAULT_CLERK_API_URL;
 ///   a task of its own: a caller who stops waiting does not cancel it.
 /// - A failed creation is retried with exponential backoff and jitter (1 s doubling to 60 s by
 ///   default) while the current token is valid. Once it has expired callers get
-///   [`TokenError::Unavailable`]; a token is never handed out within 2 s (or a tenth of its life)
-///   of its expiry. A reply whose token could not be used for a while (an `expiration` not after
+///   [`TokenError::Unavailable`]. A token stops being handed out once its expiry is nearer than
+///   2 s, or than a tenth of its life when that is shorter (a token that lives 10 s is handed out
+///   until 1 s before it expires). A reply whose token could not be used for a while (an `expiration` not after
 ///   `created_at`, out of range, or too close) is such a failure, and the current token stays.
 /// - A token's life is counted on this machine's clock from when it was asked for, so a clock
 ///   that is off the issuer's does not make it look expired (a creation per call) or valid for
@@ -42,11 +43,11 @@ use crate::verifier::DEFAULT_CLERK_API_URL;
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let issuer = machine_auth_issuer::Issuer::builder(
-/// #     machine_auth_issuer::IssuerConfig::demo()).build()?;
-/// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-/// # let api_url = format!("http://{}", listener.local_addr()?);
-/// # tokio::spawn(async move { axum::serve(listener, issuer.router()).await });
+/// let issuer = machine_auth_issuer::Issuer::builder(
+///     machine_auth_issuer::IssuerConfig::demo()).build()?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let api_url = format!("http://{}", listener.local_addr()?);
+/// tokio::spawn(async move { axum::serve(listener, issuer.router()).await });
 /// use std::time::Duration;
 /// use tower_machine_auth::TokenFormat;
 /// use tower_machine_auth::client::MachineTokenSource;
@@ -198,15 +199,15 @@ impl MachineTokenSource {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let issuer = machine_auth_issuer::Issuer::builder(
-    /// #     machine_auth_issuer::IssuerConfig::demo()).build()?;
-    /// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    /// # let api_url = format!("http://{}", listener.local_addr()?);
-    /// # tokio::spawn(async move { axum::serve(listener, issuer.router()).await });
-    /// # let source = tower_machine_auth::client::MachineTokenSource::builder()
-    /// #     .api_url(&api_url)
-    /// #     .machine_secret_key("ak_demo_cron_service_do_not_use_in_production")
-    /// #     .build()?;
+    /// let issuer = machine_auth_issuer::Issuer::builder(
+    ///     machine_auth_issuer::IssuerConfig::demo()).build()?;
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let api_url = format!("http://{}", listener.local_addr()?);
+    /// tokio::spawn(async move { axum::serve(listener, issuer.router()).await });
+    /// let source = tower_machine_auth::client::MachineTokenSource::builder()
+    ///     .api_url(&api_url)
+    ///     .machine_secret_key("ak_demo_cron_service_do_not_use_in_production")
+    ///     .build()?;
     /// let refused = source.token().await?;
     /// assert!(source.reject(&refused));
     /// let fresh = source.token().await?;
@@ -743,7 +744,22 @@ mod tests {
         for hidden in ["hunter2", "user", "abc", "ak_secret_key"] {
             assert!(!shown.contains(hidden), "{hidden}: {shown}");
         }
-        let source = builder.build().unwrap();
+        // A query would swallow the path: refused, without echoing it or the credentials.
+        let refused = MachineTokenSource::builder()
+            .api_url("https://user:hunter2@api.example.com/?session=abc")
+            .machine_secret_key("ak_secret_key")
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("query"), "{refused}");
+        assert!(
+            !refused.contains("hunter2") && !refused.contains("abc"),
+            "{refused}"
+        );
+        let source = builder
+            .api_url("https://user:hunter2@api.example.com/")
+            .build()
+            .unwrap();
         assert!(!format!("{source:?}").contains("hunter2"));
     }
 

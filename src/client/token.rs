@@ -17,11 +17,11 @@ use crate::credential::is_b64token;
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let issuer = machine_auth_issuer::Issuer::builder(
-/// #     machine_auth_issuer::IssuerConfig::demo()).build()?;
-/// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-/// # let api_url = format!("http://{}", listener.local_addr()?);
-/// # tokio::spawn(async move { axum::serve(listener, issuer.router()).await });
+/// let issuer = machine_auth_issuer::Issuer::builder(
+///     machine_auth_issuer::IssuerConfig::demo()).build()?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let api_url = format!("http://{}", listener.local_addr()?);
+/// tokio::spawn(async move { axum::serve(listener, issuer.router()).await });
 /// use tower_machine_auth::client::MachineTokenSource;
 ///
 /// let source = MachineTokenSource::builder()
@@ -48,8 +48,8 @@ struct Inner {
     usable_until: Option<SystemTime>,
 }
 
-/// A token is not handed out closer to its expiry than this (or a tenth of its life, if shorter):
-/// it must still be valid when machine B reads it.
+/// A token stops being handed out once its expiry is nearer than this, or than a tenth of its
+/// life when that is shorter: it must still be valid when machine B reads it.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(2);
 
 impl MachineToken {

@@ -39,9 +39,10 @@ pub(crate) struct LayerSettings {
 ///   `access_token` query parameter is rejected (400).
 /// - The `Authorization` header is marked sensitive before the request goes on, so inner
 ///   services do not print it in `Debug` output.
-/// - Verification does not wait, except when a JWKS has no key for the token's `kid` yet (an
-///   unknown `kid`, or the first fetch still running): then the request may wait for a fetch
-///   (see [`MachineVerifier`]).
+/// - A JWT is verified without waiting, except when a JWKS has no key for the token's `kid` yet
+///   (an unknown `kid`, or the first fetch still running): then the request may wait for a fetch
+///   (see [`MachineVerifier`]). An opaque token waits for its introspection call (one call for
+///   concurrent requests with the same token).
 /// - Cloning is cheap: the verifier and the settings are shared.
 ///
 /// Each setter replaces the value set before.
@@ -52,7 +53,7 @@ pub(crate) struct LayerSettings {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+/// let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
 /// let inner = tower::service_fn(|_: http::Request<String>| async {
 ///     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
 /// });
@@ -79,11 +80,11 @@ impl MachineAuthLayer {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
-    /// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
-    /// # let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 60;
-    /// # let claims = serde_json::json!({"sub": "mch_cron", "exp": exp, "scopes": "mch_reports"});
-    /// # let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)?;
+    /// let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
+    /// let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 60;
+    /// let claims = serde_json::json!({"sub": "mch_cron", "exp": exp, "scopes": "mch_reports"});
+    /// let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)?;
     /// let inner = tower::service_fn(|request: http::Request<String>| async move {
     ///     let machine = request.extensions().get::<AuthenticatedMachine>().unwrap();
     ///     Ok::<_, std::convert::Infallible>(http::Response::new(machine.machine_id().to_string()))
@@ -117,10 +118,10 @@ impl MachineAuthLayer {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
-    /// # let inner = tower::service_fn(|_: http::Request<String>| async {
-    /// #     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
-    /// # });
+    /// let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// let inner = tower::service_fn(|_: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
+    /// });
     /// let layer = MachineAuthLayer::new(verifier).mode(AuthMode::Optional);
     /// let response = layer.layer(inner).oneshot(http::Request::new(String::new())).await?;
     /// assert_eq!(response.status(), 200); // no credential: passed on, with no identity
@@ -146,10 +147,10 @@ impl MachineAuthLayer {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
-    /// # let inner = tower::service_fn(|_: http::Request<String>| async {
-    /// #     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
-    /// # });
+    /// let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// let inner = tower::service_fn(|_: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
+    /// });
     /// let service = MachineAuthLayer::new(verifier).optional().layer(inner);
     /// let anonymous = http::Request::new(String::new());
     /// assert_eq!(service.clone().oneshot(anonymous).await?.status(), 200);
@@ -177,14 +178,14 @@ impl MachineAuthLayer {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
-    /// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
-    /// # let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 60;
-    /// # let claims = serde_json::json!({"sub": "mch_cron", "exp": exp, "scopes": "mch_reports"});
-    /// # let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)?;
-    /// # let inner = tower::service_fn(|_: http::Request<String>| async {
-    /// #     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
-    /// # });
+    /// let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
+    /// let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 60;
+    /// let claims = serde_json::json!({"sub": "mch_cron", "exp": exp, "scopes": "mch_reports"});
+    /// let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)?;
+    /// let inner = tower::service_fn(|_: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
+    /// });
     /// assert!(MachineAuthLayer::new(verifier.clone()).allow_machines(["user_123"]).is_err());
     ///
     /// let layer = MachineAuthLayer::new(verifier).allow_machines(["mch_billing"])?;
@@ -234,14 +235,14 @@ impl MachineAuthLayer {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
-    /// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
-    /// # let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 60;
-    /// # let claims = serde_json::json!({"sub": "mch_cron", "exp": exp, "scopes": "mch_reports"});
-    /// # let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)?;
-    /// # let inner = tower::service_fn(|_: http::Request<String>| async {
-    /// #     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
-    /// # });
+    /// let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
+    /// let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 60;
+    /// let claims = serde_json::json!({"sub": "mch_cron", "exp": exp, "scopes": "mch_reports"});
+    /// let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)?;
+    /// let inner = tower::service_fn(|_: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
+    /// });
     /// let layer = MachineAuthLayer::new(verifier).require_scopes(["mch_payroll"]);
     /// let request = http::Request::builder()
     ///     .header("authorization", format!("Bearer {token}")) // scopes: mch_reports
@@ -275,10 +276,10 @@ impl MachineAuthLayer {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
-    /// # let inner = tower::service_fn(|_: http::Request<String>| async {
-    /// #     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
-    /// # });
+    /// let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// let inner = tower::service_fn(|_: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
+    /// });
     /// let layer = MachineAuthLayer::new(verifier).realm("cron");
     /// let response = layer.layer(inner).oneshot(http::Request::new(String::new())).await?;
     /// assert_eq!(response.headers()["www-authenticate"], r#"Bearer realm="cron""#);
@@ -300,10 +301,10 @@ impl MachineAuthLayer {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
-    /// # let inner = tower::service_fn(|_: http::Request<String>| async {
-    /// #     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
-    /// # });
+    /// let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// let inner = tower::service_fn(|_: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
+    /// });
     /// let layer = MachineAuthLayer::new(verifier).accept(AcceptedTokens::Opaque);
     /// let request = http::Request::builder()
     ///     .header("authorization", "Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln")

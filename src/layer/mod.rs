@@ -7,7 +7,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let pem = include_str!("../../tests/data/rsa_public.pem");
+//! let pem = include_str!("../../tests/data/rsa_public.pem");
 //! let verifier = MachineVerifier::from_pem(pem)?;
 //! let app = Router::new()
 //!     .route("/cron/run", post(|Extension(machine): Extension<AuthenticatedMachine>| async move {
@@ -47,10 +47,10 @@ pub use service::MachineAuth;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
-/// # let inner = tower::service_fn(|_: http::Request<String>| async {
-/// #     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
-/// # });
+/// let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+/// let inner = tower::service_fn(|_: http::Request<String>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
+/// });
 /// assert_eq!(AuthMode::default(), AuthMode::Required);
 /// let service = MachineAuthLayer::new(verifier).mode(AuthMode::Optional).layer(inner);
 /// let basic = http::Request::builder()

@@ -20,7 +20,7 @@ use crate::verifier::{Attempt, MachineVerifier, Presented};
 /// use tower::Layer;
 /// use tower_machine_auth::{MachineAuthLayer, MachineVerifier};
 ///
-/// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+/// let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
 /// let inner = tower::service_fn(|_: http::Request<String>| async {
 ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("ok")))
 /// });

@@ -35,7 +35,7 @@ pub const DEFAULT_CLERK_API_URL: &str = "https://api.clerk.com";
 /// use std::time::Duration;
 /// use tower_machine_auth::{MAX_CLOCK_SKEW, MachineVerifier};
 ///
-/// # let pem = include_str!("../../tests/data/rsa_public.pem");
+/// let pem = include_str!("../../tests/data/rsa_public.pem");
 /// let builder = MachineVerifier::builder().pem_key(pem);
 /// assert!(builder.clone().clock_skew(MAX_CLOCK_SKEW).build().is_ok());
 /// assert!(builder.clock_skew(MAX_CLOCK_SKEW + Duration::from_secs(1)).build().is_err());
@@ -93,7 +93,7 @@ impl fmt::Debug for KeySourceConfig {
 /// use std::time::Duration;
 /// use tower_machine_auth::{Algorithm, MachineVerifier};
 ///
-/// # let pem = include_str!("../../tests/data/rsa_public.pem");
+/// let pem = include_str!("../../tests/data/rsa_public.pem");
 /// let verifier = MachineVerifier::builder()
 ///     .pem_key(pem)
 ///     .algorithms([Algorithm::RS256, Algorithm::PS256])
@@ -164,7 +164,7 @@ impl MachineVerifierBuilder {
     /// ```
     /// use tower_machine_auth::MachineVerifierBuilder;
     ///
-    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// let pem = include_str!("../../tests/data/rsa_public.pem");
     /// assert!(MachineVerifierBuilder::new().build().is_err()); // no key source yet
     /// let verifier = MachineVerifierBuilder::new().pem_key(pem).build()?;
     /// # Ok::<(), tower_machine_auth::ConfigError>(())
@@ -230,7 +230,7 @@ impl MachineVerifierBuilder {
     /// ```
     /// use tower_machine_auth::MachineVerifier;
     ///
-    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// let pem = include_str!("../../tests/data/rsa_public.pem");
     /// let lookup = |name: &str| (name == "CLERK_JWT_KEY").then(|| pem.to_owned());
     /// assert!(MachineVerifier::builder().env_from(lookup).build().is_ok());
     ///
@@ -425,8 +425,11 @@ impl MachineVerifierBuilder {
     }
 
     /// Clerk's Backend API URL (default [`DEFAULT_CLERK_API_URL`]; a trailing `/` or `/v1` is
-    /// accepted). Used only with [`clerk_secret_key`](Self::clerk_secret_key); like a JWKS URL, it
-    /// must be https, or http on a loopback host.
+    /// accepted): where the JWKS of [`clerk_secret_key`](Self::clerk_secret_key) is fetched
+    /// (`/v1/jwks`) and where opaque `mt_…` tokens are verified (`/m2m_tokens/verify`, with
+    /// [`clerk_secret_key`](Self::clerk_secret_key) or
+    /// [`clerk_machine_secret_key`](Self::clerk_machine_secret_key)). Like a JWKS URL, it must be
+    /// https, or http on a loopback host.
     ///
     /// ```
     /// use tower_machine_auth::MachineVerifier;
@@ -455,7 +458,7 @@ impl MachineVerifierBuilder {
     /// ```
     /// use tower_machine_auth::{Algorithm, MachineVerifier};
     ///
-    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// let pem = include_str!("../../tests/data/rsa_public.pem");
     /// let builder = MachineVerifier::builder().pem_key(pem);
     /// assert!(builder.clone().algorithms([Algorithm::RS256, Algorithm::PS256]).build().is_ok());
     /// assert!(builder.algorithms([Algorithm::ES256]).build().is_err()); // an RSA key
@@ -475,10 +478,10 @@ impl MachineVerifierBuilder {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
-    /// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
-    /// # let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
-    /// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    /// let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
+    /// let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
+    /// let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     /// let token = sign(serde_json::json!({"sub": "mch_cron", "exp": now - 2}))?; // expired 2 s ago
     /// let lenient = MachineVerifier::builder().pem_key(pem).build()?; // 5 s
     /// assert!(lenient.verify(&token).await.is_ok());
@@ -502,10 +505,10 @@ impl MachineVerifierBuilder {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
-    /// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
-    /// # let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
-    /// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    /// let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
+    /// let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
+    /// let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     /// let verifier = MachineVerifier::builder().pem_key(pem).issuer("https://clerk.example.com").build()?;
     /// let token = sign(json!({"sub": "mch_cron", "exp": now + 60, "iss": "https://clerk.example.com/"}))?;
     /// assert_eq!(verifier.verify(&token).await, Err(AuthError::ClaimMismatch(ClaimMismatch::Issuer)));
@@ -528,10 +531,10 @@ impl MachineVerifierBuilder {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
-    /// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
-    /// # let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
-    /// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    /// let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
+    /// let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
+    /// let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     /// let verifier = MachineVerifier::builder().pem_key(pem).audiences(["mch_reports"]).build()?;
     /// let token = sign(json!({"sub": "mch_cron", "exp": now + 60, "aud": ["mch_billing", "mch_reports"]}))?;
     /// assert!(verifier.verify(&token).await.is_ok());
@@ -556,10 +559,10 @@ impl MachineVerifierBuilder {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
-    /// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
-    /// # let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
-    /// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    /// let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
+    /// let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
+    /// let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     /// let verifier = MachineVerifier::builder()
     ///     .pem_key(pem)
     ///     .max_token_lifetime(Duration::from_secs(600))
@@ -592,10 +595,10 @@ impl MachineVerifierBuilder {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
-    /// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
-    /// # let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
-    /// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    /// let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
+    /// let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
+    /// let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     /// let verifier = MachineVerifier::builder()
     ///     .pem_key(pem)
     ///     .own_machine_id("mch_reports_api")
@@ -627,10 +630,10 @@ impl MachineVerifierBuilder {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
-    /// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
-    /// # let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
-    /// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    /// let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
+    /// let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
+    /// let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     /// let verifier = MachineVerifier::builder()
     ///     .pem_key(pem)
     ///     .token_cache(0, Duration::from_secs(300))
@@ -708,9 +711,10 @@ impl MachineVerifierBuilder {
         self
     }
 
-    /// Connect and total timeouts of JWKS fetches (default 2 s and 5 s). With a JWKS source,
-    /// [`build`](Self::build) fails unless 10 ms ≤ `connect` ≤ `total` ≤ 60 s; ignored with a PEM
-    /// key.
+    /// Connect and total timeouts (default 2 s and 5 s) of the verifier's calls: JWKS fetches and
+    /// Clerk's `/m2m_tokens/verify`. When either is configured, [`build`](Self::build) fails unless
+    /// 10 ms ≤ `connect` ≤ `total` ≤ 60 s. An
+    /// [`Rfc7662Introspector`](crate::introspect::Rfc7662Introspector) has timeouts of its own.
     ///
     /// ```
     /// use std::time::Duration;
@@ -740,10 +744,10 @@ impl MachineVerifierBuilder {
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
-    /// # let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
-    /// # let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
-    /// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    /// let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../../tests/data/rsa_private.pem"))?;
+    /// let sign = |claims: serde_json::Value| jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key);
+    /// let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     /// let verifier = MachineVerifier::builder().pem_key(pem).clock(TokioClock::new()).build()?;
     /// let token = sign(serde_json::json!({"sub": "mch_cron", "exp": now + 60}))?;
     /// assert!(verifier.verify(&token).await.is_ok());

@@ -5,7 +5,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let pem = include_str!("../../tests/data/rsa_public.pem");
+//! let pem = include_str!("../../tests/data/rsa_public.pem");
 //! let verifier = MachineVerifier::from_pem(pem)?;
 //!
 //! let mut headers = http::HeaderMap::new();
@@ -45,9 +45,10 @@ use opaque::{IntrospectionRoute, OpaqueVerification};
 /// [`from_jwks_url`](Self::from_jwks_url) or
 /// [`from_clerk_secret_key`](Self::from_clerk_secret_key).
 ///
-/// Verification is local: with a PEM key it never touches the network; with a JWKS the keys are
-/// fetched and refreshed in the background, and only a token with an unknown `kid` can wait for a
-/// fetch (at most one per cooldown).
+/// JWTs are verified locally: with a PEM key the network is never touched; with a JWKS the keys
+/// are fetched and refreshed in the background, and only a token with an unknown `kid` can wait
+/// for a fetch (at most one per cooldown). Opaque tokens are verified by their issuer (Clerk's
+/// `/m2m_tokens/verify` or an RFC 7662 endpoint), one call per token at a time.
 #[derive(Clone)]
 pub struct MachineVerifier {
     inner: Arc<Inner>,
@@ -109,7 +110,7 @@ impl MachineVerifier {
     /// ```
     /// use tower_machine_auth::MachineVerifier;
     ///
-    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// let pem = include_str!("../../tests/data/rsa_public.pem");
     /// let verifier = MachineVerifier::builder().pem_key(pem).build()?;
     /// # Ok::<(), tower_machine_auth::ConfigError>(())
     /// ```
@@ -184,7 +185,7 @@ impl MachineVerifier {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
     /// let headers = http::HeaderMap::new();
     /// assert_eq!(verifier.authenticate(&headers).await, Err(AuthError::MissingCredential));
     /// # Ok(())
@@ -210,7 +211,7 @@ impl MachineVerifier {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
     /// let error = verifier.verify("ak_machine_secret_key").await.unwrap_err();
     /// assert_eq!(error.reason(), Reason::TokenTypeMismatch);
     /// # Ok(())
@@ -229,7 +230,7 @@ impl MachineVerifier {
     /// [`MachineVerifierBuilder::own_machine_id`]).
     ///
     /// ```
-    /// # let pem = include_str!("../../tests/data/rsa_public.pem");
+    /// let pem = include_str!("../../tests/data/rsa_public.pem");
     /// use tower_machine_auth::MachineVerifier;
     ///
     /// let verifier = MachineVerifier::builder().pem_key(pem).own_machine_id("mch_reports").build()?;
@@ -243,7 +244,7 @@ impl MachineVerifier {
     /// Counters of signature checks, cache hits and JWKS fetches so far.
     ///
     /// ```
-    /// # let verifier = tower_machine_auth::MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// let verifier = tower_machine_auth::MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
     /// assert_eq!(verifier.stats().signature_checks, 0);
     /// # Ok::<(), tower_machine_auth::ConfigError>(())
     /// ```

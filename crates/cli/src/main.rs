@@ -103,7 +103,7 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Another host name to answer to (with or without the listening port), besides
-        /// localhost, 127.0.0.1 and [::1]; repeatable. Requests for other names get 421.
+        /// localhost, 127.0.0.1 and ::1; repeatable. Requests for other names get 421.
         #[arg(long = "allowed-host", visible_alias = "host-name", value_name = "NAME",
               value_parser = parse_host_name)]
         allowed_hosts: Vec<String>,
@@ -718,7 +718,7 @@ async fn shutdown_signal() {
 // ---------------------------------------------------------------------------------------------
 // dev: the Host check
 
-/// The host names `dev` answers to: localhost, 127.0.0.1, [::1] and those of `--allowed-host`,
+/// The host names `dev` answers to: `localhost`, `127.0.0.1`, `[::1]` and those of `--allowed-host`,
 /// each alone or with the listening port. A web page on another site whose name was made to
 /// resolve to 127.0.0.1 (DNS rebinding) sends its own name in `Host`, and is refused.
 #[derive(Debug)]

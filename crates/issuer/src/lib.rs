@@ -25,7 +25,8 @@
 //! ```
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub, rust_2018_idioms)]
 
 mod config;
 mod data_dir;

@@ -1,4 +1,4 @@
-//! JWT templates: every example of the seed document verbatim, the template API and session
+//! JWT templates: every example of Clerk's JWT template documentation verbatim, the template API and session
 //! tokens on loopback, machine templates, and properties of rendering.
 
 /// The root crate's test helpers (keys, tokens, loopback servers), shared rather than copied.
@@ -18,8 +18,8 @@ use tower_machine_auth::{MachineAuthLayer, MachineVerifier};
 
 const INSTANCE_KEY: &str = "sk_test_demo_instance_do_not_use_in_production";
 
-/// The seed's text, with its `//` comments, read the way `Template::parse` reads template files.
-fn seed_json(text: &str) -> Map<String, Value> {
+/// The documentation's text, with its `//` comments, read the way `Template::parse` reads template files.
+fn documented_json(text: &str) -> Map<String, Value> {
     let mut json = String::new();
     std::io::Read::read_to_string(
         &mut json_comments::StripComments::new(text.as_bytes()),
@@ -43,7 +43,7 @@ fn without_defaults(mut claims: Map<String, Value>) -> Map<String, Value> {
 }
 
 #[test]
-fn seed_basic_template() {
+fn documented_basic_template() {
     let template = r#"{
   "aud": "https://example.com",
   "interests": ["hiking", "knitting"],
@@ -61,11 +61,11 @@ fn seed_basic_template() {
   // See the following section section for more information
 }"#;
     let john = json!({"user": {"first_name": "John", "last_name": null, "primary_email_address": "john@doe.org"}});
-    assert_eq!(render(template, john), seed_json(expected));
+    assert_eq!(render(template, john), documented_json(expected));
 }
 
 #[test]
-fn seed_metadata_dot_notation() {
+fn documented_metadata_dot_notation() {
     let template = r#"// The template
 {
   "likes_to_do": "{{user.public_metadata.interests}}",
@@ -76,7 +76,7 @@ fn seed_metadata_dot_notation() {
   "likes_to_do": ["hiking", "knitting"],
   "shipping_address": "2355 Pointe Lane, 56301 Minnesota"
 }"#;
-    let public_metadata = seed_json(
+    let public_metadata = documented_json(
         r#"{
   "interests": ["hiking", "knitting"],
   "addresses": {
@@ -86,11 +86,11 @@ fn seed_metadata_dot_notation() {
 }"#,
     );
     let user = json!({"user": {"public_metadata": public_metadata}});
-    assert_eq!(render(template, user), seed_json(expected));
+    assert_eq!(render(template, user), documented_json(expected));
 }
 
 #[test]
-fn seed_interpolation_with_a_null() {
+fn documented_interpolation_with_a_null() {
     let template = r#"{
   "full_name": "{{user.last_name}} {{user.first_name}}"
 }"#;
@@ -100,7 +100,7 @@ fn seed_interpolation_with_a_null() {
 }
 
 #[test]
-fn seed_conditional_expressions() {
+fn documented_conditional_expressions() {
     let template = r#"{
   "has_verified_contact_info": "{{user.email_verified || user.phone_number_verified}}",
   // fallback to a string value
@@ -119,7 +119,7 @@ fn seed_conditional_expressions() {
         "first_name": null, "last_name": null, "full_name": null,
         "public_metadata": {}, "unsafe_metadata": {}
     }});
-    assert_eq!(render(template, user), seed_json(expected));
+    assert_eq!(render(template, user), documented_json(expected));
 }
 
 const COMPLETE_TEMPLATE: &str = r#"{
@@ -229,9 +229,9 @@ fn verify_with_jwks(jwt: &str, jwks: &Value) -> Value {
 }
 
 #[tokio::test]
-async fn seed_complete_example_through_the_session_endpoint() {
+async fn documented_complete_example_through_the_session_endpoint() {
     let (issuer, url) = start(IssuerConfig::demo()).await;
-    // The demo's template is the seed's template, verbatim.
+    // The demo's template is the documentation's complete example, verbatim.
     assert_eq!(
         Template::parse(COMPLETE_TEMPLATE).unwrap().0,
         issuer
@@ -257,7 +257,7 @@ async fn seed_complete_example_through_the_session_endpoint() {
         panic!()
     };
 
-    let expected = seed_json(COMPLETE_OUTPUT);
+    let expected = documented_json(COMPLETE_OUTPUT);
     assert_eq!(
         without_defaults(claims.clone()),
         without_defaults(expected.clone())
