@@ -46,6 +46,7 @@
 //! The local Clerk-compatible issuer, for development and tests, is the crate
 //! `machine-auth-issuer`; the `machine-auth` command is the crate of that name.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(unreachable_pub, rust_2018_idioms)]

@@ -14,6 +14,7 @@
 //! assert_eq!(id.as_str(), "mch_reports_api");
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(unreachable_pub, rust_2018_idioms)]
