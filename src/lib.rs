@@ -87,3 +87,8 @@ pub use stats::VerifierStats;
 pub use verifier::{
     DEFAULT_CLERK_API_URL, MAX_CLOCK_SKEW, MachineVerifier, MachineVerifierBuilder,
 };
+
+/// The README's Rust examples, compiled and run as doctests so that they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
