@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// The root crate's test helpers (keys, tokens, loopback servers), shared rather than copied.
-#[path = "../../../tests/common/mod.rs"]
+#[path = "../../../tests/it/common.rs"]
 mod common;
 
 use common::TestKey;

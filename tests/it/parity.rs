@@ -1,9 +1,7 @@
 //! Clerk parity through the real layer: `null` optional claims, other Clerk token kinds, and the
 //! receiver check, with real keys and (for opaque tokens) a real loopback stand-in for Clerk.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use tower_machine_auth::{
     AuthenticatedMachine, MachineAuthLayer, MachineVerifier, MachineVerifierBuilder,

@@ -1,12 +1,8 @@
 //! The issuer's HTTP API end to end on loopback, persistence and key rotation.
 
-/// The root crate's test helpers (keys, tokens, loopback servers), shared rather than copied.
-#[path = "../../../tests/common/mod.rs"]
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use machine_auth_issuer::{Issuer, IssuerBuilder, IssuerConfig, SigningAlgorithm};
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -1,12 +1,10 @@
 //! The examples' public interface: `axum_cron` and `machine_client` configured by env, and the quickstart's exit code.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 

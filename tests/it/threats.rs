@@ -1,9 +1,7 @@
 //! The JWT threats of `research/security.md` §2, one named test each, through the real layer.
 
-mod common;
-
+use crate::common::*;
 use aws_lc_rs::signature::KeyPair;
-use common::*;
 use serde_json::{Value, json};
 use tower_machine_auth::{Algorithm, MachineAuthLayer, MachineVerifier};
 

@@ -1,8 +1,6 @@
 //! Tokens and secrets never appear in logs, even at trace level.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use tower_machine_auth::{MachineAuthLayer, MachineVerifier};
 

@@ -11,8 +11,6 @@
 //! installed, each test prints `SKIPPED:` and why, and passes, unless `CLERK_SDK_TESTS_REQUIRED`
 //! is set (`.ci/run` sets it): then it fails.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,9 +19,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::common::*;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
-use common::*;
 use machine_auth_issuer::{CreateTokenRequest, Issuer, IssuerConfig, TokenFormatParam};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -645,7 +643,7 @@ async fn clerks_sdk_reads_the_issuers_errors_as_clerks() {
 
 /// Machine B of the comparison: the receiving machine, `own_machine_id` on our side.
 const MACHINE_B: &str = "mch_reports_api";
-/// The `iss` of the hand-made tokens (`common::claims`), and the issuer one of our verifiers wants.
+/// The `iss` of the hand-made tokens (`crate::common::claims`), and the issuer one of our verifiers wants.
 const HAND_MADE_ISSUER: &str = "https://clerk.example.test";
 /// The `kid` of the hand-made tokens (with a PEM key, neither side looks it up).
 const HAND_MADE_KID: &str = "ins_interop_pem";

@@ -1,11 +1,9 @@
 //! Misconfiguration fails when the verifier is built, with a message that says what to set; every
 //! accepted form of key loads.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tower_machine_auth::{Algorithm, ConfigError, MachineVerifier};
 
 fn build_pem(pem: &str) -> Result<MachineVerifier, ConfigError> {
@@ -65,7 +63,7 @@ async fn pem_keys_load_in_every_form_clerk_shows_them() {
         .await;
     }
     accepts(
-        build_pem(include_str!("data/rsa_public.pem"))
+        build_pem(include_str!("../data/rsa_public.pem"))
             .map(|_| pem_verifier())
             .unwrap(),
         key,
@@ -101,7 +99,7 @@ fn private_keys_are_refused_where_the_public_key_belongs() {
         assert_error_mentions(build_pem(&pem_body(&private)), &["private key"]);
     }
     assert_error_mentions(
-        build_pem(include_str!("data/rsa_private.pem")),
+        build_pem(include_str!("../data/rsa_private.pem")),
         &["private key"],
     );
 }
@@ -119,11 +117,11 @@ fn unreadable_or_unsuitable_pems_are_refused() {
             &["not an RSA"][..],
         ),
         (
-            include_str!("data/certificate.pem"),
+            include_str!("../data/certificate.pem"),
             &["CERTIFICATE", "PUBLIC KEY"][..],
         ),
         (
-            include_str!("data/rsa_1024_public.pem"),
+            include_str!("../data/rsa_1024_public.pem"),
             &["1024-bit", "2048 to 4096"][..],
         ),
     ] {

@@ -1,10 +1,7 @@
 //! What a verifier says once when it is built: that tokens of every machine are accepted (no own
-//! machine id), and that opaque tokens will be refused (no secret key). One test, so that no other
-//! test of this binary logs through the same call sites at the same time.
+//! machine id), and that opaque tokens will be refused (no secret key).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use tower_machine_auth::MachineVerifier;
 
 const EVERY_MACHINE: &str = "tokens of every machine of the instance are accepted";

@@ -2,14 +2,9 @@
 //! `Debug` output, whichever way the verifier, the introspectors, the token source or sending
 //! fails: refused at build (plain http elsewhere than loopback, another scheme, not a URL),
 //! unreachable, or answered with a bad status. Also: opting in to plain http to any host warns
-//! once, when the source is built.
-//!
-//! One test in a binary of its own: it captures logs, and log capture is reliable only when no
-//! other test of the binary logs through the same call sites at the same time.
+//! once, when the source is built. Logs are captured per thread (`CapturedLogs`).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use machine_auth_issuer::{Issuer, IssuerConfig};
 use tower_machine_auth::MachineVerifier;
 use tower_machine_auth::client::{MachineTokenSource, SendError};

@@ -1,10 +1,8 @@
 //! Every row of the response contract, through the real layer in an Axum app with real keys.
 
-mod common;
-
+use crate::common::*;
 use axum::body::Body;
 use axum::http::Request;
-use common::*;
 use serde_json::json;
 use tower::{Service, ServiceExt};
 use tower_machine_auth::{AuthError, MachineAuthLayer, MachineVerifier, Reason};

@@ -2,14 +2,12 @@
 //! window, key removal (also racing a verification), and Clerk's Backend API. Timing runs on
 //! Tokio's paused clock, except where a verification is held on another thread.
 
-mod common;
-
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tower::{Layer, Service};

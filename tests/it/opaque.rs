@@ -1,12 +1,10 @@
 //! Opaque tokens through the real layer, against real loopback servers standing in for Clerk's
 //! Backend API and an RFC 7662 endpoint.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use tower_machine_auth::introspect::Rfc7662Introspector;
 use tower_machine_auth::{

@@ -1,13 +1,9 @@
 //! JWT templates: every example of Clerk's JWT template documentation verbatim, the template API and session
 //! tokens on loopback, machine templates, and properties of rendering.
 
-/// The root crate's test helpers (keys, tokens, loopback servers), shared rather than copied.
-#[path = "../../../tests/common/mod.rs"]
-mod common;
-
+use crate::common::*;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::*;
 use machine_auth_issuer::{
     CreateTokenRequest, DEFAULT_CLAIMS, Issuer, IssuerConfig, JwtTemplateConfig, Template,
     TokenFormatParam,

@@ -1,9 +1,7 @@
 //! A token sent twice, once in the header and once in the query string (RFC 6750 §2.3), however
 //! the query spells the parameter's name. Real layer, real keys.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use tower_machine_auth::MachineAuthLayer;
 
 #[tokio::test]

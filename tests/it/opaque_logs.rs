@@ -1,12 +1,8 @@
-//! An unusable introspection reply is logged, without the token or our key. One test in a binary
-//! of its own: tracing's call-site interest caching makes log capture unreliable while other
-//! tests of the same binary log through the same call sites.
-
-mod common;
+//! An unusable introspection reply is logged, without the token or our key.
 
 use std::collections::HashMap;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use tower_machine_auth::{MachineAuthLayer, MachineVerifier};
 

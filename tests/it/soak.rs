@@ -4,7 +4,7 @@
 //! Ignored by default; `.ci/run` runs it for a bounded time, and by hand it runs as long as asked:
 //!
 //! ```sh
-//! SOAK_SECONDS=600 cargo test --release --all-features --test soak -- --ignored --nocapture
+//! SOAK_SECONDS=600 cargo test --release --all-features -p tower-machine-auth --test it soak:: -- --ignored --nocapture
 //! ```
 //!
 //! Two real HTTP servers on loopback, a JWKS and a Clerk-shaped verify endpoint, follow a fault
@@ -21,16 +21,14 @@
 //! - more JWKS fetches than the refresh interval, backoff and cooldown allow, or verify calls
 //!   during an outage past what the circuit breaker allows.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::*;
 use axum::body::Body;
-use common::*;
 use http::Request;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,10 +1,8 @@
 //! The verified-token cache: reuse skips the signature check, and nothing outlives its token.
 
-mod common;
-
 use std::time::{Duration, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use tower_machine_auth::clock::{Clock, TokioClock};
 use tower_machine_auth::{MachineAuthLayer, MachineVerifier};

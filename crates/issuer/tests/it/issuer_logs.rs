@@ -1,12 +1,7 @@
 //! What the issuer logs about requests and its data directory: request-supplied text escaped,
-//! never raw. One test, so that no other test of this binary logs through the same call sites at
-//! the same time.
+//! never raw.
 
-/// The root crate's test helpers (keys, tokens, loopback servers), shared rather than copied.
-#[path = "../../../tests/common/mod.rs"]
-mod common;
-
-use common::*;
+use crate::common::*;
 use machine_auth_issuer::{Issuer, IssuerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -555,9 +555,14 @@ pub fn opaque_token() -> String {
 }
 
 /// Every log event of this thread, from [`CapturedLogs::start`] until it is dropped.
+///
+/// One subscriber, installed globally the first time, formats every event of the process and
+/// writes it to the capture active on the emitting thread, if any. (A subscriber per test, set as
+/// the thread's default, loses events: a call site's interest is cached process-wide, so another
+/// test's thread can decide it for all.) Tests that capture run on a current-thread runtime, so
+/// the tasks they spawn log on their thread too.
 pub struct CapturedLogs {
     buffer: LogBuffer,
-    _guard: tracing::subscriber::DefaultGuard,
 }
 
 #[derive(Clone, Default)]
@@ -574,24 +579,50 @@ impl std::io::Write for LogBuffer {
     }
 }
 
-impl CapturedLogs {
-    /// Captures events at every level (tests run on a current-thread runtime, so tasks spawned by
-    /// the test log here too).
-    pub fn start() -> Self {
-        let buffer = LogBuffer::default();
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        Self {
-            buffer,
-            _guard: tracing::subscriber::set_default(subscriber),
+thread_local! {
+    /// The capture active on this thread.
+    static CAPTURE: std::cell::RefCell<Option<LogBuffer>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Writes an event to the capture of the thread it is emitted on, or nowhere.
+struct ThreadCapture;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ThreadCapture {
+    type Writer = Box<dyn std::io::Write + 'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        match CAPTURE.with(|capture| capture.borrow().clone()) {
+            Some(buffer) => Box::new(buffer),
+            None => Box::new(std::io::sink()),
         }
+    }
+}
+
+impl CapturedLogs {
+    /// Captures this thread's events at every level.
+    pub fn start() -> Self {
+        static INSTALLED: OnceLock<()> = OnceLock::new();
+        INSTALLED.get_or_init(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_writer(ThreadCapture)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in the tests");
+        });
+        let buffer = LogBuffer::default();
+        CAPTURE.with(|capture| *capture.borrow_mut() = Some(buffer.clone()));
+        Self { buffer }
     }
 
     pub fn text(&self) -> String {
         String::from_utf8(self.buffer.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl Drop for CapturedLogs {
+    fn drop(&mut self) {
+        CAPTURE.with(|capture| capture.borrow_mut().take());
     }
 }

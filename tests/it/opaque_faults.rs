@@ -2,12 +2,10 @@
 //! skewed clocks, tokens of the wrong type, and secret keys sent by mistake. Real layer, real
 //! loopback servers.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use tower_machine_auth::clock::Clock;
 use tower_machine_auth::introspect::{Rfc7662Introspector, Rfc7662IntrospectorBuilder};

@@ -11,17 +11,15 @@
 //! The vectors are read from `../shared/vectors` beside the project root, or from the folder named
 //! by `MACHINE_AUTH_VECTORS`. Without them each test says so on stderr and passes.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::common::{JwksReply, JwksServer};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ParsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{JwksReply, JwksServer};
 use serde_json::{Value, json};
 use tower_machine_auth::error::{InvalidToken, TypeMismatch};
 use tower_machine_auth::{Algorithm, AuthError, AuthenticatedMachine, MachineVerifier};
@@ -721,11 +719,12 @@ impl Probes {
             0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
             0x01, 0x05, 0x00, 0x04, 0x20,
         ];
-        let header = json!({"alg": "RS256", "kid": kid, "typ": "JWT", "cat": common::M2M_CATEGORY});
+        let header =
+            json!({"alg": "RS256", "kid": kid, "typ": "JWT", "cat": crate::common::M2M_CATEGORY});
         let input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(common::claims().to_string())
+            URL_SAFE_NO_PAD.encode(crate::common::claims().to_string())
         );
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input.as_bytes());
         let mut encoded = vec![0x00, 0x01];

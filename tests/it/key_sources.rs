@@ -2,11 +2,9 @@
 //! both of its names, the Backend API JWKS, and the Frontend API JWKS behind a publishable key,
 //! served here by a real loopback server.
 
-mod common;
-
+use crate::common::*;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::*;
 use tower_machine_auth::{MachineAuthLayer, MachineVerifier, MachineVerifierBuilder};
 
 /// The publishable key of a Frontend API at `host`: `pk_test_` and the base64 of `host$`.
