@@ -62,6 +62,7 @@ pub mod client;
 pub mod clock;
 mod credential;
 pub mod error;
+mod expected_claims;
 mod fetch;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

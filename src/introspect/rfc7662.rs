@@ -15,7 +15,8 @@ use super::{
     credentials_rejected, reply_rejected,
 };
 use crate::clock::from_unix_millis;
-use crate::error::{AuthError, ClaimMismatch, ConfigError, InvalidToken};
+use crate::error::{AuthError, ConfigError, InvalidToken};
+use crate::expected_claims::check_issuer_and_audiences;
 use crate::fetch::{self, FetchError, Timeouts};
 use machine_auth_core::strict_json;
 
@@ -315,19 +316,13 @@ impl Rfc7662Introspector {
         if token_type.is_some_and(|token_type| !self.accepts_token_type(&token_type)) {
             return Ok(Err(AuthError::InvalidToken(InvalidToken::NotAnAccessToken)));
         }
-        if self
-            .issuer
-            .as_ref()
-            .is_some_and(|expected| issuer.as_ref() != Some(expected))
-        {
-            return Ok(Err(AuthError::ClaimMismatch(ClaimMismatch::Issuer)));
-        }
-        if !self.audiences.is_empty()
-            && !audiences
-                .iter()
-                .any(|aud| self.audiences.iter().any(|accepted| accepted == aud))
-        {
-            return Ok(Err(AuthError::ClaimMismatch(ClaimMismatch::Audience)));
+        if let Err(mismatch) = check_issuer_and_audiences(
+            self.issuer.as_deref(),
+            &self.audiences,
+            issuer.as_deref(),
+            &audiences,
+        ) {
+            return Ok(Err(AuthError::ClaimMismatch(mismatch)));
         }
         for name in MAPPED_MEMBERS {
             reply.remove(name);
@@ -357,6 +352,7 @@ impl Rfc7662Introspector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ClaimMismatch;
     use serde_json::json;
 
     fn introspector() -> Rfc7662Introspector {

@@ -4,6 +4,7 @@ use serde_json::{Map, Value};
 
 use super::{JwtRules, VerifiedJwt};
 use crate::error::{AuthError, ClaimMismatch, InvalidToken, TypeMismatch};
+use crate::expected_claims::check_issuer_and_audiences;
 use crate::machine::{AuthenticatedMachine, MachineId, TokenFormat};
 
 /// 9999-12-31T23:59:59Z. A NumericDate beyond it is treated as malformed, which also rejects
@@ -44,20 +45,13 @@ pub(super) fn machine_from_claims(
         TypeMismatch::NotAMachineSubject,
     ))?;
 
-    if rules
-        .issuer
-        .as_ref()
-        .is_some_and(|expected| issuer.as_ref() != Some(expected))
-    {
-        return Err(AuthError::ClaimMismatch(ClaimMismatch::Issuer));
-    }
-    if !rules.audiences.is_empty()
-        && !audiences
-            .iter()
-            .any(|aud| rules.audiences.iter().any(|accepted| accepted == aud))
-    {
-        return Err(AuthError::ClaimMismatch(ClaimMismatch::Audience));
-    }
+    check_issuer_and_audiences(
+        rules.issuer.as_deref(),
+        &rules.audiences,
+        issuer.as_deref(),
+        &audiences,
+    )
+    .map_err(AuthError::ClaimMismatch)?;
 
     // In i128: a clock may say anything an i64 holds, and none of this may overflow.
     let (now, leeway) = (i128::from(now_ms), i128::from(rules.leeway_ms));
