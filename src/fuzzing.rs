@@ -18,9 +18,6 @@ use crate::keys::{self, VerifyingKey};
 use crate::{Algorithm, AuthenticatedMachine, credential};
 use machine_auth_core::strict_json::{self, StrictJsonError};
 
-/// Every signature algorithm the crate can verify with.
-pub const SUPPORTED_ALGORITHMS: [Algorithm; 9] = Algorithm::ALL;
-
 /// The bearer token of a request's `Authorization` headers, read as the layer reads it: one
 /// header, the `Bearer` scheme, then RFC 6750's `b64token` grammar.
 ///
@@ -95,7 +92,7 @@ impl Key {
         self.0.kid.as_deref()
     }
 
-    /// The algorithms this key verifies, in [`SUPPORTED_ALGORITHMS`] order.
+    /// The algorithms this key verifies, in [`Algorithm::ALL`] order.
     ///
     /// ```
     /// use tower_machine_auth::Algorithm;
@@ -105,7 +102,7 @@ impl Key {
     /// # Ok::<(), tower_machine_auth::ConfigError>(())
     /// ```
     pub fn algorithms(&self) -> Vec<Algorithm> {
-        SUPPORTED_ALGORITHMS
+        Algorithm::ALL
             .into_iter()
             .filter(|&algorithm| self.0.supports(algorithm))
             .collect()
@@ -248,7 +245,8 @@ pub fn verify_jwt(
 }
 
 /// Reads the 200 reply of Clerk's `/m2m_tokens/verify`: the token's data, or why it is not
-/// valid; the outer error is an unusable reply (the verifier's 503).
+/// valid; the outer error is an unusable reply (the verifier refuses that one token, 401
+/// `token-invalid`).
 ///
 /// ```
 /// use tower_machine_auth::fuzzing::clerk_reply;
@@ -261,7 +259,7 @@ pub fn clerk_reply(body: &[u8]) -> Result<Result<IntrospectedToken, AuthError>, 
 
 /// Reads the 200 reply of an RFC 7662 introspection endpoint with `introspector`'s issuer and
 /// audience checks: the token's data, or why it is not valid; the outer error is an unusable
-/// reply (the verifier's 503).
+/// reply (the verifier refuses that one token, 401 `token-invalid`).
 ///
 /// ```
 /// use tower_machine_auth::fuzzing::rfc7662_reply;

@@ -472,12 +472,6 @@ impl AuthenticatedMachineBuilder {
         self
     }
 
-    /// Sets the expiry from Unix seconds: what verification knows.
-    pub(crate) fn expires_at_unix(mut self, seconds: Option<u64>) -> Self {
-        self.identity.expires_at = seconds;
-        self
-    }
-
     /// Sets the issue time (default `None`), kept to the whole second (rounded down; a time
     /// before the Unix epoch counts as the epoch).
     ///
@@ -493,12 +487,6 @@ impl AuthenticatedMachineBuilder {
     /// ```
     pub fn issued_at(mut self, time: Option<SystemTime>) -> Self {
         self.identity.issued_at = time.map(unix_seconds);
-        self
-    }
-
-    /// Sets the issue time from Unix seconds: what verification knows.
-    pub(crate) fn issued_at_unix(mut self, seconds: Option<u64>) -> Self {
-        self.identity.issued_at = seconds;
         self
     }
 
@@ -568,8 +556,8 @@ mod tests {
         let machine = AuthenticatedMachine::builder(MachineId::parse("mch_a").unwrap())
             .token_id("mt_1")
             .scopes(["mch_b"])
-            .expires_at_unix(Some(20))
-            .issued_at_unix(Some(10))
+            .expires_at(Some(UNIX_EPOCH + Duration::from_secs(20)))
+            .issued_at(Some(UNIX_EPOCH + Duration::from_secs(10)))
             .issuer(Some("https://issuer".into()))
             .build();
         assert_eq!(

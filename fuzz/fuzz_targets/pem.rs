@@ -8,13 +8,13 @@
 
 use libfuzzer_sys::fuzz_target;
 use tower_machine_auth::Algorithm;
-use tower_machine_auth::fuzzing::{SUPPORTED_ALGORITHMS, key_from_pem, same_public_key};
+use tower_machine_auth::fuzzing::{key_from_pem, same_public_key};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    for allowed in [&SUPPORTED_ALGORITHMS[..], &[Algorithm::RS256]] {
+    for allowed in [&Algorithm::ALL[..], &[Algorithm::RS256]] {
         match key_from_pem(text, allowed) {
             Ok(key) => {
                 let algorithms = key.algorithms();

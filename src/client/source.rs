@@ -71,9 +71,8 @@ pub struct MachineTokenSource {
 }
 
 struct Inner {
+    /// What each creation asks for: the API, the format, the lifetime and the claims.
     request: CreateRequest,
-    format: TokenFormat,
-    lifetime: Duration,
     refresh_share: f64,
     backoff: Backoff,
     rejection_cooldown: Duration,
@@ -122,7 +121,7 @@ impl fmt::Debug for MachineTokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MachineTokenSource")
             .field("api", &self.inner.request.api.shown())
-            .field("format", &self.inner.format)
+            .field("format", &self.inner.request.format)
             .finish_non_exhaustive()
     }
 }
@@ -342,8 +341,8 @@ impl MachineTokenSource {
             Ok(created) => {
                 let token = MachineToken::new(
                     created,
-                    self.inner.format,
-                    (requested_at, self.inner.lifetime),
+                    self.inner.request.format,
+                    (requested_at, self.inner.request.lifetime),
                     self.inner.refresh_share,
                 )
                 .and_then(|token| {
@@ -694,8 +693,6 @@ impl MachineTokenSourceBuilder {
                     lifetime: self.lifetime,
                     claims,
                 },
-                format: self.format,
-                lifetime: self.lifetime,
                 refresh_share: self.refresh_share,
                 backoff: self.backoff,
                 rejection_cooldown: self.rejection_cooldown,

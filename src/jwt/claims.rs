@@ -3,6 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::{JwtRules, VerifiedJwt};
+use crate::clock::from_unix_millis;
 use crate::error::{AuthError, ClaimMismatch, InvalidToken, TypeMismatch};
 use crate::expected_claims::check_issuer_and_audiences;
 use crate::machine::{AuthenticatedMachine, MachineId, TokenFormat};
@@ -74,8 +75,8 @@ pub(super) fn machine_from_claims(
         .token_format(TokenFormat::Jwt)
         .scopes(scopes)
         .claims(claims)
-        .expires_at_unix(Some(unix_seconds(expires_at_ms)))
-        .issued_at_unix(issued_at_ms.map(unix_seconds))
+        .expires_at(Some(from_unix_millis(expires_at_ms)))
+        .issued_at(issued_at_ms.map(from_unix_millis))
         .issuer(issuer)
         .build();
     Ok(VerifiedJwt {
@@ -133,10 +134,6 @@ fn audiences(claims: &Map<String, Value>) -> Result<Vec<&str>, AuthError> {
             .collect(),
         Some(_) => Err(malformed("aud")),
     }
-}
-
-fn unix_seconds(ms: i64) -> u64 {
-    u64::try_from(ms.div_euclid(1000)).unwrap_or(0)
 }
 
 #[cfg(test)]
