@@ -8,7 +8,7 @@
 
 #![no_main]
 
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use machine_auth_core::clock::to_unix_millis;
@@ -17,26 +17,7 @@ use tower_machine_auth::error::InvalidToken;
 use tower_machine_auth::fuzzing::clerk_reply;
 use tower_machine_auth::introspect::{IntrospectedToken, IntrospectionFuture, Introspector};
 use tower_machine_auth::{AuthError, MachineId, MachineVerifier, TokenFormat};
-use tower_machine_auth_fuzz::{FixedClock, LEEWAY_MS, NOW_MS, OWN_MACHINE_ID, runtime};
-
-type Reading = Result<Result<IntrospectedToken, AuthError>, String>;
-
-/// Answers with the reading of the current reply; an unusable reply is an invalid token here,
-/// so that the circuit breaker never opens.
-#[derive(Debug, Clone, Default)]
-struct Replay(Arc<Mutex<Option<Reading>>>);
-
-impl Introspector for Replay {
-    fn introspect<'a>(&'a self, _token: &'a str) -> IntrospectionFuture<'a> {
-        let reading = self.0.lock().unwrap().clone();
-        Box::pin(async move {
-            match reading {
-                Some(Ok(answer)) => answer,
-                _ => Err(AuthError::InvalidToken(InvalidToken::NotActiveAtIssuer)),
-            }
-        })
-    }
-}
+use tower_machine_auth_fuzz::{FixedClock, LEEWAY_MS, NOW_MS, OWN_MACHINE_ID, Replay, runtime};
 
 static STATE: LazyLock<(Replay, MachineVerifier)> = LazyLock::new(|| {
     let replay = Replay::default();
@@ -76,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let (replay, verifier) = &*STATE;
-    *replay.0.lock().unwrap() = Some(reading.clone());
+    replay.answer_with(reading.clone());
     let outcome = runtime().block_on(verifier.verify("mt_fuzz"));
     if let Ok(machine) = outcome {
         let Ok(Ok(token)) = reading else {

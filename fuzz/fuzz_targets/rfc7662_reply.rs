@@ -11,7 +11,7 @@
 
 #![no_main]
 
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use machine_auth_core::clock::to_unix_millis;
@@ -22,28 +22,11 @@ use tower_machine_auth::introspect::{
     IntrospectedToken, IntrospectionFuture, Introspector, Rfc7662Introspector,
 };
 use tower_machine_auth::{AuthError, MachineId, MachineVerifier, TokenFormat};
-use tower_machine_auth_fuzz::{FixedClock, LEEWAY_MS, NOW_MS, OWN_MACHINE_ID, runtime};
+use tower_machine_auth_fuzz::{FixedClock, LEEWAY_MS, NOW_MS, OWN_MACHINE_ID, Replay, runtime};
 
 const ISSUER: &str = "https://auth.example.com";
 const AUDIENCE: &str = "https://api.example.com";
 const MAPPED: [&str; 7] = ["active", "sub", "exp", "iat", "nbf", "iss", "jti"];
-
-type Reading = Result<Result<IntrospectedToken, AuthError>, String>;
-
-#[derive(Debug, Clone, Default)]
-struct Replay(Arc<Mutex<Option<Reading>>>);
-
-impl Introspector for Replay {
-    fn introspect<'a>(&'a self, _token: &'a str) -> IntrospectionFuture<'a> {
-        let reading = self.0.lock().unwrap().clone();
-        Box::pin(async move {
-            match reading {
-                Some(Ok(answer)) => answer,
-                _ => Err(AuthError::InvalidToken(InvalidToken::NotActiveAtIssuer)),
-            }
-        })
-    }
-}
 
 struct State {
     /// No checks, the issuer, the audience, both.
@@ -157,7 +140,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    *state.replay.0.lock().unwrap() = Some(reading.clone());
+    state.replay.answer_with(reading.clone());
     let outcome = runtime().block_on(state.verifier.verify("opaque-fuzz-token"));
     if let Ok(machine) = outcome {
         let Ok(Ok(token)) = reading else {

@@ -1,7 +1,7 @@
 //! What the fuzz targets share: the fixed test keys, a fixed clock, one Tokio runtime per
 //! process, and helpers to build and check tokens independently of the crate.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::SystemRandom;
@@ -10,7 +10,9 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::Value;
 use tower_machine_auth::clock::Clock;
-use tower_machine_auth::{Algorithm, MachineVerifier};
+use tower_machine_auth::error::InvalidToken;
+use tower_machine_auth::introspect::{IntrospectedToken, IntrospectionFuture, Introspector};
+use tower_machine_auth::{Algorithm, AuthError, MachineVerifier};
 
 /// The instant every target checks tokens at: 2026-01-01T00:00:00Z.
 pub const NOW_S: i64 = 1_767_225_600;
@@ -203,4 +205,33 @@ pub fn assert_acceptable(token: &str, machine: &tower_machine_auth::Authenticate
         machine.has_scope(OWN_MACHINE_ID),
         "accepted a token not scoped to this machine"
     );
+}
+
+/// What reading an introspection reply gave: the token's data or why it is not valid, or (the
+/// outer error) why the reply is unusable.
+pub type Reading = Result<Result<IntrospectedToken, AuthError>, String>;
+
+/// An introspector that answers with the reading of the current reply, so that a reply target
+/// can drive the verifier with it. An unusable reply is an invalid token here, so that the
+/// circuit breaker never opens.
+#[derive(Debug, Clone, Default)]
+pub struct Replay(Arc<Mutex<Option<Reading>>>);
+
+impl Replay {
+    /// Answers every later call with `reading`.
+    pub fn answer_with(&self, reading: Reading) {
+        *self.0.lock().unwrap() = Some(reading);
+    }
+}
+
+impl Introspector for Replay {
+    fn introspect<'a>(&'a self, _token: &'a str) -> IntrospectionFuture<'a> {
+        let reading = self.0.lock().unwrap().clone();
+        Box::pin(async move {
+            match reading {
+                Some(Ok(answer)) => answer,
+                _ => Err(AuthError::InvalidToken(InvalidToken::NotActiveAtIssuer)),
+            }
+        })
+    }
 }
