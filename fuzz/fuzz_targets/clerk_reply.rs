@@ -13,10 +13,8 @@ use std::sync::LazyLock;
 use libfuzzer_sys::fuzz_target;
 use machine_auth_core::clock::to_unix_millis;
 use serde_json::Value;
-use tower_machine_auth::error::InvalidToken;
 use tower_machine_auth::fuzzing::clerk_reply;
-use tower_machine_auth::introspect::{IntrospectedToken, IntrospectionFuture, Introspector};
-use tower_machine_auth::{AuthError, MachineId, MachineVerifier, TokenFormat};
+use tower_machine_auth::{MachineId, MachineVerifier, TokenFormat};
 use tower_machine_auth_fuzz::{FixedClock, LEEWAY_MS, NOW_MS, OWN_MACHINE_ID, Replay, runtime};
 
 static STATE: LazyLock<(Replay, MachineVerifier)> = LazyLock::new(|| {

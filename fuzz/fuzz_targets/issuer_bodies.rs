@@ -19,13 +19,13 @@ use axum::body::Body;
 use http::{Method, Request, header};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
-use serde_json::{Map, Value, json};
-use tower::ServiceExt;
-use tower_machine_auth::MachineVerifier;
 use machine_auth_issuer::{
     CreateTokenRequest, DEFAULT_TOKEN_TTL, Issuer, IssuerConfig, JwtTemplate, M2mToken,
     TemplateFields,
 };
+use serde_json::{Map, Value, json};
+use tower::ServiceExt;
+use tower_machine_auth::MachineVerifier;
 use tower_machine_auth_fuzz::{FixedClock, NOW_S, OWN_MACHINE_ID, runtime, segment_json, segments};
 
 const MACHINE_KEY: &str = "ak_demo_cron_service_do_not_use_in_production";

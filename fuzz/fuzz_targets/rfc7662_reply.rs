@@ -18,9 +18,7 @@ use machine_auth_core::clock::to_unix_millis;
 use serde_json::Value;
 use tower_machine_auth::error::InvalidToken;
 use tower_machine_auth::fuzzing::rfc7662_reply;
-use tower_machine_auth::introspect::{
-    IntrospectedToken, IntrospectionFuture, Introspector, Rfc7662Introspector,
-};
+use tower_machine_auth::introspect::Rfc7662Introspector;
 use tower_machine_auth::{AuthError, MachineId, MachineVerifier, TokenFormat};
 use tower_machine_auth_fuzz::{FixedClock, LEEWAY_MS, NOW_MS, OWN_MACHINE_ID, Replay, runtime};
 
@@ -82,9 +80,13 @@ fn date_ok(reply: &Value, name: &str, read: Option<i64>) {
 /// The `token_type`s of access tokens, which the introspectors here accept (no others are
 /// allowed), compared ignoring ASCII case.
 fn is_access_token_type(token_type: &str) -> bool {
-    ["bearer", "access_token", "urn:ietf:params:oauth:token-type:access_token"]
-        .iter()
-        .any(|accepted| accepted.eq_ignore_ascii_case(token_type))
+    [
+        "bearer",
+        "access_token",
+        "urn:ietf:params:oauth:token-type:access_token",
+    ]
+    .iter()
+    .any(|accepted| accepted.eq_ignore_ascii_case(token_type))
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -132,7 +134,9 @@ fuzz_target!(|data: &[u8]| {
             Err(AuthError::InvalidToken(InvalidToken::NotAnAccessToken)) => {
                 // Active, but another kind of token (a refresh token, say).
                 assert_eq!(reply["active"], true);
-                let token_type = reply["token_type"].as_str().expect("a refused type is a string");
+                let token_type = reply["token_type"]
+                    .as_str()
+                    .expect("a refused type is a string");
                 assert!(!is_access_token_type(token_type), "{token_type}");
             }
             Err(AuthError::InvalidToken(_)) => assert_eq!(reply["active"], false),

@@ -10,8 +10,8 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use serde_json::{Value, json};
 use machine_auth_issuer::{DEFAULT_CLAIMS, IssuerConfig, SESSION_BOUND_CLAIMS, Template};
+use serde_json::{Value, json};
 
 /// The demo user's session (as the issuer builds it), a machine, and odd subjects.
 static SUBJECTS: LazyLock<Vec<Value>> = LazyLock::new(|| {
