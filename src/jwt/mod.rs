@@ -59,6 +59,8 @@ pub(crate) struct UnverifiedJwt<'a> {
     /// The decoded payload (or why it could not be decoded), not to be trusted before the
     /// signature is checked.
     claims: Result<Map<String, Value>, InvalidToken>,
+    /// The whole token.
+    token: &'a str,
     signing_input: &'a str,
     signature: &'a str,
 }
@@ -81,9 +83,15 @@ impl<'a> UnverifiedJwt<'a> {
         Ok(Self {
             header: JwtHeader::parse(&header, rules)?,
             claims,
+            token,
             signing_input,
             signature,
         })
+    }
+
+    /// The whole token.
+    pub(crate) fn token(&self) -> &'a str {
+        self.token
     }
 
     /// Checks the signature with `key`, then the claims at `now_ms` (Unix milliseconds).

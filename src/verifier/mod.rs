@@ -27,7 +27,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 use crate::bearer_token::BearerToken;
-use crate::cache::{self, Generation, TokenCache, TokenDigest};
+use crate::cache::{Generation, TokenCache};
 use crate::clock::{Clock, unix_millis};
 use crate::credential::{self, MAX_TOKEN_LEN, TokenKind};
 use crate::error::{AuthError, ConfigError, InvalidToken, TypeMismatch};
@@ -267,22 +267,19 @@ impl MachineVerifier {
             )));
         }
         // A hit is a token verified before: its characters and kind need no checking either.
-        let digest = cache::digest(token);
         let now_ms = unix_millis(&*inner.clock);
-        if let Some(hit) = inner.cache.get(&digest, now_ms, inner.rules.leeway_ms) {
+        if let Some(hit) = inner.cache.get(token, now_ms, inner.rules.leeway_ms) {
             inner.counters.add(&inner.counters.cache_hits);
             let hit = hit.and_then(|machine| accepted_format(machine, accepted));
-            return Attempt::Done(hit.map_err(|error| log_rejection(error, Some(&digest))));
+            return Attempt::Done(hit.map_err(|error| log_rejection(error, Some(token))));
         }
         let kind = presented
             .token(token)
             .and_then(|token| Ok((token, self.kind(token, accepted)?)));
         match kind {
-            Ok((token, TokenRoute::Jwt(keys))) => {
-                self.try_verify_jwt_now(keys, token, digest, now_ms)
-            }
+            Ok((token, TokenRoute::Jwt(keys))) => self.try_verify_jwt_now(keys, token, now_ms),
             Ok((_, TokenRoute::Opaque(_))) => Attempt::Pending,
-            Err(error) => Attempt::Done(Err(log_rejection(error, Some(&digest)))),
+            Err(error) => Attempt::Done(Err(log_rejection(error, Some(token)))),
         }
     }
 
@@ -312,25 +309,18 @@ impl MachineVerifier {
         }
     }
 
-    fn try_verify_jwt_now(
-        &self,
-        keys: &KeySource,
-        token: &str,
-        digest: TokenDigest,
-        now_ms: i64,
-    ) -> Attempt {
+    fn try_verify_jwt_now(&self, keys: &KeySource, token: &str, now_ms: i64) -> Attempt {
         let inner = &*self.inner;
+        let rejected = |error| Attempt::Done(Err(log_rejection(error, Some(token.as_bytes()))));
         let jwt = match UnverifiedJwt::parse(token, &inner.rules) {
             Ok(jwt) => jwt,
-            Err(error) => return Attempt::Done(Err(log_rejection(error, Some(&digest)))),
+            Err(error) => return rejected(error),
         };
         let generation = inner.cache.generation();
         match keys.lookup(jwt.header.kid.as_deref()) {
-            KeyLookup::Found(key) => {
-                Attempt::Done(self.finish(jwt, &key, digest, now_ms, generation))
-            }
+            KeyLookup::Found(key) => Attempt::Done(self.finish(jwt, &key, now_ms, generation)),
             KeyLookup::FetchMayHelp => Attempt::Pending,
-            KeyLookup::Failed(error) => Attempt::Done(Err(log_rejection(error, Some(&digest)))),
+            KeyLookup::Failed(error) => rejected(error),
         }
     }
 
@@ -341,22 +331,20 @@ impl MachineVerifier {
         token: &[u8],
         accepted: AcceptedTokens,
     ) -> Result<AuthenticatedMachine, AuthError> {
-        let digest = cache::digest(token);
         // Only a token whose characters were checked gets here.
-        let token = Presented::Directly.token(token)?;
-        let result = match self.kind(token, accepted) {
-            Ok(TokenRoute::Jwt(keys)) => self.verify_jwt_after_key_fetch(keys, token, digest).await,
-            Ok(TokenRoute::Opaque(route)) => self.verify_opaque(route, token, digest).await,
+        let text = Presented::Directly.token(token)?;
+        let result = match self.kind(text, accepted) {
+            Ok(TokenRoute::Jwt(keys)) => self.verify_jwt_after_key_fetch(keys, text).await,
+            Ok(TokenRoute::Opaque(route)) => self.verify_opaque(route, text).await,
             Err(error) => Err(error),
         };
-        result.map_err(|error| log_rejection(error, Some(&digest)))
+        result.map_err(|error| log_rejection(error, Some(token)))
     }
 
     async fn verify_jwt_after_key_fetch(
         &self,
         keys: &KeySource,
         token: &str,
-        digest: TokenDigest,
     ) -> Result<AuthenticatedMachine, AuthError> {
         let inner = &*self.inner;
         let jwt = UnverifiedJwt::parse(token, &inner.rules)?;
@@ -369,7 +357,7 @@ impl MachineVerifier {
                 return Err(AuthError::InvalidToken(InvalidToken::MissingKeyId));
             }
         };
-        self.finish(jwt, &key, digest, unix_millis(&*inner.clock), generation)
+        self.finish(jwt, &key, unix_millis(&*inner.clock), generation)
     }
 
     /// Verifies `jwt` with `key` and caches the result under `generation`, the cache's generation
@@ -378,20 +366,20 @@ impl MachineVerifier {
         &self,
         jwt: UnverifiedJwt<'_>,
         key: &VerifyingKey,
-        digest: TokenDigest,
         now_ms: i64,
         generation: Generation,
     ) -> Result<AuthenticatedMachine, AuthError> {
         let inner = &*self.inner;
+        let jwt_token = jwt.token();
         let verified = jwt
             .verify(key, &inner.rules, now_ms, || {
                 inner.counters.add(&inner.counters.signature_checks);
             })
             .and_then(|verified| self.check_receiver(&verified.machine).map(|()| verified))
-            .map_err(|error| log_rejection(error, Some(&digest)))?;
+            .map_err(|error| log_rejection(error, Some(jwt_token.as_bytes())))?;
         if inner.jwt_cache_ttl_ms > 0 {
             inner.cache.insert_jwt(
-                digest,
+                jwt_token.as_bytes(),
                 verified.machine.clone(),
                 verified.expires_at_ms,
                 now_ms.saturating_add(inner.jwt_cache_ttl_ms),
@@ -433,11 +421,12 @@ fn accepted_format(
     }
 }
 
-/// Logs a rejection at debug level with the token's fingerprint (never the token).
-fn log_rejection(error: AuthError, digest: Option<&TokenDigest>) -> AuthError {
+/// Logs a rejection at debug level with the token's fingerprint (never the token): the first 4
+/// bytes of its SHA-256, in hex.
+fn log_rejection(error: AuthError, token: Option<&[u8]>) -> AuthError {
     if tracing::enabled!(tracing::Level::DEBUG) {
-        let fingerprint = digest.map(|d| {
-            d[..4]
+        let fingerprint = token.map(|token| {
+            opaque::digest(token)[..4]
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()

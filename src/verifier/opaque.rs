@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::OnceCell;
 
 use super::MachineVerifier;
-use crate::cache::TokenDigest;
 use crate::clock::{to_unix_millis, unix_millis};
 use crate::credential::TokenKind;
 use crate::error::{AuthError, InvalidToken, TypeMismatch, Unavailable};
@@ -21,6 +20,16 @@ use crate::introspect::{CircuitBreaker, IntrospectedToken, Introspector, Permit}
 use crate::machine::{AuthenticatedMachine, MachineId, TokenFormat};
 
 type Outcome = Result<AuthenticatedMachine, AuthError>;
+
+/// The SHA-256 of a token: how calls in flight, and rejections in logs, name it.
+pub(super) type TokenDigest = [u8; 32];
+
+pub(super) fn digest(token: &[u8]) -> TokenDigest {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token);
+    let mut out = [0; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
 
 /// One introspection endpoint and its circuit breaker.
 pub(crate) struct IntrospectionRoute {
@@ -153,26 +162,16 @@ impl OpaqueVerification {
 
 impl MachineVerifier {
     /// Asks `route` about `token`, sharing the call with concurrent requests for the same token.
-    pub(super) async fn verify_opaque(
-        &self,
-        route: &IntrospectionRoute,
-        token: &str,
-        digest: TokenDigest,
-    ) -> Outcome {
-        let flight = self.inner.opaque.join(digest);
+    pub(super) async fn verify_opaque(&self, route: &IntrospectionRoute, token: &str) -> Outcome {
+        let flight = self.inner.opaque.join(digest(token.as_bytes()));
         flight
             .outcome
-            .get_or_init(|| self.introspect(route, token, digest))
+            .get_or_init(|| self.introspect(route, token))
             .await
             .clone()
     }
 
-    async fn introspect(
-        &self,
-        route: &IntrospectionRoute,
-        token: &str,
-        digest: TokenDigest,
-    ) -> Outcome {
+    async fn introspect(&self, route: &IntrospectionRoute, token: &str) -> Outcome {
         let inner = &*self.inner;
         let call = match route.breaker.permit() {
             Permit::Granted(call) => call,
@@ -196,7 +195,7 @@ impl MachineVerifier {
                 .min(expires_at_ms.unwrap_or(i64::MAX));
             inner
                 .cache
-                .insert_opaque(digest, machine.clone(), served_until_ms);
+                .insert_opaque(token.as_bytes(), machine.clone(), served_until_ms);
         }
         Ok(machine)
     }
