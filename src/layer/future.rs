@@ -30,12 +30,11 @@ pin_project! {
     where
         S: Service<Request<ReqBody>>,
     {
-        // Waiting for a key fetch before the token can be verified.
+        // Waiting for a key fetch or an introspection before the token can be verified. Boxed:
+        // the request and the inner service would otherwise make every response future, the
+        // cache hits' too, as large as this rare state.
         Verifying {
-            verification: Verification,
-            request: Option<Request<ReqBody>>,
-            inner: S,
-            settings: Arc<LayerSettings>,
+            waiting: Box<Waiting<S, ReqBody>>,
         },
         Inner {
             #[pin]
@@ -45,6 +44,14 @@ pin_project! {
             response: Option<S::Response>,
         },
     }
+}
+
+/// A request waiting for its token to be verified, with the service that will answer it.
+pub(crate) struct Waiting<S, ReqBody> {
+    verification: Verification,
+    request: Option<Request<ReqBody>>,
+    inner: S,
+    settings: Arc<LayerSettings>,
 }
 
 impl<S, ReqBody> ResponseFuture<S, ReqBody>
@@ -73,10 +80,12 @@ where
     ) -> Self {
         Self {
             state: State::Verifying {
-                verification,
-                request: Some(request),
-                inner,
-                settings,
+                waiting: Box::new(Waiting {
+                    verification,
+                    request: Some(request),
+                    inner,
+                    settings,
+                }),
             },
         }
     }
@@ -93,12 +102,13 @@ where
         loop {
             let mut this = self.as_mut().project();
             match this.state.as_mut().project() {
-                StateProj::Verifying {
-                    verification,
-                    request,
-                    inner,
-                    settings,
-                } => {
+                StateProj::Verifying { waiting } => {
+                    let Waiting {
+                        verification,
+                        request,
+                        inner,
+                        settings,
+                    } = &mut **waiting;
                     let verified = ready!(verification.as_mut().poll(cx))
                         .and_then(|machine| settings.policy.check(&machine).map(|()| machine));
                     let mut request = request.take().expect("future polled after completion");
