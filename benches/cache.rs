@@ -19,7 +19,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Barrier;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -34,21 +34,29 @@ use tower_machine_auth::{Algorithm, MachineAuthLayer, MachineVerifier};
 mod tokens;
 use tokens::{Signer, bearer};
 
-/// Counts the bytes currently allocated through it.
+/// Counts the bytes allocated and freed through it while [`COUNTING`] is set (only then: a
+/// counter written by every allocation of two threads would itself be contended).
 struct CountingAllocator;
 
 static ALLOCATED: AtomicIsize = AtomicIsize::new(0);
+static COUNTING: AtomicBool = AtomicBool::new(false);
+
+fn count(bytes: isize) {
+    if COUNTING.load(Ordering::Relaxed) {
+        ALLOCATED.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
 
 // SAFETY: every call is forwarded to `System` unchanged; only a counter is updated beside it.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATED.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        count(layout.size() as isize);
         // SAFETY: the caller's contract for `layout` is passed on.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        ALLOCATED.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        count(-(layout.size() as isize));
         // SAFETY: `ptr` was allocated by `System` with `layout`.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -175,6 +183,7 @@ fn main() {
 
     // --- Memory ---------------------------------------------------------------------------------
     // From before the verifier is built: the cache sets its tables up front.
+    COUNTING.store(true, Ordering::Relaxed);
     let allocated_before = ALLOCATED.load(Ordering::Relaxed);
     let verifier = MachineVerifier::builder()
         .pem_key(signer.public_pem())
