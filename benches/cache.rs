@@ -129,7 +129,11 @@ fn contention(router: &Router, headers: &[HeaderValue], rounds: usize) -> (f64, 
     // would: in step, both would touch the same entry at the same moment all along.
     let answer = |start: &Barrier, thread: usize| {
         let (before, after) = headers.split_at(thread * headers.len() / 2);
-        answer_all(router, after.iter().chain(before).map(request).collect(), start)
+        answer_all(
+            router,
+            after.iter().chain(before).map(request).collect(),
+            start,
+        )
     };
     let digest = |start: &Barrier, _thread: usize| {
         start.wait();
