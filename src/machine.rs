@@ -1,13 +1,14 @@
 //! The identity a verified machine token yields: [`AuthenticatedMachine`] and [`MachineId`].
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::bearer_token::BearerToken;
+use machine_auth_core::strict_json;
 
 pub use machine_auth_core::{MAX_MACHINE_ID_LEN, MachineId};
 
@@ -139,10 +140,71 @@ struct Identity {
     token_id: String,
     token_format: TokenFormat,
     scopes: Vec<String>,
-    claims: Map<String, Value>,
+    claims: Claims,
     expires_at: Option<u64>,
     issued_at: Option<u64>,
     issuer: Option<String>,
+}
+
+/// The claims that are not read into the identity's own fields: given as a map, or read from a
+/// verified JWT's payload the first time they are asked for (most handlers never ask, and a cached
+/// identity then keeps only the payload's bytes).
+struct Claims {
+    /// The decoded JWT payload the map is read from, if it was not given.
+    payload: Option<Box<[u8]>>,
+    map: OnceLock<Map<String, Value>>,
+}
+
+/// The claims with accessors of their own, left out of [`AuthenticatedMachine::claims`].
+const OWN_FIELD_CLAIMS: [&str; 6] = ["iss", "sub", "exp", "nbf", "iat", "jti"];
+
+impl Claims {
+    fn from_map(map: Map<String, Value>) -> Self {
+        Self {
+            payload: None,
+            map: OnceLock::from(map),
+        }
+    }
+
+    fn from_payload(payload: Vec<u8>) -> Self {
+        Self {
+            payload: Some(payload.into()),
+            map: OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> &Map<String, Value> {
+        self.map.get_or_init(|| {
+            // Verification checked the payload already: a JSON object, no repeated names.
+            let mut map = self
+                .payload
+                .as_deref()
+                .and_then(|payload| strict_json::parse_object(payload).ok())
+                .unwrap_or_default();
+            for name in OWN_FIELD_CLAIMS {
+                map.remove(name);
+            }
+            map
+        })
+    }
+}
+
+impl PartialEq for Claims {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl fmt::Debug for Claims {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+impl Serialize for Claims {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.get().serialize(serializer)
+    }
 }
 
 impl AuthenticatedMachine {
@@ -168,7 +230,7 @@ impl AuthenticatedMachine {
                 token_id: String::new(),
                 token_format: TokenFormat::Jwt,
                 scopes: Vec::new(),
-                claims: Map::new(),
+                claims: Claims::from_map(Map::new()),
                 expires_at: None,
                 issued_at: None,
                 issuer: None,
@@ -258,7 +320,7 @@ impl AuthenticatedMachine {
     /// assert_eq!(machine.claims().len(), 1);
     /// ```
     pub fn claims(&self) -> &Map<String, Value> {
-        &self.identity.claims
+        self.identity.claims.get()
     }
 
     /// One claim from [`claims`](Self::claims), or `None` if absent (always `None` for `iss`,
@@ -274,7 +336,7 @@ impl AuthenticatedMachine {
     /// assert_eq!(machine.claim("team"), None);
     /// ```
     pub fn claim(&self, name: &str) -> Option<&Value> {
-        self.identity.claims.get(name)
+        self.claims().get(name)
     }
 
     /// When the token expires (`exp`, or the opaque token's expiration), to the whole second
@@ -450,7 +512,15 @@ impl AuthenticatedMachineBuilder {
     /// assert!(!machine.has_scope("mch_reports"));
     /// ```
     pub fn claims(mut self, claims: Map<String, Value>) -> Self {
-        self.identity.claims = claims;
+        self.identity.claims = Claims::from_map(claims);
+        self
+    }
+
+    /// Sets the claims to those of a verified JWT's decoded `payload` (a JSON object without
+    /// repeated member names), read when first asked for, without the ones with fields of their
+    /// own.
+    pub(crate) fn claims_of_payload(mut self, payload: Vec<u8>) -> Self {
+        self.identity.claims = Claims::from_payload(payload);
         self
     }
 

@@ -1,6 +1,8 @@
 //! Claim checks of a signature-verified M2M JWT, and the identity they yield.
 
-use serde_json::{Map, Value};
+use machine_auth_core::strict_json::{CheckedValue, MemberReader, StrictValue};
+use serde::de::MapAccess;
+use serde_json::Value;
 
 use super::{JwtRules, VerifiedJwt};
 use crate::clock::from_unix_millis;
@@ -12,7 +14,56 @@ use crate::machine::{AuthenticatedMachine, MachineId, TokenFormat};
 /// `exp` values such as `1e300` or `u64::MAX` that would otherwise mean "never expires".
 const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
 
-/// Checks the claims of a verified token at `now_ms` and builds the identity.
+/// The claims of a payload that verification reads; every other member is checked (valid JSON, no
+/// repeated names) and skipped, and only built into a map if a handler asks for the claims. A
+/// claim given as `null` is present, as `Some(Value::Null)`.
+#[derive(Debug, Default)]
+pub(crate) struct RegisteredClaims {
+    pub(super) sub: Option<Value>,
+    exp: Option<Value>,
+    nbf: Option<Value>,
+    iat: Option<Value>,
+    iss: Option<Value>,
+    jti: Option<Value>,
+    aud: Option<Value>,
+    scopes: Option<Value>,
+    /// `sid` (a session token's), whatever its value.
+    pub(super) sid: bool,
+}
+
+impl<'de> MemberReader<'de> for RegisteredClaims {
+    fn read<A: MapAccess<'de>>(&mut self, name: &str, access: &mut A) -> Result<(), A::Error> {
+        let slot = match name {
+            "sub" => &mut self.sub,
+            "exp" => &mut self.exp,
+            "nbf" => &mut self.nbf,
+            "iat" => &mut self.iat,
+            "iss" => &mut self.iss,
+            "jti" => &mut self.jti,
+            "aud" => &mut self.aud,
+            "scopes" => &mut self.scopes,
+            other => {
+                access.next_value::<CheckedValue>()?;
+                self.sid |= other == "sid";
+                return Ok(());
+            }
+        };
+        *slot = Some(access.next_value::<StrictValue>()?.0);
+        Ok(())
+    }
+}
+
+impl RegisteredClaims {
+    /// Reads a decoded payload: a JSON object with no repeated member names at any depth.
+    pub(crate) fn read(payload: &[u8]) -> Result<Self, InvalidToken> {
+        let mut claims = Self::default();
+        super::read_members(payload, &mut claims)?;
+        Ok(claims)
+    }
+}
+
+/// Checks the claims of a verified token at `now_ms` and builds the identity; `payload` (the
+/// decoded JSON they were read from) becomes its claims when a handler asks for them.
 ///
 /// JSON `null` in an optional claim (`jti`, `iss`, `aud`, `nbf`, `iat`, `scopes`, and `azp`,
 /// which is not read) means the claim is absent, as Clerk's SDK reads it; `sub` and `exp` stay
@@ -20,19 +71,19 @@ const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
 ///
 /// Order: types of the claims we read, the subject (`mch_…`), issuer and audience, then time.
 pub(super) fn machine_from_claims(
-    mut claims: Map<String, Value>,
+    claims: RegisteredClaims,
+    payload: Vec<u8>,
     rules: &JwtRules,
     now_ms: i64,
 ) -> Result<VerifiedJwt, AuthError> {
-    // The structural claims are taken out of the map: the rest is what handlers see.
-    let subject = take_string(&mut claims, "sub")?.ok_or_else(|| missing("sub"))?;
-    let expires_at_ms = take_numeric_date(&mut claims, "exp")?.ok_or_else(|| missing("exp"))?;
-    let not_before_ms = take_numeric_date(&mut claims, "nbf")?;
-    let issued_at_ms = take_numeric_date(&mut claims, "iat")?;
-    let issuer = take_string(&mut claims, "iss")?;
-    let token_id = take_string(&mut claims, "jti")?.unwrap_or_default();
-    let audiences = audiences(&claims)?;
-    let scopes: Vec<String> = match claims.get("scopes") {
+    let subject = string(claims.sub, "sub")?.ok_or_else(|| missing("sub"))?;
+    let expires_at_ms = numeric_date(claims.exp, "exp")?.ok_or_else(|| missing("exp"))?;
+    let not_before_ms = numeric_date(claims.nbf, "nbf")?;
+    let issued_at_ms = numeric_date(claims.iat, "iat")?;
+    let issuer = string(claims.iss, "iss")?;
+    let token_id = string(claims.jti, "jti")?.unwrap_or_default();
+    let audiences = audiences(claims.aud.as_ref())?;
+    let scopes: Vec<String> = match &claims.scopes {
         None | Some(Value::Null) => audiences.iter().map(|aud| (*aud).to_owned()).collect(),
         Some(Value::String(scopes)) => scopes
             .split(' ')
@@ -74,7 +125,7 @@ pub(super) fn machine_from_claims(
         .token_id(token_id)
         .token_format(TokenFormat::Jwt)
         .scopes(scopes)
-        .claims(claims)
+        .claims_of_payload(payload)
         .expires_at(Some(from_unix_millis(expires_at_ms)))
         .issued_at(issued_at_ms.map(from_unix_millis))
         .issuer(issuer)
@@ -85,6 +136,17 @@ pub(super) fn machine_from_claims(
     })
 }
 
+/// [`machine_from_claims`] of a JSON object, for tests.
+#[cfg(test)]
+fn machine_from_json(
+    claims: &Value,
+    rules: &JwtRules,
+    now_ms: i64,
+) -> Result<VerifiedJwt, AuthError> {
+    let payload = claims.to_string().into_bytes();
+    machine_from_claims(RegisteredClaims::read(&payload)?, payload, rules, now_ms)
+}
+
 fn missing(name: &'static str) -> AuthError {
     AuthError::InvalidToken(InvalidToken::MissingClaim(name))
 }
@@ -93,25 +155,19 @@ fn malformed(name: &'static str) -> AuthError {
     AuthError::InvalidToken(InvalidToken::MalformedClaim(name))
 }
 
-/// Removes a claim that must be a string if present (`null` counts as absent).
-fn take_string(
-    claims: &mut Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<String>, AuthError> {
-    match claims.remove(name) {
+/// A claim that must be a string if present (`null` counts as absent).
+fn string(claim: Option<Value>, name: &'static str) -> Result<Option<String>, AuthError> {
+    match claim {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(value)) => Ok(Some(value)),
         Some(_) => Err(malformed(name)),
     }
 }
 
-/// Removes a NumericDate claim (RFC 7519 §2) and returns it in Unix milliseconds: a finite,
-/// non-negative JSON number, possibly fractional (`null` counts as absent).
-fn take_numeric_date(
-    claims: &mut Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<i64>, AuthError> {
-    let value = match claims.remove(name) {
+/// A NumericDate claim (RFC 7519 §2) in Unix milliseconds: a finite, non-negative JSON number,
+/// possibly fractional (`null` counts as absent).
+fn numeric_date(claim: Option<Value>, name: &'static str) -> Result<Option<i64>, AuthError> {
+    let value = match claim {
         None | Some(Value::Null) => return Ok(None),
         Some(value) => value,
     };
@@ -124,8 +180,8 @@ fn take_numeric_date(
 }
 
 /// `aud` as a list: a string, or an array of strings (`null` counts as absent).
-fn audiences(claims: &Map<String, Value>) -> Result<Vec<&str>, AuthError> {
-    match claims.get("aud") {
+fn audiences(aud: Option<&Value>) -> Result<Vec<&str>, AuthError> {
+    match aud {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::String(aud)) => Ok(vec![aud]),
         Some(Value::Array(items)) => items
@@ -158,7 +214,7 @@ mod tests {
     }
 
     fn check(claims: Value, rules: &JwtRules) -> Result<VerifiedJwt, AuthError> {
-        machine_from_claims(claims.as_object().unwrap().clone(), rules, NOW_MS)
+        machine_from_json(&claims, rules, NOW_MS)
     }
 
     fn valid() -> Value {
@@ -407,7 +463,7 @@ mod tests {
             let mut rules = rules();
             rules.leeway_ms = leeway_ms;
             rules.max_lifetime_ms = Some(3_600_000);
-            machine_from_claims(valid().as_object().unwrap().clone(), &rules, now_ms)
+            machine_from_json(&valid(), &rules, now_ms)
         };
         assert_eq!(at(i64::MAX, 5_000).unwrap_err(), AuthError::Expired);
         assert_eq!(at(i64::MIN, 5_000).unwrap_err(), AuthError::NotYetActive);
@@ -433,7 +489,7 @@ mod tests {
 #[cfg(test)]
 mod time_proptests {
     use proptest::prelude::*;
-    use serde_json::{Value, json};
+    use serde_json::{Map, Value, json};
 
     use super::*;
     use crate::algorithm::AlgorithmSet;
@@ -515,7 +571,8 @@ mod time_proptests {
                 audiences: Vec::new(),
                 max_lifetime_ms,
             };
-            let outcome = machine_from_claims(claims(exp, nbf, iat), &rules, now_ms);
+            let outcome =
+                machine_from_json(&Value::Object(claims(exp, nbf, iat)), &rules, now_ms);
 
             // Read in this order: `exp` (required), `nbf`, `iat`.
             let out_of_range = |value: Option<f64>| value.is_some_and(|s| model_ms(s).is_none());

@@ -1,13 +1,51 @@
 //! The JOSE header of an M2M JWT.
 
 use crate::algorithm::Algorithm;
-use serde_json::{Map, Value};
+use machine_auth_core::strict_json::{CheckedValue, MemberReader, StrictValue};
+use serde::de::MapAccess;
+use serde_json::Value;
 
 use super::{JwtRules, M2M_TOKEN_CATEGORY};
 use crate::error::InvalidToken;
 
 /// The longest accepted `kid`.
 const MAX_KID_LEN: usize = 256;
+
+/// The members of a JOSE header the rules read; every other member is checked (valid JSON, no
+/// repeated names) and skipped. A member given as `null` is present, as `Some(Value::Null)`.
+#[derive(Debug, Default)]
+pub(crate) struct HeaderMembers {
+    pub(super) alg: Option<Value>,
+    pub(super) kid: Option<Value>,
+    pub(super) typ: Option<Value>,
+    pub(super) cat: Option<Value>,
+    /// `crit`, whatever its value.
+    pub(super) crit: bool,
+    /// `enc`, `zip` or `b64`, whatever their values.
+    pub(super) encoding: bool,
+}
+
+impl<'de> MemberReader<'de> for HeaderMembers {
+    fn read<A: MapAccess<'de>>(&mut self, name: &str, access: &mut A) -> Result<(), A::Error> {
+        let slot = match name {
+            "alg" => &mut self.alg,
+            "kid" => &mut self.kid,
+            "typ" => &mut self.typ,
+            "cat" => &mut self.cat,
+            other => {
+                access.next_value::<CheckedValue>()?;
+                match other {
+                    "crit" => self.crit = true,
+                    "enc" | "zip" | "b64" => self.encoding = true,
+                    _ => {}
+                }
+                return Ok(());
+            }
+        };
+        *slot = Some(access.next_value::<StrictValue>()?.0);
+        Ok(())
+    }
+}
 
 /// The parts of a checked header that select the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,20 +64,14 @@ impl JwtHeader {
     /// - `kid` absent or a string of at most 256 bytes.
     ///
     /// `jku`, `x5u`, `jwk` and `x5c` are ignored: keys come only from the configured source.
-    pub(crate) fn parse(
-        header: &Map<String, Value>,
-        rules: &JwtRules,
-    ) -> Result<Self, InvalidToken> {
-        if header.contains_key("crit") {
+    pub(crate) fn parse(header: &HeaderMembers, rules: &JwtRules) -> Result<Self, InvalidToken> {
+        if header.crit {
             return Err(InvalidToken::CriticalHeader);
         }
-        if ["enc", "zip", "b64"]
-            .iter()
-            .any(|name| header.contains_key(*name))
-        {
+        if header.encoding {
             return Err(InvalidToken::UnsupportedEncoding);
         }
-        let algorithm = match header.get("alg") {
+        let algorithm = match &header.alg {
             Some(Value::String(name)) => name
                 .parse::<Algorithm>()
                 .map_err(|_| InvalidToken::UnsupportedAlgorithm)?,
@@ -48,17 +80,17 @@ impl JwtHeader {
         if !rules.algorithms.contains(algorithm) {
             return Err(InvalidToken::AlgorithmNotAllowed);
         }
-        match header.get("typ") {
+        match &header.typ {
             None => {}
             Some(Value::String(typ)) if typ.eq_ignore_ascii_case("JWT") => {}
             Some(_) => return Err(InvalidToken::TypeHeader),
         }
-        match header.get("cat") {
+        match &header.cat {
             None => {}
             Some(Value::String(cat)) if cat == M2M_TOKEN_CATEGORY => {}
             Some(_) => return Err(InvalidToken::Category),
         }
-        let kid = match header.get("kid") {
+        let kid = match &header.kid {
             None => None,
             Some(Value::String(kid)) if kid.len() <= MAX_KID_LEN => Some(kid.clone()),
             Some(_) => return Err(InvalidToken::Malformed),
@@ -84,7 +116,10 @@ mod tests {
     }
 
     fn parse(header: Value) -> Result<JwtHeader, InvalidToken> {
-        JwtHeader::parse(header.as_object().unwrap(), &rules())
+        let mut members = HeaderMembers::default();
+        let bytes = header.to_string();
+        machine_auth_core::strict_json::read_object(bytes.as_bytes(), &mut members).unwrap();
+        JwtHeader::parse(&members, &rules())
     }
 
     #[test]

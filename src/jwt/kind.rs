@@ -6,9 +6,11 @@
 //! rules. This reads the header and payload *unverified*, so it may only choose the reason of a
 //! rejection: a token it lets through still meets every check that follows.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::M2M_TOKEN_CATEGORY;
+use super::claims::RegisteredClaims;
+use super::header::HeaderMembers;
 use crate::error::TypeMismatch;
 use crate::machine::MachineId;
 
@@ -18,23 +20,26 @@ const USER_TOKEN_CATEGORIES: [&str; 2] = ["cl_B7d4PD111AAA", "cl_B7d4PD222AAA"];
 /// `Ok` when the token says it is an M2M token (`sub` a string starting with `mch_`), otherwise
 /// the kind of token it is instead.
 pub(super) fn require_machine_token(
-    header: &Map<String, Value>,
-    claims: &Map<String, Value>,
+    header: &HeaderMembers,
+    claims: &RegisteredClaims,
 ) -> Result<(), TypeMismatch> {
-    let subject = claims.get("sub").and_then(Value::as_str);
-    if subject.is_some_and(|sub| sub.starts_with(MachineId::PREFIX)) {
+    if as_str(&claims.sub).is_some_and(|sub| sub.starts_with(MachineId::PREFIX)) {
         return Ok(());
     }
-    let header_str = |name: &str| header.get(name).and_then(Value::as_str);
-    if header_str("typ").is_some_and(is_access_token_type) {
+    if as_str(&header.typ).is_some_and(is_access_token_type) {
         return Err(TypeMismatch::OAuthToken);
     }
-    let user_category = header_str("cat")
+    let user_category = as_str(&header.cat)
         .is_some_and(|cat| cat != M2M_TOKEN_CATEGORY && USER_TOKEN_CATEGORIES.contains(&cat));
-    if user_category || claims.contains_key("sid") {
+    if user_category || claims.sid {
         return Err(TypeMismatch::SessionToken);
     }
     Err(TypeMismatch::NotAMachineSubject)
+}
+
+/// A member's value if it is a string.
+fn as_str(member: &Option<Value>) -> Option<&str> {
+    member.as_ref().and_then(Value::as_str)
 }
 
 /// RFC 9068's `typ` of a JWT access token, `at+jwt` or `application/at+jwt` (media types are
@@ -49,7 +54,11 @@ mod tests {
     use serde_json::json;
 
     fn kind(header: Value, claims: Value) -> Result<(), TypeMismatch> {
-        require_machine_token(header.as_object().unwrap(), claims.as_object().unwrap())
+        let mut members = HeaderMembers::default();
+        let header = header.to_string();
+        machine_auth_core::strict_json::read_object(header.as_bytes(), &mut members).unwrap();
+        let claims = RegisteredClaims::read(claims.to_string().as_bytes()).unwrap();
+        require_machine_token(&members, &claims)
     }
 
     #[test]

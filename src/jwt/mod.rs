@@ -20,13 +20,15 @@ pub(crate) use header::JwtHeader;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::{Map, Value};
+
+use claims::RegisteredClaims;
+use header::HeaderMembers;
 
 use crate::algorithm::AlgorithmSet;
 use crate::error::{AuthError, InvalidToken};
 use crate::keys::VerifyingKey;
 use crate::machine::AuthenticatedMachine;
-use machine_auth_core::strict_json::{self, StrictJsonError};
+use machine_auth_core::strict_json::{self, MemberReader, StrictJsonError};
 
 pub(crate) use machine_auth_core::clerk::M2M_TOKEN_CATEGORY;
 
@@ -56,9 +58,9 @@ pub(crate) struct VerifiedJwt {
 #[derive(Debug)]
 pub(crate) struct UnverifiedJwt<'a> {
     pub(crate) header: JwtHeader,
-    /// The decoded payload (or why it could not be decoded), not to be trusted before the
-    /// signature is checked.
-    claims: Result<Map<String, Value>, InvalidToken>,
+    /// The claims verification reads and the decoded payload (or why it could not be decoded),
+    /// not to be trusted before the signature is checked.
+    claims: Result<(RegisteredClaims, Vec<u8>), InvalidToken>,
     /// The whole token.
     token: &'a str,
     signing_input: &'a str,
@@ -73,11 +75,14 @@ impl<'a> UnverifiedJwt<'a> {
         let (header, payload) = signing_input
             .split_once('.')
             .ok_or(InvalidToken::Malformed)?;
-        let header = decode_object(header)?;
+        let header = decode_header(header)?;
         // A payload that is not a JSON object tells no kind; like any claim, it is only judged
         // after the signature.
-        let claims = decode_object(payload);
-        if let Ok(claims) = &claims {
+        let claims = decode(payload).and_then(|payload| {
+            let claims = RegisteredClaims::read(&payload)?;
+            Ok((claims, payload))
+        });
+        if let Ok((claims, _)) = &claims {
             kind::require_machine_token(&header, claims).map_err(AuthError::TokenTypeMismatch)?;
         }
         Ok(Self {
@@ -119,15 +124,30 @@ impl<'a> UnverifiedJwt<'a> {
         {
             return Err(AuthError::InvalidToken(InvalidToken::BadSignature));
         }
-        claims::machine_from_claims(self.claims?, rules, now_ms)
+        let (claims, payload) = self.claims?;
+        claims::machine_from_claims(claims, payload, rules, now_ms)
     }
 }
 
-fn decode_object(segment: &str) -> Result<Map<String, Value>, InvalidToken> {
-    let bytes = URL_SAFE_NO_PAD
+fn decode(segment: &str) -> Result<Vec<u8>, InvalidToken> {
+    URL_SAFE_NO_PAD
         .decode(segment)
-        .map_err(|_| InvalidToken::Malformed)?;
-    strict_json::parse_object(&bytes).map_err(|error| match error {
+        .map_err(|_| InvalidToken::Malformed)
+}
+
+fn decode_header(segment: &str) -> Result<HeaderMembers, InvalidToken> {
+    let mut header = HeaderMembers::default();
+    read_members(&decode(segment)?, &mut header)?;
+    Ok(header)
+}
+
+/// Reads a decoded JSON object into `members`, repeated member names refused (RFC 7515 §4 and
+/// RFC 7519 §4 allow it).
+fn read_members<'de>(
+    bytes: &'de [u8],
+    members: &mut impl MemberReader<'de>,
+) -> Result<(), InvalidToken> {
+    strict_json::read_object(bytes, members).map_err(|error| match error {
         StrictJsonError::DuplicateMember => InvalidToken::DuplicateMember,
         StrictJsonError::Syntax | StrictJsonError::NotAnObject => InvalidToken::Malformed,
     })

@@ -5,9 +5,11 @@
 //! verifier does, for JWT headers, claims, JWKS documents and introspection replies; the issuer
 //! does for request bodies.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 /// Why a document was refused.
@@ -48,11 +50,252 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, StrictJsonError>
     }
 }
 
-struct StrictValue(Value);
+/// Reads the members of one JSON object for [`read_object`]: each call gets a member's name and
+/// must read exactly its value, with [`StrictValue`] (to keep it) or [`CheckedValue`] (to check and
+/// skip it).
+pub trait MemberReader<'de> {
+    /// Reads the value of the member `name`.
+    ///
+    /// # Errors
+    ///
+    /// The deserializer's error, for a value that is not valid JSON or repeats a member name.
+    fn read<A: MapAccess<'de>>(&mut self, name: &str, access: &mut A) -> Result<(), A::Error>;
+}
+
+/// Reads a JSON object member by member, with the same checks as [`parse_object`] (valid JSON, an
+/// object, no repeated member names at any depth) but building only what `reader` keeps.
+///
+/// ```
+/// use machine_auth_core::strict_json::{CheckedValue, MemberReader, StrictJsonError, read_object};
+/// use serde::de::MapAccess;
+///
+/// #[derive(Default)]
+/// struct Subject(Option<serde_json::Value>);
+///
+/// impl<'de> MemberReader<'de> for Subject {
+///     fn read<A: MapAccess<'de>>(&mut self, name: &str, access: &mut A) -> Result<(), A::Error> {
+///         if name == "sub" {
+///             self.0 = Some(access.next_value::<machine_auth_core::strict_json::StrictValue>()?.0);
+///         } else {
+///             access.next_value::<CheckedValue>()?;
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// let mut subject = Subject::default();
+/// read_object(br#"{"sub":"mch_a","role":{"x":1}}"#, &mut subject).unwrap();
+/// assert_eq!(subject.0.unwrap(), "mch_a");
+/// let repeated = read_object(br#"{"a":{"x":1,"x":2}}"#, &mut Subject::default());
+/// assert_eq!(repeated, Err(StrictJsonError::DuplicateMember));
+/// ```
+pub fn read_object<'de, R: MemberReader<'de>>(
+    bytes: &'de [u8],
+    reader: &mut R,
+) -> Result<(), StrictJsonError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let is_object = ObjectSeed(reader)
+        .deserialize(&mut deserializer)
+        .and_then(|is_object| deserializer.end().map(|()| is_object));
+    match is_object {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(StrictJsonError::NotAnObject),
+        // Only the visitors here raise data errors: `deserialize_any` accepts every JSON value.
+        Err(error) if error.is_data() => Err(StrictJsonError::DuplicateMember),
+        Err(_) => Err(StrictJsonError::Syntax),
+    }
+}
+
+/// A JSON value with no repeated member names at any depth.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrictValue(pub Value);
 
 impl<'de> Deserialize<'de> for StrictValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+/// A JSON value checked as [`StrictValue`] is, and not kept: nothing is built but the member names
+/// of each object, to compare them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckedValue;
+
+impl<'de> Deserialize<'de> for CheckedValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(CheckVisitor)
+            .map(|_| CheckedValue)
+    }
+}
+
+/// The member names of one object so far: a list while short, a set past that, so that a document
+/// with thousands of members costs no quadratic time.
+#[derive(Default)]
+struct MemberNames<'de> {
+    listed: Vec<Cow<'de, str>>,
+    hashed: HashSet<Cow<'de, str>>,
+}
+
+impl<'de> MemberNames<'de> {
+    const LISTED: usize = 32;
+
+    /// Adds `name`; `false` if it was there already.
+    fn insert(&mut self, name: Cow<'de, str>) -> bool {
+        if self.listed.len() < Self::LISTED {
+            if self.listed.contains(&name) {
+                return false;
+            }
+            self.listed.push(name);
+            return true;
+        }
+        if self.hashed.is_empty() {
+            self.hashed.extend(self.listed.iter().cloned());
+        }
+        self.hashed.insert(name)
+    }
+}
+
+/// A member name, borrowed from the input when it holds no escapes.
+struct MemberName<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for MemberName<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = Cow<'de, str>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_owned()))
+            }
+
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        deserializer.deserialize_str(NameVisitor).map(MemberName)
+    }
+}
+
+fn duplicate<E: de::Error>() -> E {
+    E::custom("duplicate member name")
+}
+
+/// Hands each member of an object to a [`MemberReader`]; `false` for any other value.
+struct ObjectSeed<'r, R>(&'r mut R);
+
+impl<'de, R: MemberReader<'de>> DeserializeSeed<'de> for ObjectSeed<'_, R> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, R: MemberReader<'de>> Visitor<'de> for ObjectSeed<'_, R> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object without duplicate member names")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        while seq.next_element::<CheckedValue>()?.is_some() {}
+        Ok(false)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<bool, A::Error> {
+        let mut names = MemberNames::default();
+        while let Some(MemberName(name)) = access.next_key()? {
+            self.0.read(&name, &mut access)?;
+            if !names.insert(name) {
+                return Err(duplicate());
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Checks a value without keeping it.
+struct CheckVisitor;
+
+impl<'de> Visitor<'de> for CheckVisitor {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value without duplicate member names")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<CheckedValue>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<(), A::Error> {
+        let mut names = MemberNames::default();
+        while let Some(MemberName(name)) = access.next_key()? {
+            access.next_value::<CheckedValue>()?;
+            if !names.insert(name) {
+                return Err(duplicate());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -150,5 +393,63 @@ mod tests {
         assert_eq!(parse_object(b"{} x"), Err(StrictJsonError::Syntax));
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
         assert_eq!(parse_object(deep.as_bytes()), Err(StrictJsonError::Syntax));
+    }
+
+    /// Keeps every member, as `parse_object` does.
+    #[derive(Default)]
+    struct KeepAll(Map<String, Value>);
+
+    impl<'de> MemberReader<'de> for KeepAll {
+        fn read<A: MapAccess<'de>>(&mut self, name: &str, access: &mut A) -> Result<(), A::Error> {
+            let StrictValue(value) = access.next_value()?;
+            self.0.insert(name.to_owned(), value);
+            Ok(())
+        }
+    }
+
+    /// Keeps nothing.
+    struct SkipAll;
+
+    impl<'de> MemberReader<'de> for SkipAll {
+        fn read<A: MapAccess<'de>>(&mut self, _: &str, access: &mut A) -> Result<(), A::Error> {
+            access.next_value::<CheckedValue>().map(|_| ())
+        }
+    }
+
+    #[test]
+    fn reading_members_refuses_what_parsing_refuses() {
+        let many: String = (0..40).map(|n| format!(r#""m{n}":{n},"#)).collect();
+        let documents = [
+            r#"{"a":1,"b":[true,null,{"c":"d"}],"e":1.5,"f":"\u00e9"}"#.to_owned(),
+            r#"{"a":1,"a":2}"#.to_owned(),
+            r#"{"x":[{"a":1,"a":2}]}"#.to_owned(),
+            r#"{"a":1,"\u0061":2}"#.to_owned(),
+            r#"{"a":{"b":{"c":1,"c":1}}}"#.to_owned(),
+            format!("{{{many}\"m7\":0}}"),
+            format!("{{{many}\"last\":0}}"),
+            "[1]".to_owned(),
+            "\"text\"".to_owned(),
+            "{".to_owned(),
+            "{} x".to_owned(),
+            r#"{"a":1e400}"#.to_owned(),
+            r#"{"a":"\ud800"}"#.to_owned(),
+            r#"{"a":[1,2,]}"#.to_owned(),
+            format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200)),
+        ];
+        for document in &documents {
+            let parsed = parse_object(document.as_bytes());
+            let mut kept = KeepAll::default();
+            let read = read_object(document.as_bytes(), &mut kept);
+            assert_eq!(
+                read,
+                parsed.as_ref().map(|_| ()).map_err(|e| *e),
+                "{document}"
+            );
+            if let Ok(map) = parsed {
+                assert_eq!(kept.0, map, "{document}");
+            }
+            let skipped = read_object(document.as_bytes(), &mut SkipAll);
+            assert_eq!(skipped, read, "{document}");
+        }
     }
 }
