@@ -309,7 +309,8 @@ impl AuthenticatedMachine {
 
     /// Every claim except `iss`, `sub`, `exp`, `nbf`, `iat` and `jti` (which have their own
     /// accessors, except `nbf`); `aud` and `scopes` stay here. Empty when the token has no other
-    /// claims.
+    /// claims. For a verified JWT the map is built from the token's payload the first time it is
+    /// asked for, and kept (verification checks the whole payload but builds only what it reads).
     ///
     /// ```
     /// use tower_machine_auth::{AuthenticatedMachine, MachineId};
