@@ -620,9 +620,9 @@ impl MachineVerifierBuilder {
     /// Size and TTL of the verified-token cache (default 10 000 tokens, 5 min). A capacity of 0,
     /// or a TTL of zero, turns it off. Only successful verifications are cached, keyed by the
     /// token itself (a hit needs every byte to match); when it is full, tokens seen only once go
-    /// first (S3-FIFO). Each entry holds the token and its identity: about 2.6 KB for a 1 KB
-    /// Clerk JWT with a few custom claims (`cargo bench --bench cache`), so the default takes about
-    /// 26 MB when full. An entry never
+    /// first (S3-FIFO). Each entry holds the token and its identity: about 2 KB for a 1 KB Clerk
+    /// JWT with a few custom claims (`cargo bench --bench cache`), so the default takes about 20 MB
+    /// when full. An entry never
     /// outlives its token's `exp` (a reused expired token gets `token-expired`), and the whole cache
     /// is cleared when a key leaves the JWKS. A cached token skips the signature check; only its
     /// `exp` is checked again.
