@@ -162,18 +162,14 @@ pub(crate) fn classify(token: &str) -> Result<TokenKind, TypeMismatch> {
 /// Exactly three non-empty segments of base64url characters (no padding).
 fn is_jwt_shaped(token: &str) -> bool {
     let bytes = token.as_bytes();
-    let Some(first_dot) = bytes.iter().position(|&b| b == b'.') else {
+    // Whole-token passes the compiler vectorises; only the short header is searched byte by byte.
+    let dots = bytes.iter().filter(|&&b| b == b'.').count();
+    if dots != 2 || !all_bytes(bytes, |b| is_base64url(b) | (b == b'.')) {
         return false;
-    };
-    let Some(last_dot) = bytes.iter().rposition(|&b| b == b'.') else {
-        return false;
-    };
-    first_dot > 0
-        && last_dot > first_dot + 1
-        && last_dot + 1 < bytes.len()
-        && all_bytes(&bytes[first_dot + 1..last_dot], is_base64url)
-        && all_bytes(&bytes[..first_dot], is_base64url)
-        && all_bytes(&bytes[last_dot + 1..], is_base64url)
+    }
+    // Two dots: the segments are empty only at the ends or between adjacent dots.
+    let first_dot = bytes.iter().position(|&b| b == b'.').unwrap_or(0);
+    first_dot > 0 && bytes.get(first_dot + 1) != Some(&b'.') && bytes.last() != Some(&b'.')
 }
 
 #[cfg(test)]
@@ -261,6 +257,41 @@ mod tests {
         for b in 0..=255u8 {
             let base64url = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
             assert_eq!(is_base64url(b), base64url, "{b:#04x}");
+        }
+    }
+
+    #[test]
+    fn jwt_shape_is_three_non_empty_base64url_segments() {
+        let reference = |token: &str| {
+            let segments: Vec<&str> = token.split('.').collect();
+            segments.len() == 3
+                && segments
+                    .iter()
+                    .all(|s| !s.is_empty() && s.bytes().all(is_base64url))
+        };
+        let long = "A".repeat(700);
+        for token in [
+            "a.b.c",
+            ".b.c",
+            "a..c",
+            "a.b.",
+            "..",
+            ".",
+            "",
+            "a.b.c.d",
+            "a.b",
+            "abc",
+            "a+b.c.d",
+            "a.b=.c",
+            "a.b.c=",
+            "-_.x.y",
+            "a.b.c\n",
+            "a.\u{e9}.c",
+            &format!("{long}.{long}.{long}"),
+            &format!("{long}..{long}"),
+            &format!("{long}.{long}.{long}."),
+        ] {
+            assert_eq!(is_jwt_shaped(token), reference(token), "{token:?}");
         }
     }
 
