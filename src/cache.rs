@@ -181,6 +181,13 @@ mod tests {
     }
 
     #[test]
+    fn any_capacity_is_accepted() {
+        let cache = TokenCache::new(u64::MAX, Duration::from_secs(60));
+        cache.insert_jwt(b"a.b.c", machine(), 10_000, 5_000, cache.generation());
+        assert!(cache.get(b"a.b.c", 1_000, 0).is_some());
+    }
+
+    #[test]
     fn a_hit_needs_the_whole_token() {
         let cache = TokenCache::new(10, Duration::from_secs(60));
         cache.insert_jwt(b"a.b.c", machine(), 10_000, 5_000, cache.generation());
