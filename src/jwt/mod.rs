@@ -8,9 +8,10 @@
 //! is checked, so a forged token never learns whether its claims would have passed (a forged,
 //! expired token is `token-invalid`).
 //!
-//! Signatures are checked by `aws-lc-rs` with keys parsed once (see `keys::VerifyingKey`);
-//! parsing is our own so that each part is decoded once and every JSON object is checked for
-//! repeated member names. `jsonwebtoken` supplies the algorithm vocabulary.
+//! Signatures are checked by `aws-lc-rs` with keys parsed once (see `keys::VerifyingKey`).
+//! Parsing is our own: each part is decoded once, every JSON object is checked in full for
+//! repeated member names, and only the members the rules read are built (the other claims become
+//! a map only when a handler asks for them).
 
 mod claims;
 mod header;
