@@ -19,9 +19,11 @@ use crate::verifier::MachineVerifier;
 /// ```
 pub const DEFAULT_REALM: &str = "api";
 
-/// Settings shared by every service a layer makes.
+/// The verifier and settings shared by every service a layer makes: one reference count for a
+/// service's clone to write (Tower services are cloned for every request, by every thread).
 #[derive(Debug, Clone)]
 pub(crate) struct LayerSettings {
+    pub(crate) verifier: MachineVerifier,
     pub(crate) policy: RoutePolicy,
     pub(crate) mode: AuthMode,
     pub(crate) realm: String,
@@ -66,7 +68,6 @@ pub(crate) struct LayerSettings {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct MachineAuthLayer {
-    verifier: MachineVerifier,
     settings: Arc<LayerSettings>,
 }
 
@@ -100,8 +101,8 @@ impl MachineAuthLayer {
     /// ```
     pub fn new(verifier: MachineVerifier) -> Self {
         Self {
-            verifier,
             settings: Arc::new(LayerSettings {
+                verifier,
                 policy: RoutePolicy::default(),
                 mode: AuthMode::Required,
                 realm: DEFAULT_REALM.to_owned(),
@@ -324,6 +325,6 @@ impl<S> Layer<S> for MachineAuthLayer {
     type Service = MachineAuth<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        MachineAuth::new(inner, self.verifier.clone(), Arc::clone(&self.settings))
+        MachineAuth::new(inner, Arc::clone(&self.settings))
     }
 }

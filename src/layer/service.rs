@@ -12,7 +12,7 @@ use crate::bearer_token::BearerToken;
 use crate::credential;
 use crate::error::{AuthError, MalformedRequest};
 use crate::machine::AuthenticatedMachine;
-use crate::verifier::{Attempt, MachineVerifier, Presented};
+use crate::verifier::{Attempt, Presented};
 
 /// The service [`MachineAuthLayer`](super::MachineAuthLayer) wraps around an inner service.
 ///
@@ -33,7 +33,6 @@ use crate::verifier::{Attempt, MachineVerifier, Presented};
 #[derive(Debug, Clone)]
 pub struct MachineAuth<S> {
     inner: S,
-    verifier: MachineVerifier,
     settings: Arc<LayerSettings>,
 }
 
@@ -46,12 +45,8 @@ enum Decision {
 }
 
 impl<S> MachineAuth<S> {
-    pub(crate) fn new(inner: S, verifier: MachineVerifier, settings: Arc<LayerSettings>) -> Self {
-        Self {
-            inner,
-            verifier,
-            settings,
-        }
+    pub(crate) fn new(inner: S, settings: Arc<LayerSettings>) -> Self {
+        Self { inner, settings }
     }
 
     /// The inner service.
@@ -82,7 +77,7 @@ impl<S> MachineAuth<S> {
                 MalformedRequest::SeveralMethods,
             ));
         }
-        match self.verifier.try_verify_now(
+        match self.settings.verifier.try_verify_now(
             bearer.token,
             Presented::InHeader,
             self.settings.accepted,
@@ -131,7 +126,7 @@ where
                 // (https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services).
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                let verifier = self.verifier.clone();
+                let verifier = self.settings.verifier.clone();
                 let accepted = self.settings.accepted;
                 let verification = Box::pin(async move {
                     let machine = verifier

@@ -269,7 +269,7 @@ impl MachineVerifier {
         // A hit is a token verified before: its characters and kind need no checking either.
         let now_ms = unix_millis(&*inner.clock);
         if let Some(hit) = inner.cache.get(token, now_ms, inner.rules.leeway_ms) {
-            inner.counters.add(&inner.counters.cache_hits);
+            inner.counters.cache_hits.add();
             let hit = hit.and_then(|machine| accepted_format(machine, accepted));
             return Attempt::Done(hit.map_err(|error| log_rejection(error, Some(token))));
         }
