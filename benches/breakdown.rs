@@ -23,6 +23,8 @@
 //! feature, which exposes the parser the verifier uses. Under `cargo test --benches` every step
 //! runs a few times on a small pool.
 
+#[path = "support/mod.rs"]
+mod support;
 #[path = "support/tokens.rs"]
 mod tokens;
 
@@ -32,6 +34,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use machine_auth_core::strict_json::{CheckedValue, MemberReader, read_object};
 use serde::de::MapAccess;
+use support::benchmarking;
+use tokens::payload;
 use tower_machine_auth::fuzzing::strict_json_object;
 use tower_machine_auth::{Algorithm, MachineVerifier};
 
@@ -42,13 +46,6 @@ impl<'de> MemberReader<'de> for CheckOnly {
     fn read<A: MapAccess<'de>>(&mut self, _: &str, access: &mut A) -> Result<(), A::Error> {
         access.next_value::<CheckedValue>().map(|_| ())
     }
-}
-
-/// `--bench` without `--test` or `--list`: benchmark mode.
-fn benchmarking() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    let has = |flag: &str| args.iter().any(|arg| arg == flag);
-    has("--bench") && !has("--test") && !has("--list")
 }
 
 /// Runs `step` `calls` times (after a tenth as many to warm up); prints the mean per call.
@@ -78,7 +75,7 @@ fn main() {
         .expect("clock")
         .as_secs();
     let signer = tokens::Signer::new(Algorithm::RS256);
-    let pool = signer.mint(now, 0, pool_size);
+    let pool = signer.mint(pool_size, |n| payload(now, n));
     let split: Vec<_> = pool.iter().map(|token| tokens::split(token)).collect();
     let headers: Vec<_> = pool.iter().map(|token| segment(token, 0)).collect();
     let payloads: Vec<_> = pool.iter().map(|token| segment(token, 1)).collect();

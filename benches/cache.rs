@@ -31,9 +31,12 @@ use http::{HeaderValue, Request, StatusCode};
 use tower::ServiceExt;
 use tower_machine_auth::{Algorithm, MachineAuthLayer, MachineVerifier};
 
+#[path = "support/mod.rs"]
+mod support;
 #[path = "support/tokens.rs"]
 mod tokens;
-use tokens::{Signer, bearer};
+use support::benchmarking;
+use tokens::{Signer, bearer, payload};
 
 /// Counts the bytes allocated and freed through it while [`COUNTING`] is set (only then: a
 /// counter written by every allocation of two threads would itself be contended).
@@ -76,13 +79,6 @@ unsafe impl GlobalAlloc for CountingAllocator {
 static GLOBAL: CountingAllocator = CountingAllocator;
 
 const PATH: &str = "/whoami";
-
-/// `--bench` without `--test` or `--list`: benchmark mode.
-fn benchmarking() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    let has = |flag: &str| args.iter().any(|arg| arg == flag);
-    has("--bench") && !has("--test") && !has("--list")
-}
 
 fn request(authorization: &HeaderValue) -> Request<Body> {
     Request::get(PATH)
@@ -171,7 +167,7 @@ fn main() {
         .expect("clock")
         .as_secs();
     let signer = Signer::new(Algorithm::RS256);
-    let pool = signer.mint(now, 0, memory_tokens);
+    let pool = signer.mint(memory_tokens, |n| payload(now, n));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");

@@ -32,8 +32,7 @@
 //! Under `cargo test --benches` every routine runs once, with a tiny pool and the cache of the
 //! miss variants off.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::SystemRandom;
@@ -52,7 +51,7 @@ use tower_machine_auth::{Algorithm, MachineAuthLayer, MachineVerifier};
 mod support;
 #[path = "support/tokens.rs"]
 mod tokens;
-use support::paired_ratios;
+use support::{benchmarking, criterion_home, median_ns, paired_ratios};
 use tokens::{Signer, bearer, payload, split, tampered};
 
 const GROUP: &str = "layer";
@@ -91,13 +90,6 @@ async fn status(router: &Router, authorization: &HeaderValue) -> StatusCode {
         .await
         .expect("infallible")
         .status()
-}
-
-/// `--bench` without `--test` or `--list`: criterion's benchmark mode.
-fn benchmarking() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    let has = |flag: &str| args.iter().any(|arg| arg == flag);
-    has("--bench") && !has("--test") && !has("--list")
 }
 
 /// The miss variant of one algorithm: its pool, its layer, and the raw verification of the pool.
@@ -191,7 +183,7 @@ fn main() {
     let signers = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA].map(Signer::new);
     let pools: Vec<Vec<String>> = signers
         .iter()
-        .map(|signer| signer.mint(now, 0, pool_size))
+        .map(|signer| signer.mint(pool_size, |n| payload(now, n)))
         .collect();
     let misses: Vec<MissPath> = signers
         .iter()
@@ -587,7 +579,7 @@ impl Medians {
 
     /// This run's median of `bench`, in nanoseconds (`None` if it was not measured now).
     fn get(&self, bench: &str) -> Option<f64> {
-        median_ns(&self.home, bench, self.started)
+        median_ns(&self.home, GROUP, bench, self.started)
     }
 
     fn print(&self) {
@@ -613,41 +605,6 @@ impl Medians {
             );
         }
     }
-}
-
-/// Where criterion writes its results, found the way criterion finds it.
-fn criterion_home() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    let from_metadata = std::env::var_os("CARGO").and_then(|cargo| {
-        let output = Command::new(cargo)
-            .args(["metadata", "--format-version", "1", "--no-deps"])
-            .output()
-            .ok()?;
-        let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
-        Some(PathBuf::from(metadata["target_directory"].as_str()?))
-    });
-    from_metadata.map_or_else(
-        || PathBuf::from("target/criterion"),
-        |t| t.join("criterion"),
-    )
-}
-
-/// This run's criterion median of `bench`, in nanoseconds (`None` if it was not measured now).
-fn median_ns(home: &Path, bench: &str, since: SystemTime) -> Option<f64> {
-    let path = home.join(GROUP).join(bench).join("new/estimates.json");
-    let fresh = std::fs::metadata(&path)
-        .and_then(|meta| meta.modified())
-        .is_ok_and(|modified| modified >= since);
-    if !fresh {
-        return None;
-    }
-    let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-    estimates["median"]["point_estimate"].as_f64()
 }
 
 /// Serves a valid `machine_to_machine_token` for [`OPAQUE_TOKEN`] on a loopback port, from its own

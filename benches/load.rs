@@ -83,8 +83,11 @@ use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tower_machine_auth::{Algorithm, MachineVerifier};
 
+#[path = "support/mod.rs"]
+mod support;
 #[path = "support/tokens.rs"]
 mod tokens;
+use support::benchmarking;
 use tokens::{Signer, payload, split, tampered};
 
 /// wrk's threads: one, so that wrk leaves the other cores to the server.
@@ -130,13 +133,6 @@ const JWT_RECEIVER: &str = "mch_1xxxxx";
 /// The opaque server's own machine id, and the one that verifies with its machine secret key:
 /// the demo issuer's machine B, which machine A (`mch_cron_service`) may call.
 const OPAQUE_RECEIVER: &str = "mch_reports_api";
-
-/// `--bench` without `--test` or `--list`: `cargo bench`, not `cargo test --benches`.
-fn benchmarking() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    let has = |flag: &str| args.iter().any(|arg| arg == flag);
-    has("--bench") && !has("--test") && !has("--list")
-}
 
 fn load_seconds() -> u64 {
     match std::env::var("LOAD_SECONDS") {
@@ -575,7 +571,7 @@ fn main() {
         .expect("clock")
         .as_secs();
     let reused_token = signer.sign(&SystemRandom::new(), &payload(now, 999_999));
-    let pool = signer.mint(now, 0, pool_size);
+    let pool = signer.mint(pool_size, |n| payload(now, n));
     eprintln!(
         "{} distinct tokens of {} bytes for jwt_fresh; its verifier caches {cache_capacity}",
         pool.len(),

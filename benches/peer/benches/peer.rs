@@ -39,29 +39,25 @@
 //! (as CI runs it) each routine runs once on a 16-token pool, the miss variant's cache off, and
 //! no ratio is printed.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::rsa::{KeyPair, KeySize};
-use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
 use axum::body::Body;
 use axum::routing::{MethodRouter, get};
 use axum::{Extension, Router};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{BatchSize, Criterion};
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, StatusCode};
 use jwt_authorizer::{Authorizer, IntoLayer, JwtAuthorizer, JwtClaims, Validation};
 use tower::ServiceExt;
-use tower_machine_auth::{AuthenticatedMachine, MachineAuthLayer, MachineVerifier};
+use tower_machine_auth::{Algorithm, AuthenticatedMachine, MachineAuthLayer, MachineVerifier};
 
 #[path = "../../support/mod.rs"]
 mod support;
-use support::paired_ratios;
+#[path = "../../support/tokens.rs"]
+mod tokens;
+use support::{benchmarking, criterion_home, median_ns, paired_ratios};
+use tokens::{Signer, bearer, payload_without_audience, tampered};
 
 const GROUP: &str = "peer";
 const BARE: &str = "axum07_bare";
@@ -70,8 +66,6 @@ const MISS: &str = "layer_miss";
 const HIT: &str = "layer_hit";
 
 const PATH: &str = "/cron/run";
-const HEADER: &str = r#"{"alg":"RS256","kid":"ins_2GIoQhbUpy0hX7B2cVkuTMinXoD","typ":"JWT","cat":"cl_B7d4PD333AAA"}"#;
-const SUBJECT: &str = "mch_2vYVtestTESTtestTESTtestTESTtest";
 
 /// Distinct tokens for `jwt_authorizer` and `layer_miss` when benchmarking (as in
 /// `benches/layer.rs`).
@@ -116,80 +110,6 @@ fn request(authorization: &HeaderValue) -> Request<Body> {
         .expect("request")
 }
 
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// An RS256 token with Clerk's M2M header over `payload`.
-fn sign(key: &KeyPair, rng: &SystemRandom, payload: &str) -> String {
-    let signing_input = format!("{}.{}", b64(HEADER.as_bytes()), b64(payload.as_bytes()));
-    let mut signature = vec![0; key.public_modulus_len()];
-    key.sign(
-        &RSA_PKCS1_SHA256,
-        rng,
-        signing_input.as_bytes(),
-        &mut signature,
-    )
-    .expect("RSA signing");
-    format!("{signing_input}.{}", b64(&signature))
-}
-
-/// Claims shaped like a Clerk M2M token with a few custom claims and no `aud`; `n` makes the
-/// `jti` unique while keeping every token the same length.
-fn payload(now: u64, n: usize) -> String {
-    format!(
-        concat!(
-            r#"{{"iss":"https://clerk.perf-anchors.example","sub":"{sub}","#,
-            r#""exp":{exp},"iat":{iat},"nbf":{nbf},"#,
-            r#""jti":"mt_2xKa9Bgv7NxMRDFyQw8LpZ3cTm{n:06}","scopes":"mch_1xxxxx mch_2xxxxx","#,
-            r#""role":"billing-worker","env":"production","permissions":["invoices:read","invoices:write"],"#,
-            r#""org_id":"org_2p94zsO6sBvVZR5Ca0KfBNLM36Z"}}"#
-        ),
-        sub = SUBJECT,
-        exp = now + 3600,
-        iat = now,
-        nbf = now - 5,
-        n = n,
-    )
-}
-
-/// `count` valid tokens with distinct `jti`s, signed on every core (an RSA-2048 signature takes
-/// ~0.4 ms).
-fn mint(key: &KeyPair, now: u64, count: usize) -> Vec<String> {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let chunk = count.div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..count)
-            .step_by(chunk)
-            .map(|start| {
-                let end = (start + chunk).min(count);
-                scope.spawn(move || {
-                    let rng = SystemRandom::new();
-                    (start..end)
-                        .map(|n| sign(key, &rng, &payload(now, n)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|worker| worker.join().expect("minting thread"))
-            .collect()
-    })
-}
-
-/// The token with one character of its signature changed.
-fn tampered(token: &str) -> String {
-    let at = token.rfind('.').expect("JWT") + 10;
-    let mut bytes = token.as_bytes().to_vec();
-    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
-    String::from_utf8(bytes).expect("ASCII")
-}
-
-fn bearer(token: &str) -> HeaderValue {
-    HeaderValue::from_str(&format!("Bearer {token}")).expect("header value")
-}
-
 async fn status(router: &Router, authorization: &HeaderValue) -> StatusCode {
     router
         .clone()
@@ -197,13 +117,6 @@ async fn status(router: &Router, authorization: &HeaderValue) -> StatusCode {
         .await
         .expect("infallible")
         .status()
-}
-
-/// `--bench` without `--test` or `--list`: criterion's benchmark mode.
-fn benchmarking() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    let has = |flag: &str| args.iter().any(|arg| arg == flag);
-    has("--bench") && !has("--test") && !has("--list")
 }
 
 fn main() {
@@ -220,9 +133,8 @@ fn main() {
         .expect("runtime");
 
     // --- Fixtures -------------------------------------------------------------------------------
-    let key = KeyPair::generate(KeySize::Rsa2048).expect("RSA key generation");
-    let public_der = key.public_key().as_der().expect("SPKI DER");
-    let public_pem = pem::encode(&pem::Pem::new("PUBLIC KEY", public_der.as_ref().to_vec()));
+    let signer = Signer::new(Algorithm::RS256);
+    let public_pem = signer.public_pem();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
@@ -232,14 +144,17 @@ fn main() {
     } else {
         TEST_POOL_SIZE
     };
-    let hit_token = sign(&key, &SystemRandom::new(), &payload(now, 999_999));
-    let pool = mint(&key, now, pool_size);
+    let hit_token = signer.sign(
+        &SystemRandom::new(),
+        &payload_without_audience(now, 999_999),
+    );
+    let pool = signer.mint(pool_size, |n| payload_without_audience(now, n));
     let pool_headers: Vec<HeaderValue> = pool.iter().map(|token| bearer(token)).collect();
     let hit_header = bearer(&hit_token);
     eprintln!(
         "token: {} bytes (header {} b64, payload {} b64); {} distinct tokens for the miss variants",
         hit_token.len(),
-        b64(HEADER.as_bytes()).len(),
+        hit_token.split('.').next().map_or(0, str::len),
         hit_token.split('.').nth(1).map_or(0, str::len),
         pool.len()
     );
@@ -436,47 +351,12 @@ fn verdict(ratio: f64, goal: f64) -> &'static str {
     if ratio >= goal { "met" } else { "MISSED" }
 }
 
-/// Where criterion writes its results, found the way criterion finds it.
-fn criterion_home() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    let from_metadata = std::env::var_os("CARGO").and_then(|cargo| {
-        let output = Command::new(cargo)
-            .args(["metadata", "--format-version", "1", "--no-deps"])
-            .output()
-            .ok()?;
-        let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
-        Some(PathBuf::from(metadata["target_directory"].as_str()?))
-    });
-    from_metadata.map_or_else(
-        || PathBuf::from("target/criterion"),
-        |t| t.join("criterion"),
-    )
-}
-
-/// This run's criterion median of `bench`, in nanoseconds (`None` if it was not measured now).
-fn median_ns(home: &Path, bench: &str, since: SystemTime) -> Option<f64> {
-    let path = home.join(GROUP).join(bench).join("new/estimates.json");
-    let fresh = std::fs::metadata(&path)
-        .and_then(|meta| meta.modified())
-        .is_ok_and(|modified| modified >= since);
-    if !fresh {
-        return None;
-    }
-    let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-    estimates["median"]["point_estimate"].as_f64()
-}
-
 fn print_medians_and_ratios(started: SystemTime) {
     let home = criterion_home();
     let benches = [BARE, PEER, MISS, HIT];
     let medians: Vec<Option<f64>> = benches
         .iter()
-        .map(|bench| median_ns(&home, bench, started))
+        .map(|bench| median_ns(&home, GROUP, bench, started))
         .collect();
     if medians.iter().all(Option::is_none) {
         // `--test`, `--list`, a filter that matched nothing, or `--discard-baseline`.
