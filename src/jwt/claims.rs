@@ -232,6 +232,21 @@ mod tests {
     }
 
     #[test]
+    fn fractional_dates_are_read_to_the_exact_millisecond() {
+        // The nearest double to this text is a little under ….369 once multiplied by 1000; a
+        // reader that is not correctly rounded can land on the next double and round up.
+        let claims = with(
+            valid(),
+            "exp",
+            serde_json::from_str("101190088596.36899").unwrap(),
+        );
+        assert_eq!(
+            check(claims, &rules()).unwrap().expires_at_ms,
+            101_190_088_596_368
+        );
+    }
+
+    #[test]
     fn maps_claims_like_clerk() {
         let claims = with(valid(), "scopes", json!("mch_a  mch_b"));
         let claims = with(claims, "role", json!("svc"));
