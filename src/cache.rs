@@ -6,6 +6,9 @@
 //!   and only tokens that passed verification are ever inserted, so requests cannot flood it.
 //!   Keying by the token costs its length in memory per entry (about 1 KB for a Clerk JWT) and saves
 //!   a SHA-256 per request, which was most of a hit.
+//! - A long token is hashed by its length, its first 64 and its last 128 bytes, not all of it:
+//!   the end of a verified JWT is its signature (random to anyone without the signing key), and
+//!   opaque tokens are short enough to be hashed whole. Equality still compares every byte.
 //! - Each entry is served until a time its caller chose (the configured TTL, and for opaque tokens
 //!   never past their expiry), checked against the verifier's clock on every hit; a JWT's `exp` is
 //!   also re-checked on every hit.
@@ -20,9 +23,11 @@
 //!   leave its token verifiable.
 //! - Only successful verifications are cached.
 
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use quick_cache::Equivalent;
 use quick_cache::sync::Cache;
 
 use crate::error::AuthError;
@@ -37,13 +42,57 @@ struct CachedToken {
     generation: Generation,
 }
 
+/// A cached token's bytes: compared in full, hashed by [`hash_token`].
+#[derive(PartialEq, Eq)]
+struct TokenKey(Box<[u8]>);
+
+/// A presented token, looked up without copying it.
+struct Lookup<'a>(&'a [u8]);
+
+impl Hash for TokenKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_token(&self.0, state);
+    }
+}
+
+impl Hash for Lookup<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_token(self.0, state);
+    }
+}
+
+impl Equivalent<TokenKey> for Lookup<'_> {
+    fn equivalent(&self, key: &TokenKey) -> bool {
+        *self.0 == *key.0
+    }
+}
+
+/// Tokens up to this long are hashed whole.
+const HASHED_WHOLE: usize = 192;
+/// Of a longer token, the bytes hashed at its start and at its end.
+const HASHED_HEAD: usize = 64;
+const HASHED_TAIL: usize = 128;
+
+/// Feeds `token`'s length and bytes to `state`: all of them for a short token, the first
+/// [`HASHED_HEAD`] and last [`HASHED_TAIL`] of a long one (a 1 KB JWT is hashed five times faster,
+/// twice per miss and once per hit).
+fn hash_token<H: Hasher>(token: &[u8], state: &mut H) {
+    state.write_usize(token.len());
+    if token.len() <= HASHED_WHOLE {
+        state.write(token);
+    } else {
+        state.write(&token[..HASHED_HEAD]);
+        state.write(&token[token.len() - HASHED_TAIL..]);
+    }
+}
+
 /// How many times the cache was cleared when an entry was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Generation(u64);
 
 /// Verified tokens, by their text.
 pub(crate) struct TokenCache {
-    entries: Option<Cache<Box<[u8]>, CachedToken>>,
+    entries: Option<Cache<TokenKey, CachedToken>>,
     /// Advanced by every [`clear`](Self::clear).
     generation: AtomicU64,
 }
@@ -81,7 +130,7 @@ impl TokenCache {
         now_ms: i64,
         leeway_ms: i64,
     ) -> Option<Result<AuthenticatedMachine, AuthError>> {
-        let entry = self.entries.as_ref()?.get(token)?;
+        let entry = self.entries.as_ref()?.get(&Lookup(token))?;
         if entry.generation != self.generation() {
             return None;
         }
@@ -141,7 +190,7 @@ impl TokenCache {
         if let Some(entries) = &self.entries {
             // An entry already stale would only displace a live one.
             if entry.generation == self.generation() {
-                entries.insert(token.into(), entry);
+                entries.insert(TokenKey(token.into()), entry);
             }
         }
     }
@@ -195,6 +244,20 @@ mod tests {
             assert!(cache.get(other, 1_000, 0).is_none(), "{other:?}");
         }
         assert!(cache.get(b"a.b.c", 1_000, 0).is_some());
+    }
+
+    #[test]
+    fn long_tokens_differing_only_where_they_are_not_hashed_are_told_apart() {
+        let cache = TokenCache::new(10, Duration::from_secs(60));
+        let token = |middle: u8| {
+            let mut token = vec![b'a'; 1_000];
+            token[500] = middle;
+            token
+        };
+        cache.insert_jwt(&token(b'x'), machine(), 10_000, 5_000, cache.generation());
+        assert!(cache.get(&token(b'y'), 1_000, 0).is_none());
+        assert!(cache.get(&token(b'x')[..999], 1_000, 0).is_none());
+        assert!(cache.get(&token(b'x'), 1_000, 0).is_some());
     }
 
     #[test]

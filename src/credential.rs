@@ -141,7 +141,7 @@ const CLERK_KEY_PREFIXES: [&str; 4] = ["sk_test_", "sk_live_", "pk_test_", "pk_l
 /// Classifies a token: JWT shape first, then the `mt_`, `oat_` and `ak_` prefixes, then Clerk's
 /// other keys.
 pub(crate) fn classify(token: &str) -> Result<TokenKind, TypeMismatch> {
-    if is_jwt_shaped(token) {
+    if is_jwt_shaped(token.as_bytes()) {
         Ok(TokenKind::Jwt)
     } else if token.starts_with("mt_") {
         Ok(TokenKind::OpaqueMachineToken)
@@ -159,17 +159,27 @@ pub(crate) fn classify(token: &str) -> Result<TokenKind, TypeMismatch> {
     }
 }
 
-/// Exactly three non-empty segments of base64url characters (no padding).
-fn is_jwt_shaped(token: &str) -> bool {
-    let bytes = token.as_bytes();
-    // Whole-token passes the compiler vectorises; only the short header is searched byte by byte.
-    let dots = bytes.iter().filter(|&&b| b == b'.').count();
-    if dots != 2 || !all_bytes(bytes, |b| is_base64url(b) | (b == b'.')) {
-        return false;
+/// The token as text, if it is shaped like a JWT. Its characters (base64url and dots) are all
+/// RFC 6750 `b64token` characters, so a JWT-shaped credential needs no other check.
+pub(crate) fn jwt_shaped(token: &[u8]) -> Option<&str> {
+    if is_jwt_shaped(token) {
+        std::str::from_utf8(token).ok()
+    } else {
+        None
     }
-    // Two dots: the segments are empty only at the ends or between adjacent dots.
-    let first_dot = bytes.iter().position(|&b| b == b'.').unwrap_or(0);
-    first_dot > 0 && bytes.get(first_dot + 1) != Some(&b'.') && bytes.last() != Some(&b'.')
+}
+
+/// Exactly three non-empty segments of base64url characters (no padding).
+fn is_jwt_shaped(bytes: &[u8]) -> bool {
+    // Both passes over the whole token are vectorised (`memchr` finds the dots).
+    let mut dots = memchr::memchr_iter(b'.', bytes);
+    let (Some(first), Some(second), None) = (dots.next(), dots.next(), dots.next()) else {
+        return false;
+    };
+    first > 0
+        && second > first + 1
+        && second + 1 < bytes.len()
+        && all_bytes(bytes, |b| is_base64url(b) | (b == b'.'))
 }
 
 #[cfg(test)]
@@ -291,7 +301,16 @@ mod tests {
             &format!("{long}..{long}"),
             &format!("{long}.{long}.{long}."),
         ] {
-            assert_eq!(is_jwt_shaped(token), reference(token), "{token:?}");
+            assert_eq!(
+                is_jwt_shaped(token.as_bytes()),
+                reference(token),
+                "{token:?}"
+            );
+            assert_eq!(
+                jwt_shaped(token.as_bytes()).is_some(),
+                reference(token),
+                "{token:?}"
+            );
         }
     }
 

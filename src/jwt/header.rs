@@ -1,9 +1,8 @@
 //! The JOSE header of an M2M JWT.
 
 use crate::algorithm::Algorithm;
-use machine_auth_core::strict_json::{CheckedValue, MemberReader, StrictValue};
+use machine_auth_core::strict_json::{CheckedValue, MemberReader, StrictText};
 use serde::de::MapAccess;
-use serde_json::Value;
 
 use super::{JwtRules, M2M_TOKEN_CATEGORY};
 use crate::error::InvalidToken;
@@ -11,21 +10,22 @@ use crate::error::InvalidToken;
 /// The longest accepted `kid`.
 const MAX_KID_LEN: usize = 256;
 
-/// The members of a JOSE header the rules read; every other member is checked (valid JSON, no
-/// repeated names) and skipped. A member given as `null` is present, as `Some(Value::Null)`.
+/// The members of a JOSE header the rules read, borrowed from the decoded header; every other
+/// member is checked (valid JSON, no repeated names) and skipped. A member given as `null` is
+/// present, as `Some(StrictText::NotAString)`.
 #[derive(Debug, Default)]
-pub(crate) struct HeaderMembers {
-    pub(super) alg: Option<Value>,
-    pub(super) kid: Option<Value>,
-    pub(super) typ: Option<Value>,
-    pub(super) cat: Option<Value>,
+pub(crate) struct HeaderMembers<'de> {
+    pub(super) alg: Option<StrictText<'de>>,
+    pub(super) kid: Option<StrictText<'de>>,
+    pub(super) typ: Option<StrictText<'de>>,
+    pub(super) cat: Option<StrictText<'de>>,
     /// `crit`, whatever its value.
     pub(super) crit: bool,
     /// `enc`, `zip` or `b64`, whatever their values.
     pub(super) encoding: bool,
 }
 
-impl<'de> MemberReader<'de> for HeaderMembers {
+impl<'de> MemberReader<'de> for HeaderMembers<'de> {
     fn read<A: MapAccess<'de>>(&mut self, name: &str, access: &mut A) -> Result<(), A::Error> {
         let slot = match name {
             "alg" => &mut self.alg,
@@ -42,7 +42,7 @@ impl<'de> MemberReader<'de> for HeaderMembers {
                 return Ok(());
             }
         };
-        *slot = Some(access.next_value::<StrictValue>()?.0);
+        *slot = Some(access.next_value::<StrictText<'de>>()?);
         Ok(())
     }
 }
@@ -64,15 +64,18 @@ impl JwtHeader {
     /// - `kid` absent or a string of at most 256 bytes.
     ///
     /// `jku`, `x5u`, `jwk` and `x5c` are ignored: keys come only from the configured source.
-    pub(crate) fn parse(header: &HeaderMembers, rules: &JwtRules) -> Result<Self, InvalidToken> {
+    pub(crate) fn parse(
+        header: &HeaderMembers<'_>,
+        rules: &JwtRules,
+    ) -> Result<Self, InvalidToken> {
         if header.crit {
             return Err(InvalidToken::CriticalHeader);
         }
         if header.encoding {
             return Err(InvalidToken::UnsupportedEncoding);
         }
-        let algorithm = match &header.alg {
-            Some(Value::String(name)) => name
+        let algorithm = match header.alg.as_ref().and_then(StrictText::as_str) {
+            Some(name) => name
                 .parse::<Algorithm>()
                 .map_err(|_| InvalidToken::UnsupportedAlgorithm)?,
             _ => return Err(InvalidToken::UnsupportedAlgorithm),
@@ -80,19 +83,19 @@ impl JwtHeader {
         if !rules.algorithms.contains(algorithm) {
             return Err(InvalidToken::AlgorithmNotAllowed);
         }
-        match &header.typ {
+        match header.typ.as_ref().map(StrictText::as_str) {
             None => {}
-            Some(Value::String(typ)) if typ.eq_ignore_ascii_case("JWT") => {}
+            Some(Some(typ)) if typ.eq_ignore_ascii_case("JWT") => {}
             Some(_) => return Err(InvalidToken::TypeHeader),
         }
-        match &header.cat {
+        match header.cat.as_ref().map(StrictText::as_str) {
             None => {}
-            Some(Value::String(cat)) if cat == M2M_TOKEN_CATEGORY => {}
+            Some(Some(M2M_TOKEN_CATEGORY)) => {}
             Some(_) => return Err(InvalidToken::Category),
         }
-        let kid = match &header.kid {
+        let kid = match header.kid.as_ref().map(StrictText::as_str) {
             None => None,
-            Some(Value::String(kid)) if kid.len() <= MAX_KID_LEN => Some(kid.clone()),
+            Some(Some(kid)) if kid.len() <= MAX_KID_LEN => Some(kid.to_owned()),
             Some(_) => return Err(InvalidToken::Malformed),
         };
         Ok(Self { algorithm, kid })
@@ -103,7 +106,7 @@ impl JwtHeader {
 mod tests {
     use super::*;
     use crate::algorithm::AlgorithmSet;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn rules() -> JwtRules {
         JwtRules {

@@ -6,6 +6,7 @@
 //! rules. This reads the header and payload *unverified*, so it may only choose the reason of a
 //! rejection: a token it lets through still meets every check that follows.
 
+use machine_auth_core::strict_json::StrictText;
 use serde_json::Value;
 
 use super::M2M_TOKEN_CATEGORY;
@@ -20,16 +21,16 @@ const USER_TOKEN_CATEGORIES: [&str; 2] = ["cl_B7d4PD111AAA", "cl_B7d4PD222AAA"];
 /// `Ok` when the token says it is an M2M token (`sub` a string starting with `mch_`), otherwise
 /// the kind of token it is instead.
 pub(super) fn require_machine_token(
-    header: &HeaderMembers,
+    header: &HeaderMembers<'_>,
     claims: &RegisteredClaims,
 ) -> Result<(), TypeMismatch> {
     if as_str(&claims.sub).is_some_and(|sub| sub.starts_with(MachineId::PREFIX)) {
         return Ok(());
     }
-    if as_str(&header.typ).is_some_and(is_access_token_type) {
+    if text(&header.typ).is_some_and(is_access_token_type) {
         return Err(TypeMismatch::OAuthToken);
     }
-    let user_category = as_str(&header.cat)
+    let user_category = text(&header.cat)
         .is_some_and(|cat| cat != M2M_TOKEN_CATEGORY && USER_TOKEN_CATEGORIES.contains(&cat));
     if user_category || claims.sid {
         return Err(TypeMismatch::SessionToken);
@@ -37,9 +38,14 @@ pub(super) fn require_machine_token(
     Err(TypeMismatch::NotAMachineSubject)
 }
 
-/// A member's value if it is a string.
+/// A claim's value if it is a string.
 fn as_str(member: &Option<Value>) -> Option<&str> {
     member.as_ref().and_then(Value::as_str)
+}
+
+/// A header member's value if it is a string.
+fn text<'a>(member: &'a Option<StrictText<'_>>) -> Option<&'a str> {
+    member.as_ref().and_then(StrictText::as_str)
 }
 
 /// RFC 9068's `typ` of a JWT access token, `at+jwt` or `application/at+jwt` (media types are

@@ -19,8 +19,7 @@ mod kind;
 
 pub(crate) use header::JwtHeader;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64_simd::{AsOut, URL_SAFE_NO_PAD};
 
 use claims::RegisteredClaims;
 use header::HeaderMembers;
@@ -76,7 +75,8 @@ impl<'a> UnverifiedJwt<'a> {
         let (header, payload) = signing_input
             .split_once('.')
             .ok_or(InvalidToken::Malformed)?;
-        let header = decode_header(header)?;
+        let header = decode(header)?;
+        let header = read_header(&header)?;
         // A payload that is not a JSON object tells no kind; like any claim, it is only judged
         // after the signature.
         let claims = decode(payload).and_then(|payload| {
@@ -114,15 +114,20 @@ impl<'a> UnverifiedJwt<'a> {
             return Err(AuthError::InvalidToken(InvalidToken::KeyAlgorithmMismatch));
         }
         on_signature_check();
-        // The largest signature is RSA-4096's 512 bytes (plus room for the decoder's length
-        // estimate); anything longer is not a signature.
-        let mut signature = [0u8; 520];
+        // The largest signature is RSA-4096's 512 bytes; anything longer is not a signature.
+        let mut signature = [0u8; 512];
         let signature = URL_SAFE_NO_PAD
-            .decode_slice(self.signature, &mut signature)
-            .map(|len| &signature[..len]);
-        if !signature
-            .is_ok_and(|signature| key.verify(algorithm, self.signing_input.as_bytes(), signature))
-        {
+            .decoded_length(self.signature.as_bytes())
+            .ok()
+            .and_then(|len| signature.get_mut(..len))
+            .and_then(|out| {
+                URL_SAFE_NO_PAD
+                    .decode(self.signature.as_bytes(), out.as_out())
+                    .ok()
+            });
+        if !signature.is_some_and(|signature| {
+            key.verify(algorithm, self.signing_input.as_bytes(), signature)
+        }) {
             return Err(AuthError::InvalidToken(InvalidToken::BadSignature));
         }
         let (claims, payload) = self.claims?;
@@ -130,15 +135,16 @@ impl<'a> UnverifiedJwt<'a> {
     }
 }
 
+/// Decodes a base64url segment (no padding, no stray bits) into a buffer of its exact length.
 fn decode(segment: &str) -> Result<Vec<u8>, InvalidToken> {
     URL_SAFE_NO_PAD
-        .decode(segment)
+        .decode_to_vec(segment)
         .map_err(|_| InvalidToken::Malformed)
 }
 
-fn decode_header(segment: &str) -> Result<HeaderMembers, InvalidToken> {
+fn read_header(decoded: &[u8]) -> Result<HeaderMembers<'_>, InvalidToken> {
     let mut header = HeaderMembers::default();
-    read_members(&decode(segment)?, &mut header)?;
+    read_members(decoded, &mut header)?;
     Ok(header)
 }
 

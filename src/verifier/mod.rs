@@ -88,14 +88,23 @@ pub(crate) enum Presented {
 }
 
 impl Presented {
-    fn token(self, token: &[u8]) -> Result<&str, AuthError> {
-        match self {
-            Self::InHeader => credential::b64token(token),
-            Self::Directly => std::str::from_utf8(token)
-                .map_err(|_| AuthError::TokenTypeMismatch(TypeMismatch::UnknownFormat)),
+    /// The token as text, and its kind.
+    fn read(self, token: &[u8]) -> Result<(&str, Classified), AuthError> {
+        // The usual case in one pass: JWT characters are all `b64token` characters.
+        if let Some(jwt) = credential::jwt_shaped(token) {
+            return Ok((jwt, Ok(TokenKind::Jwt)));
         }
+        let text = match self {
+            Self::InHeader => credential::b64token(token)?,
+            Self::Directly => std::str::from_utf8(token)
+                .map_err(|_| AuthError::TokenTypeMismatch(TypeMismatch::UnknownFormat))?,
+        };
+        Ok((text, credential::classify(text)))
     }
 }
+
+/// A token's kind, or why it is none the verifier knows.
+type Classified = Result<TokenKind, TypeMismatch>;
 
 /// The outcome of verifying without waiting.
 pub(crate) enum Attempt {
@@ -274,8 +283,8 @@ impl MachineVerifier {
             return Attempt::Done(hit.map_err(|error| log_rejection(error, Some(token))));
         }
         let kind = presented
-            .token(token)
-            .and_then(|token| Ok((token, self.kind(token, accepted)?)));
+            .read(token)
+            .and_then(|(token, classified)| Ok((token, self.route(classified, accepted)?)));
         match kind {
             Ok((token, TokenRoute::Jwt(keys))) => self.try_verify_jwt_now(keys, token, now_ms),
             Ok((_, TokenRoute::Opaque(_))) => Attempt::Pending,
@@ -283,11 +292,15 @@ impl MachineVerifier {
         }
     }
 
-    /// Where a token goes: the JWT path, an introspection endpoint, or nowhere.
-    fn kind(&self, token: &str, accepted: AcceptedTokens) -> Result<TokenRoute<'_>, AuthError> {
+    /// Where a token of this kind goes: the JWT path, an introspection endpoint, or nowhere.
+    fn route(
+        &self,
+        classified: Classified,
+        accepted: AcceptedTokens,
+    ) -> Result<TokenRoute<'_>, AuthError> {
         let inner = &*self.inner;
         let mismatch = AuthError::TokenTypeMismatch;
-        match credential::classify(token) {
+        match classified {
             // A key sent by mistake never reaches an introspection endpoint.
             Ok(TokenKind::ClerkKey(kind)) => Err(mismatch(kind)),
             Ok(TokenKind::Jwt) if accepted.allows(TokenFormat::Jwt) => inner
@@ -332,8 +345,8 @@ impl MachineVerifier {
         accepted: AcceptedTokens,
     ) -> Result<AuthenticatedMachine, AuthError> {
         // Only a token whose characters were checked gets here.
-        let text = Presented::Directly.token(token)?;
-        let result = match self.kind(text, accepted) {
+        let (text, classified) = Presented::Directly.read(token)?;
+        let result = match self.route(classified, accepted) {
             Ok(TokenRoute::Jwt(keys)) => self.verify_jwt_after_key_fetch(keys, text).await,
             Ok(TokenRoute::Opaque(route)) => self.verify_opaque(route, text).await,
             Err(error) => Err(error),

@@ -11,6 +11,7 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+use smallvec::SmallVec;
 
 /// Why a document was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -129,11 +130,96 @@ impl<'de> Deserialize<'de> for CheckedValue {
     }
 }
 
-/// The member names of one object so far: a list while short, a set past that, so that a document
-/// with thousands of members costs no quadratic time.
+/// A JSON value checked as [`StrictValue`] is, kept only if it is a string, and then borrowed from
+/// the input unless it holds escapes: for members that are compared rather than kept.
+///
+/// ```
+/// use machine_auth_core::strict_json::StrictText;
+///
+/// let text: StrictText<'_> = serde_json::from_str(r#""RS256""#).unwrap();
+/// assert_eq!(text.as_str(), Some("RS256"));
+/// let number: StrictText<'_> = serde_json::from_str("7").unwrap();
+/// assert_eq!(number.as_str(), None);
+/// assert!(serde_json::from_str::<StrictText<'_>>(r#"{"a":1,"a":2}"#).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StrictText<'de> {
+    /// A string.
+    String(Cow<'de, str>),
+    /// Any other value, `null` included.
+    NotAString,
+}
+
+impl StrictText<'_> {
+    /// The string, if the value is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::String(text) => Some(text),
+            Self::NotAString => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StrictText<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+/// Keeps a string; checks any other value as [`CheckVisitor`] does.
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = StrictText<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value without duplicate member names")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(StrictText::NotAString)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(StrictText::NotAString)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(StrictText::NotAString)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(StrictText::NotAString)
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(StrictText::String(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(StrictText::String(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(StrictText::NotAString)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        CheckVisitor.visit_seq(seq).map(|()| StrictText::NotAString)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<Self::Value, A::Error> {
+        CheckVisitor
+            .visit_map(access)
+            .map(|()| StrictText::NotAString)
+    }
+}
+
+/// The member names of one object so far: a list while short (the first 16 on the stack), a set
+/// past that, so that a document with thousands of members costs no quadratic time.
 #[derive(Default)]
 struct MemberNames<'de> {
-    listed: Vec<Cow<'de, str>>,
+    listed: SmallVec<[Cow<'de, str>; 16]>,
     hashed: HashSet<Cow<'de, str>>,
 }
 
