@@ -3,6 +3,7 @@
 use machine_auth_core::strict_json::{CheckedValue, MemberReader, StrictValue};
 use serde::de::MapAccess;
 use serde_json::Value;
+use smallvec::SmallVec;
 
 use super::{JwtRules, VerifiedJwt};
 use crate::clock::from_unix_millis;
@@ -180,10 +181,10 @@ fn numeric_date(claim: Option<Value>, name: &'static str) -> Result<Option<i64>,
 }
 
 /// `aud` as a list: a string, or an array of strings (`null` counts as absent).
-fn audiences(aud: Option<&Value>) -> Result<Vec<&str>, AuthError> {
+fn audiences(aud: Option<&Value>) -> Result<SmallVec<[&str; 4]>, AuthError> {
     match aud {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(aud)) => Ok(vec![aud]),
+        None | Some(Value::Null) => Ok(SmallVec::new()),
+        Some(Value::String(aud)) => Ok(SmallVec::from_slice(&[aud.as_str()])),
         Some(Value::Array(items)) => items
             .iter()
             .map(|item| item.as_str().ok_or_else(|| malformed("aud")))

@@ -216,10 +216,11 @@ impl<'de> Visitor<'de> for TextVisitor {
 }
 
 /// The member names of one object so far: a list while short (the first 16 on the stack), a set
-/// past that, so that a document with thousands of members costs no quadratic time.
+/// past that, so that a document with thousands of members costs no quadratic time. Listed names
+/// carry a [`fingerprint`], compared before the names themselves.
 #[derive(Default)]
 struct MemberNames<'de> {
-    listed: SmallVec<[Cow<'de, str>; 16]>,
+    listed: SmallVec<[(u64, Cow<'de, str>); 16]>,
     hashed: HashSet<Cow<'de, str>>,
 }
 
@@ -229,17 +230,35 @@ impl<'de> MemberNames<'de> {
     /// Adds `name`; `false` if it was there already.
     fn insert(&mut self, name: Cow<'de, str>) -> bool {
         if self.listed.len() < Self::LISTED {
-            if self.listed.contains(&name) {
+            let print = fingerprint(&name);
+            if self
+                .listed
+                .iter()
+                .any(|(listed_print, listed)| *listed_print == print && *listed == name)
+            {
                 return false;
             }
-            self.listed.push(name);
+            self.listed.push((print, name));
             return true;
         }
         if self.hashed.is_empty() {
-            self.hashed.extend(self.listed.iter().cloned());
+            self.hashed
+                .extend(self.listed.iter().map(|(_, name)| name.clone()));
         }
         self.hashed.insert(name)
     }
+}
+
+/// A name's length and first seven bytes: equal for equal names, and for names of a JWT (short,
+/// mostly of different lengths or starts) rarely equal otherwise.
+fn fingerprint(name: &str) -> u64 {
+    let bytes = name.as_bytes();
+    let mut print = [0u8; 8];
+    let head = bytes.len().min(7);
+    print[..head].copy_from_slice(&bytes[..head]);
+    // Only a hint: lengths past 255 wrap, and such names are then compared in full.
+    print[7] = bytes.len() as u8;
+    u64::from_le_bytes(print)
 }
 
 /// A member name, borrowed from the input when it holds no escapes.
