@@ -5,12 +5,16 @@
 //! ```
 //!
 //! - **Contention.** 10 000 distinct RS256 tokens, all cached, answered through `MachineAuthLayer`
-//!   (in-process Axum 0.8 router, a current-thread runtime per thread). Each round times one
+//!   (in-process Axum 0.8 router, a current-thread runtime and a router per thread, one verifier
+//!   and so one cache shared by both). Each round times one
 //!   thread answering every token once, then two threads doing the same at once (each with its own
 //!   copy of the requests, the second starting half-way through the tokens); the printed figure is
 //!   the median over rounds of
 //!   `two-thread throughput / one-thread throughput` (goal ≥ 1.7 on two free cores). The verifier's
-//!   counters show that no signature was checked during the rounds.
+//!   counters show that no signature was checked during the rounds. The same rounds measure the
+//!   bare route's scaling (the same requests, no layer), the layer's with one router shared by
+//!   both threads (as `axum::serve` shares one: every request clones it, and both threads write
+//!   its reference counts), and the machine's (SHA-256 digests of the tokens, nothing shared).
 //! - **Memory.** A counting allocator measures the bytes the heap grows by while a verifier with
 //!   room for 100 000 tokens verifies (and caches) 100 000 distinct RS256 tokens, and checks that
 //!   all of them are then answered from the cache. The result is printed per entry and for the
@@ -117,13 +121,29 @@ fn scaling(work: &(dyn Fn(&Barrier, usize) -> Duration + Sync)) -> f64 {
     2.0 * alone.as_secs_f64() / together.as_secs_f64()
 }
 
-/// Medians over `rounds` of the two-thread scaling of answering every header once through
-/// `router`, and of the same number of SHA-256 digests of the tokens (no shared state at all:
-/// what this machine's cores give right now).
-fn contention(router: &Router, headers: &[HeaderValue], rounds: usize) -> (f64, f64) {
+/// Two-thread scalings, medians over rounds.
+struct Scaling {
+    /// Through the layer, a router per thread: the cache and the verifier are what is shared.
+    layer: f64,
+    /// Through the layer, one router shared by both threads.
+    shared_router: f64,
+    /// Through the bare route, a router per thread.
+    bare: f64,
+    /// SHA-256 digests of the tokens: no shared state at all, what this machine's cores give.
+    machine: f64,
+}
+
+/// The two-thread scalings of answering every header once (see [`Scaling`]), each a median over
+/// `rounds`.
+fn contention(
+    layered: &(dyn Fn() -> Router + Sync),
+    bare: &(dyn Fn() -> Router + Sync),
+    headers: &[HeaderValue],
+    rounds: usize,
+) -> Scaling {
     // The second thread starts half-way through the tokens, as two callers with different tokens
     // would: in step, both would touch the same entry at the same moment all along.
-    let answer = |start: &Barrier, thread: usize| {
+    let answer = |router: &Router, start: &Barrier, thread: usize| {
         let (before, after) = headers.split_at(thread * headers.len() / 2);
         answer_all(
             router,
@@ -131,6 +151,7 @@ fn contention(router: &Router, headers: &[HeaderValue], rounds: usize) -> (f64, 
             start,
         )
     };
+    let shared = layered();
     let digest = |start: &Barrier, _thread: usize| {
         start.wait();
         let started = Instant::now();
@@ -142,17 +163,23 @@ fn contention(router: &Router, headers: &[HeaderValue], rounds: usize) -> (f64, 
         }
         started.elapsed()
     };
-    let mut cache = Vec::with_capacity(rounds);
-    let mut machine = Vec::with_capacity(rounds);
+    let mut medians: [Vec<f64>; 4] = Default::default();
     for _ in 0..rounds {
-        cache.push(scaling(&answer));
-        machine.push(scaling(&digest));
+        medians[0].push(scaling(&|start, thread| answer(&layered(), start, thread)));
+        medians[1].push(scaling(&|start, thread| answer(&shared, start, thread)));
+        medians[2].push(scaling(&|start, thread| answer(&bare(), start, thread)));
+        medians[3].push(scaling(&digest));
     }
-    let median = |mut values: Vec<f64>| {
+    let [layer, shared_router, bare, machine] = medians.map(|mut values| {
         values.sort_by(f64::total_cmp);
         values[values.len() / 2]
-    };
-    (median(cache), median(machine))
+    });
+    Scaling {
+        layer,
+        shared_router,
+        bare,
+        machine,
+    }
 }
 
 fn main() {
@@ -179,9 +206,9 @@ fn main() {
         .token_cache(2 * contention_tokens as u64, Duration::from_secs(300))
         .build()
         .expect("verifier");
-    let router = Router::new()
-        .route(PATH, get(|| async { "ok" }))
-        .layer(MachineAuthLayer::new(verifier.clone()));
+    let bare = || Router::new().route(PATH, get(|| async { "ok" }));
+    let layered = || bare().layer(MachineAuthLayer::new(verifier.clone()));
+    let router = layered();
     let headers: Vec<HeaderValue> = pool[..contention_tokens]
         .iter()
         .map(|token| bearer(token))
@@ -192,7 +219,7 @@ fn main() {
         &Barrier::new(1),
     );
     let before = verifier.stats();
-    let (ratio, machine) = contention(&router, &headers, rounds);
+    let scaling = contention(&layered, &bare, &headers, rounds);
     let checks = verifier.stats().signature_checks - before.signature_checks;
     assert_eq!(
         checks, 0,
@@ -201,8 +228,13 @@ fn main() {
     if benchmarking {
         println!(
             "contention: {contention_tokens} cached tokens, {rounds} rounds; two threads / one \
-             thread throughput = {ratio:.2} (goal >= 1.70); the same for SHA-256 digests with \
-             nothing shared = {machine:.2} (what this machine's {} cores gave meanwhile)",
+             thread throughput = {:.2} (goal >= 1.70); meanwhile: the bare route {:.2}, the layer \
+             with one router shared by both threads {:.2}, SHA-256 digests with nothing shared \
+             {:.2} (what this machine's {} cores gave)",
+            scaling.layer,
+            scaling.bare,
+            scaling.shared_router,
+            scaling.machine,
             std::thread::available_parallelism().map_or(1, usize::from)
         );
     }
