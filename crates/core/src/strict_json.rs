@@ -42,7 +42,7 @@ pub enum StrictJsonError {
 /// assert_eq!(parse_object(b"{"), Err(StrictJsonError::Syntax));
 /// ```
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, StrictJsonError> {
-    match serde_json::from_slice::<StrictValue>(bytes) {
+    match serde_json::from_str::<StrictValue>(utf8(bytes)?) {
         Ok(StrictValue(Value::Object(map))) => Ok(map),
         Ok(_) => Err(StrictJsonError::NotAnObject),
         // Only our visitor raises data errors: `deserialize_any` accepts every JSON value.
@@ -94,7 +94,7 @@ pub fn read_object<'de, R: MemberReader<'de>>(
     bytes: &'de [u8],
     reader: &mut R,
 ) -> Result<(), StrictJsonError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let mut deserializer = serde_json::Deserializer::from_str(utf8(bytes)?);
     let is_object = ObjectSeed(reader)
         .deserialize(&mut deserializer)
         .and_then(|is_object| deserializer.end().map(|()| is_object));
@@ -105,6 +105,12 @@ pub fn read_object<'de, R: MemberReader<'de>>(
         Err(error) if error.is_data() => Err(StrictJsonError::DuplicateMember),
         Err(_) => Err(StrictJsonError::Syntax),
     }
+}
+
+/// The whole document as text: JSON is UTF-8 (RFC 8259 §8.1). Checked once, up front, so that
+/// `serde_json` need not check each string again.
+fn utf8(bytes: &[u8]) -> Result<&str, StrictJsonError> {
+    std::str::from_utf8(bytes).map_err(|_| StrictJsonError::Syntax)
 }
 
 /// A JSON value with no repeated member names at any depth.
