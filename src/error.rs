@@ -13,7 +13,10 @@
 //! | `verifier-unavailable` | 503 + `Retry-After` | none | `temporarily_unavailable` |
 //!
 //! Every rejection also carries `Content-Type: application/json` and `Cache-Control: no-store`
-//! (see [`AuthError::to_response`]).
+//! (see [`AuthError::to_response`]). A gRPC request is answered the way gRPC reports errors
+//! (see [`AuthError::to_grpc_response`]): HTTP 200 with `grpc-status` 16 (`UNAUTHENTICATED`)
+//! where HTTP says 401 or 400, 7 (`PERMISSION_DENIED`) for 403, 14 (`UNAVAILABLE`) for 503, and
+//! the same `WWW-Authenticate`.
 //!
 //! ```
 //! use tower_machine_auth::{AuthError, Reason};
@@ -36,9 +39,17 @@
 use std::fmt;
 use std::time::Duration;
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde::Serialize;
+
+/// The header of a gRPC status code.
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+/// The header of a gRPC status message.
+const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+/// What gRPC percent-encodes in `grpc-message`: everything outside printable ASCII, and `%`.
+const GRPC_MESSAGE_ESCAPED: &AsciiSet = &CONTROLS.add(b'%');
 
 /// The stable, machine-readable reason for a rejection: the `reason` field of the response body.
 ///
@@ -133,6 +144,26 @@ impl Reason {
             Self::MalformedRequest => StatusCode::BAD_REQUEST,
             Self::InsufficientScope => StatusCode::FORBIDDEN,
             Self::VerifierUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The gRPC status code of a rejection sent to a gRPC client: 7 (`PERMISSION_DENIED`) for
+    /// [`InsufficientScope`](Self::InsufficientScope), 14 (`UNAVAILABLE`) for
+    /// [`VerifierUnavailable`](Self::VerifierUnavailable), 16 (`UNAUTHENTICATED`) for the others
+    /// (a malformed `authorization` is a credential the server cannot use).
+    ///
+    /// ```
+    /// use tower_machine_auth::Reason;
+    ///
+    /// assert_eq!(Reason::TokenExpired.grpc_status(), 16);
+    /// assert_eq!(Reason::InsufficientScope.grpc_status(), 7);
+    /// assert_eq!(Reason::VerifierUnavailable.grpc_status(), 14);
+    /// ```
+    pub const fn grpc_status(self) -> u16 {
+        match self {
+            Self::InsufficientScope => 7,
+            Self::VerifierUnavailable => 14,
+            _ => 16,
         }
     }
 
@@ -578,10 +609,56 @@ impl AuthError {
             "message": self.to_string(),
         })
         .to_string();
-        let mut response = Response::new(B::from(body));
+        let mut response = self.response_with(realm, B::from(body));
         *response.status_mut() = reason.status();
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    }
+
+    /// Builds the rejection as gRPC sends it (a "trailers-only" response): HTTP 200 with
+    /// `Content-Type: application/grpc`, `grpc-status` the [`Reason::grpc_status`], and
+    /// `grpc-message` the reason and this error's `Display` text (`token-expired: the token has
+    /// expired`), percent-encoded as gRPC requires. The body is `B::default()`, which must be
+    /// empty: the status travels in the headers, and the stream ends with them. The other headers
+    /// are those of [`to_response`](Self::to_response): `WWW-Authenticate`, `Cache-Control`,
+    /// `Retry-After`; a clone of the error is in the extensions.
+    ///
+    /// [`MachineAuthLayer`](crate::MachineAuthLayer) answers gRPC requests this way.
+    ///
+    /// ```
+    /// use tower_machine_auth::AuthError;
+    ///
+    /// let response: http::Response<String> = AuthError::Expired.to_grpc_response("cron");
+    /// assert_eq!(response.status(), 200);
+    /// assert_eq!(response.headers()["content-type"], "application/grpc");
+    /// assert_eq!(response.headers()["grpc-status"], "16");
+    /// assert_eq!(response.headers()["grpc-message"], "token-expired: the token has expired");
+    /// assert_eq!(
+    ///     response.headers()["www-authenticate"],
+    ///     r#"Bearer realm="cron", error="invalid_token""#
+    /// );
+    /// assert!(response.body().is_empty());
+    /// ```
+    pub fn to_grpc_response<B: Default>(&self, realm: &str) -> Response<B> {
+        let reason = self.reason();
+        let mut response = self.response_with(realm, B::default());
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert(GRPC_STATUS, HeaderValue::from(reason.grpc_status()));
+        let message = format!("{reason}: {self}");
+        let message = utf8_percent_encode(&message, GRPC_MESSAGE_ESCAPED).to_string();
+        if let Ok(message) = HeaderValue::try_from(message) {
+            headers.insert(GRPC_MESSAGE, message);
+        }
+        response
+    }
+
+    /// A response with `body` and the headers every rejection has (status 200, to be set).
+    fn response_with<B>(&self, realm: &str, body: B) -> Response<B> {
+        let mut response = Response::new(body);
+        let headers = response.headers_mut();
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(challenge) = self.challenge(realm) {
             headers.insert(WWW_AUTHENTICATE, challenge);

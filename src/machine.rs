@@ -115,7 +115,16 @@ impl AcceptedTokens {
 /// but neither the claims nor the token; the JSON leaves the token out too.
 ///
 /// The layer puts it in the request extensions; with the `axum` feature, Axum handlers can take it
-/// (or `Option<AuthenticatedMachine>`) as an extractor.
+/// (or `Option<AuthenticatedMachine>`) as an extractor. A Tonic service method reads it from
+/// `request.extensions()`:
+///
+/// ```
+/// use tower_machine_auth::AuthenticatedMachine;
+///
+/// fn caller<T>(request: &tonic::Request<T>) -> Option<&AuthenticatedMachine> {
+///     request.extensions().get::<AuthenticatedMachine>()
+/// }
+/// ```
 ///
 /// ```
 /// use tower_machine_auth::{AuthenticatedMachine, MachineId, TokenFormat};

@@ -11,10 +11,11 @@ use tower::{BoxError, Layer, Service};
 
 use super::MachineTokenSource;
 
-/// A Tower layer for clients (Hyper, or any `Service<http::Request<B>>`) that sends machine A's
-/// token as `Authorization: Bearer …` on every request, replacing any `Authorization` header.
+/// A Tower layer for clients (Hyper, a Tonic `Channel` with the `tonic` feature, or any
+/// `Service<http::Request<B>>`) that sends machine A's token as `Authorization: Bearer …` on every
+/// request, replacing any `Authorization` header (for gRPC, the `authorization` metadata).
 ///
-/// If machine B answers 401, the token is dropped (see [`MachineTokenSource::reject`]) and the
+/// If machine B answers 401 (or gRPC's `UNAUTHENTICATED`), the token is dropped (see [`MachineTokenSource::reject`]) and the
 /// request is sent once more with a fresh token, when its body can be sent again
 /// ([`ReplayBody`]: buffered bodies yes, streams no). The service's error is a [`BoxError`]
 /// holding the inner service's error or a [`TokenError`](super::TokenError).
@@ -141,7 +142,7 @@ where
                 .headers_mut()
                 .insert(AUTHORIZATION, token.authorization());
             let response = inner.call(request).await.map_err(Into::into)?;
-            if response.status() != StatusCode::UNAUTHORIZED || !source.reject(&token) {
+            if !refused(&response) || !source.reject(&token) {
                 return Ok(response);
             }
             let Some(mut replay) = replay else {
@@ -159,6 +160,16 @@ where
             inner.call(replay).await.map_err(Into::into)
         })
     }
+}
+
+/// Whether machine B refused the token: HTTP 401, or gRPC's `UNAUTHENTICATED` (16) in a
+/// trailers-only response.
+fn refused<B>(response: &Response<B>) -> bool {
+    response.status() == StatusCode::UNAUTHORIZED
+        || response
+            .headers()
+            .get("grpc-status")
+            .is_some_and(|status| status == "16")
 }
 
 /// A copy of `request` to send again, if its body can be replayed.
@@ -243,6 +254,15 @@ impl ReplayBody for reqwest::Body {
     fn replay(&self) -> Option<Self> {
         self.as_bytes()
             .map(|bytes| Self::from(Bytes::copy_from_slice(bytes)))
+    }
+}
+
+/// Tonic's body is a stream of messages: never replayed (a refused call drops its token, and the
+/// next call gets a fresh one).
+#[cfg(feature = "tonic")]
+impl ReplayBody for tonic::body::Body {
+    fn replay(&self) -> Option<Self> {
+        None
     }
 }
 

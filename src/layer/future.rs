@@ -3,11 +3,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use bytes::Bytes;
 use http::{Request, Response};
+use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tower::Service;
 
+use super::body::MachineAuthBody;
 use super::layer::LayerSettings;
+use super::rejection::rejection;
 use crate::error::AuthError;
 use crate::machine::AuthenticatedMachine;
 
@@ -41,7 +45,7 @@ pin_project! {
             future: S::Future,
         },
         Rejected {
-            response: Option<S::Response>,
+            response: Option<Response<Full<Bytes>>>,
         },
     }
 }
@@ -64,7 +68,7 @@ where
         }
     }
 
-    pub(crate) fn rejected(response: S::Response) -> Self {
+    pub(crate) fn rejected(response: Response<Full<Bytes>>) -> Self {
         Self {
             state: State::Rejected {
                 response: Some(response),
@@ -94,9 +98,8 @@ where
 impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: From<String>,
 {
-    type Output = Result<S::Response, S::Error>;
+    type Output = Result<Response<MachineAuthBody<ResBody>>, S::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
@@ -119,17 +122,20 @@ where
                             this.state.set(State::Inner { future });
                         }
                         Err(error) => {
-                            let response = error.to_response(&settings.realm);
+                            let response = rejection(&error, settings, request.headers());
                             this.state.set(State::Rejected { response: None });
-                            return Poll::Ready(Ok(response));
+                            return Poll::Ready(Ok(response.map(MachineAuthBody::rejection)));
                         }
                     }
                 }
-                StateProj::Inner { future } => return future.poll(cx),
+                StateProj::Inner { future } => {
+                    return future
+                        .poll(cx)
+                        .map_ok(|response| response.map(MachineAuthBody::inner));
+                }
                 StateProj::Rejected { response } => {
-                    return Poll::Ready(Ok(response
-                        .take()
-                        .expect("future polled after completion")));
+                    let response = response.take().expect("future polled after completion");
+                    return Poll::Ready(Ok(response.map(MachineAuthBody::rejection)));
                 }
             }
         }

@@ -28,6 +28,8 @@ pub(crate) struct LayerSettings {
     pub(crate) mode: AuthMode,
     pub(crate) realm: String,
     pub(crate) accepted: AcceptedTokens,
+    /// Whether gRPC requests get gRPC rejections.
+    pub(crate) grpc_rejections: bool,
 }
 
 /// Authenticates machine requests; see the [module docs](crate::layer) for an Axum example.
@@ -95,7 +97,7 @@ impl MachineAuthLayer {
     ///     .body(String::new())?;
     /// let response = MachineAuthLayer::new(verifier).layer(inner).oneshot(request).await?;
     /// assert_eq!(response.status(), 200);
-    /// assert_eq!(response.body(), "mch_cron");
+    /// assert_eq!(response.body().as_inner().map(String::as_str), Some("mch_cron"));
     /// # Ok(())
     /// # }
     /// ```
@@ -107,6 +109,7 @@ impl MachineAuthLayer {
                 mode: AuthMode::Required,
                 realm: DEFAULT_REALM.to_owned(),
                 accepted: AcceptedTokens::Any,
+                grpc_rejections: true,
             }),
         }
     }
@@ -317,6 +320,41 @@ impl MachineAuthLayer {
     /// ```
     pub fn accept(mut self, accepted: AcceptedTokens) -> Self {
         Arc::make_mut(&mut self.settings).accepted = accepted;
+        self
+    }
+
+    /// Whether a gRPC request (`Content-Type: application/grpc…`) is rejected the way gRPC
+    /// reports errors (on by default): HTTP 200 with `grpc-status` and `grpc-message` headers
+    /// and no body (see [`AuthError::to_grpc_response`](crate::AuthError::to_grpc_response)),
+    /// so that gRPC clients see `UNAUTHENTICATED`, `PERMISSION_DENIED` or `UNAVAILABLE`. Off,
+    /// gRPC requests get the same HTTP rejections as the others.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_machine_auth::{MachineAuthLayer, MachineVerifier};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// let inner = tower::service_fn(|_: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
+    /// });
+    /// let grpc_call = || {
+    ///     http::Request::post("/cron.v1.CronService/Run")
+    ///         .header("content-type", "application/grpc")
+    ///         .body(String::new())
+    /// };
+    /// let layer = MachineAuthLayer::new(verifier);
+    /// let response = layer.clone().layer(inner.clone()).oneshot(grpc_call()?).await?;
+    /// assert_eq!((response.status(), &response.headers()["grpc-status"]), (http::StatusCode::OK, &"16".parse()?));
+    ///
+    /// let response = layer.grpc_rejections(false).layer(inner).oneshot(grpc_call()?).await?;
+    /// assert_eq!(response.status(), 401);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn grpc_rejections(mut self, enabled: bool) -> Self {
+        Arc::make_mut(&mut self.settings).grpc_rejections = enabled;
         self
     }
 }

@@ -23,15 +23,20 @@
 //! # }
 //! ```
 //!
-//! The response body type must implement `From<String>` (Axum's `Body`, `http_body_util::Full`,
-//! `String` do): rejections carry a small JSON body.
+//! Any response body whose data is `Bytes` works (Axum's, Tonic's, `http_body_util::Full<Bytes>`,
+//! `BoxBody<Bytes, E>`, `String`): the layer's responses have a [`MachineAuthBody`], the inner
+//! service's body or the layer's rejection. A gRPC request is rejected the way gRPC reports
+//! errors (see [`MachineAuthLayer::grpc_rejections`]).
 
+mod body;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
 mod policy;
+mod rejection;
 mod service;
 
+pub use body::MachineAuthBody;
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_REALM, MachineAuthLayer};
 pub use service::MachineAuth;

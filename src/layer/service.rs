@@ -6,8 +6,10 @@ use http::{Request, Response};
 use tower::Service;
 
 use super::AuthMode;
+use super::body::MachineAuthBody;
 use super::future::ResponseFuture;
 use super::layer::LayerSettings;
+use super::rejection::rejection;
 use crate::bearer_token::BearerToken;
 use crate::credential;
 use crate::error::{AuthError, MalformedRequest};
@@ -95,9 +97,8 @@ impl<S> MachineAuth<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for MachineAuth<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    ResBody: From<String>,
 {
-    type Response = S::Response;
+    type Response = Response<MachineAuthBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S, ReqBody>;
 
@@ -119,7 +120,7 @@ where
                 ResponseFuture::inner(self.inner.call(request))
             }
             Decision::Reject(error) => {
-                ResponseFuture::rejected(error.to_response(&self.settings.realm))
+                ResponseFuture::rejected(rejection(&error, &self.settings, request.headers()))
             }
             Decision::Wait(token) => {
                 // The ready service goes with the request; keep a fresh clone for later calls

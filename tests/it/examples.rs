@@ -1,4 +1,4 @@
-//! The examples' public interface: `axum_cron` and `machine_client` configured by env, and the quickstart's exit code.
+//! The examples' public interface: `axum_cron` and `machine_client` configured by env, and the quickstart's and `grpc_cron`'s exit codes.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -131,15 +131,21 @@ async fn axum_cron_explains_a_missing_configuration() {
     );
 }
 
-#[tokio::test]
-async fn quickstart_runs_the_whole_story_and_exits_zero() {
-    let output = Command::new(example("quickstart")).output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+/// Runs an example that takes no configuration; its output, once it exited zero.
+async fn run_to_success(name: &str) -> String {
+    let output = Command::new(example(name)).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    stdout
+}
+
+#[tokio::test]
+async fn quickstart_runs_the_whole_story_and_exits_zero() {
+    let stdout = run_to_success("quickstart").await;
     for expected in [
         "→ 200",
         "token-expired",
@@ -327,4 +333,19 @@ async fn machine_client_calls_axum_cron_on_a_schedule_reusing_its_token() {
         .unwrap();
     assert_eq!(no_target.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&no_target.stderr).contains("TARGET_URL"));
+}
+
+#[tokio::test]
+async fn grpc_cron_calls_over_grpc_and_shows_the_refusals() {
+    let stdout = run_to_success("grpc_cron").await;
+    for expected in [
+        "→ OK, ran_by: mch_cron_service",
+        "no token at all                            → Unauthenticated: token-missing: ",
+        "an opaque token the issuer never issued    → Unauthenticated: token-invalid: ",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "grpc_cron did not show {expected:?}:\n{stdout}"
+        );
+    }
 }

@@ -11,6 +11,7 @@ mod config;
 mod contract;
 mod credential_faults;
 mod examples;
+mod grpc;
 mod jwks;
 mod key_sources;
 mod logging;
