@@ -1,4 +1,4 @@
-//! The examples' public interface: `axum_cron` and `machine_client` configured by env, and the quickstart's and `grpc_cron`'s exit codes.
+//! The examples' public interface: `axum_cron` and `machine_client` configured by env, and the exit codes and output of those that take no configuration.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -346,6 +346,21 @@ async fn grpc_cron_calls_over_grpc_and_shows_the_refusals() {
         assert!(
             stdout.contains(expected),
             "grpc_cron did not show {expected:?}:\n{stdout}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn hyper_server_serves_machine_b_on_plain_hyper() {
+    let stdout = run_to_success("hyper_server").await;
+    for expected in [
+        r#"with machine A's token   → 200 {"ran_by":"mch_cron_service"}"#,
+        r#"without a token          → 401 {"error":"unauthorized","#,
+        r#""reason":"token-missing""#,
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "hyper_server did not show {expected:?}:\n{stdout}"
         );
     }
 }
