@@ -1,11 +1,21 @@
 //! The cron server (machine B): shared by `axum_cron` and `quickstart`.
 
+use std::iter::once;
+
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use http::header::AUTHORIZATION;
 use serde_json::{Value, json};
+use tower::ServiceBuilder;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
 use tower_machine_auth::{AuthenticatedMachine, MachineAuthLayer, MachineVerifier};
 
 /// `GET /healthz` is public; `GET /whoami` and `POST /cron/run` need a machine token.
+///
+/// The order of the layers, outermost first: `Authorization` is marked sensitive before anything
+/// can print it, the trace spans every request (rejections included), and the machine layer
+/// guards only the machine routes, so `/healthz` answers without a token.
 pub fn cron_app(verifier: MachineVerifier) -> Router {
     let machine_routes = Router::new()
         .route("/whoami", get(whoami))
@@ -14,6 +24,11 @@ pub fn cron_app(verifier: MachineVerifier) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(machine_routes)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetSensitiveRequestHeadersLayer::new(once(AUTHORIZATION)))
+                .layer(TraceLayer::new_for_http()),
+        )
 }
 
 /// The identity the layer verified.

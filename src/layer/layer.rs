@@ -357,6 +357,25 @@ impl MachineAuthLayer {
         Arc::make_mut(&mut self.settings).grpc_rejections = enabled;
         self
     }
+
+    /// This layer's authentication for `tower-http`'s `AsyncRequireAuthorizationLayer`, with
+    /// rejections in the inner service's body type `ResBody` (feature `tower-http`; see
+    /// [`MachineAuthorizer`](super::MachineAuthorizer)).
+    ///
+    /// ```
+    /// use tower_http::auth::AsyncRequireAuthorizationLayer;
+    /// use tower_machine_auth::{MachineAuthLayer, MachineVerifier};
+    ///
+    /// let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// let layer = AsyncRequireAuthorizationLayer::new(
+    ///     MachineAuthLayer::new(verifier).authorizer::<axum::body::Body>(),
+    /// );
+    /// # Ok::<(), tower_machine_auth::ConfigError>(())
+    /// ```
+    #[cfg(feature = "tower-http")]
+    pub fn authorizer<ResBody>(&self) -> super::MachineAuthorizer<ResBody> {
+        super::MachineAuthorizer::new(Arc::clone(&self.settings))
+    }
 }
 
 impl<S> Layer<S> for MachineAuthLayer {

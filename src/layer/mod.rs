@@ -28,7 +28,10 @@
 //! service's body or the layer's rejection. A gRPC request is rejected the way gRPC reports
 //! errors (see [`MachineAuthLayer::grpc_rejections`]).
 
+#[cfg(feature = "tower-http")]
+mod authorizer;
 mod body;
+mod decision;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
@@ -36,6 +39,8 @@ mod policy;
 mod rejection;
 mod service;
 
+#[cfg(feature = "tower-http")]
+pub use authorizer::{AuthorizeFuture, MachineAuthorizer};
 pub use body::MachineAuthBody;
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_REALM, MachineAuthLayer};

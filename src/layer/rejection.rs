@@ -1,19 +1,18 @@
 //! The layer's rejections: gRPC's form for gRPC requests, the JSON one for the others.
 
-use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Response};
-use http_body_util::Full;
 
 use super::layer::LayerSettings;
 use crate::error::AuthError;
 
-/// The response to a request (with these headers) rejected with `error`.
-pub(crate) fn rejection(
+/// The response to a request (with these headers) rejected with `error`: its body from a `String`
+/// (JSON), or empty for gRPC.
+pub(crate) fn rejection<B: From<String> + Default>(
     error: &AuthError,
     settings: &LayerSettings,
     request: &HeaderMap,
-) -> Response<Full<Bytes>> {
+) -> Response<B> {
     if settings.grpc_rejections && is_grpc(request) {
         error.to_grpc_response(&settings.realm)
     } else {

@@ -5,16 +5,11 @@ use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use tower::Service;
 
-use super::AuthMode;
 use super::body::MachineAuthBody;
+use super::decision::Decision;
 use super::future::ResponseFuture;
 use super::layer::LayerSettings;
 use super::rejection::rejection;
-use crate::bearer_token::BearerToken;
-use crate::credential;
-use crate::error::{AuthError, MalformedRequest};
-use crate::machine::AuthenticatedMachine;
-use crate::verifier::{Attempt, Presented};
 
 /// The service [`MachineAuthLayer`](super::MachineAuthLayer) wraps around an inner service.
 ///
@@ -38,14 +33,6 @@ pub struct MachineAuth<S> {
     settings: Arc<LayerSettings>,
 }
 
-/// What to do with a request, decided without waiting where possible.
-enum Decision {
-    Pass(Option<AuthenticatedMachine>),
-    Reject(AuthError),
-    /// The token's key must be fetched first, or the token introspected.
-    Wait(BearerToken),
-}
-
 impl<S> MachineAuth<S> {
     pub(crate) fn new(inner: S, settings: Arc<LayerSettings>) -> Self {
         Self { inner, settings }
@@ -65,33 +52,6 @@ impl<S> MachineAuth<S> {
     pub fn into_inner(self) -> S {
         self.inner
     }
-
-    fn decide<B>(&self, request: &Request<B>) -> Decision {
-        let bearer = match credential::bearer_credential(request.headers()) {
-            Ok(bearer) => bearer,
-            Err(AuthError::MissingCredential) if self.settings.mode == AuthMode::Optional => {
-                return Decision::Pass(None);
-            }
-            Err(error) => return Decision::Reject(error),
-        };
-        if credential::has_access_token_query(request.uri()) {
-            return Decision::Reject(AuthError::MalformedRequest(
-                MalformedRequest::SeveralMethods,
-            ));
-        }
-        match self.settings.verifier.try_verify_now(
-            bearer.token,
-            Presented::InHeader,
-            self.settings.accepted,
-        ) {
-            Attempt::Done(Ok(machine)) => match self.settings.policy.check(&machine) {
-                Ok(()) => Decision::Pass(Some(machine.with_token(bearer.to_bearer_token()))),
-                Err(error) => Decision::Reject(error),
-            },
-            Attempt::Done(Err(error)) => Decision::Reject(error),
-            Attempt::Pending => Decision::Wait(bearer.to_bearer_token()),
-        }
-    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for MachineAuth<S>
@@ -107,7 +67,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let decision = self.decide(&request);
+        let decision = self.settings.decide(&request);
         // Keep the credential out of `Debug` output of the headers further down the stack.
         if let Some(authorization) = request.headers_mut().get_mut(AUTHORIZATION) {
             authorization.set_sensitive(true);
@@ -127,14 +87,8 @@ where
                 // (https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services).
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                let verifier = self.settings.verifier.clone();
-                let accepted = self.settings.accepted;
-                let verification = Box::pin(async move {
-                    let machine = verifier
-                        .verify_pending(token.as_str().as_bytes(), accepted)
-                        .await?;
-                    Ok(machine.with_token(token))
-                });
+                let settings = Arc::clone(&self.settings);
+                let verification = Box::pin(async move { settings.verify_waiting(token).await });
                 ResponseFuture::verifying(verification, request, inner, Arc::clone(&self.settings))
             }
         }

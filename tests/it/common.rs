@@ -195,6 +195,11 @@ pub fn pem_verifier() -> MachineVerifier {
 
 /// The cron app of the seed behind `layer`: `/whoami` returns the identity, `/cron/run` succeeds.
 pub fn app(layer: MachineAuthLayer) -> Router {
+    routes().layer(layer)
+}
+
+/// The cron app's routes, with no authentication in front of them.
+pub fn routes() -> Router {
     Router::new()
         .route(
             "/whoami",
@@ -211,7 +216,6 @@ pub fn app(layer: MachineAuthLayer) -> Router {
                 machine.map_or("anonymous".to_owned(), |m| m.machine_id().to_string())
             }),
         )
-        .layer(layer)
 }
 
 /// A response, read whole.

@@ -22,5 +22,6 @@ mod parity;
 mod soak;
 mod startup_logs;
 mod threats;
+mod tower_http_layers;
 mod url_credentials;
 mod vectors;
