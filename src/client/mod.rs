@@ -34,3 +34,18 @@ pub use layer::{AttachMachineToken, MachineTokenLayer, ReplayBody, ResponseFutur
 pub use m2m_tokens::{M2mApiError, M2mTokens};
 pub use source::{MachineTokenSource, MachineTokenSourceBuilder, TokenSourceStats};
 pub use token::MachineToken;
+
+/// The `reqwest` this module's [`send`](MachineTokenSource::send) takes requests of (0.13):
+/// build them with this one, so that a project that also depends on another `reqwest` release
+/// does not hand `send()` a `RequestBuilder` of the wrong version.
+///
+/// ```no_run
+/// use tower_machine_auth::client::{MachineTokenSource, reqwest};
+///
+/// # async fn call(source: MachineTokenSource) -> Result<(), Box<dyn std::error::Error>> {
+/// let http = reqwest::Client::new();
+/// source.send(http.post("https://reports.internal/cron/run")).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub use reqwest;

@@ -85,6 +85,7 @@ struct Inner {
     creating: Arc<tokio::sync::Mutex<()>>,
     created: AtomicU64,
     failed: AtomicU64,
+    reused: AtomicU64,
 }
 
 #[derive(Default)]
@@ -106,13 +107,16 @@ struct State {
 /// use tower_machine_auth::client::TokenSourceStats;
 ///
 /// let stats = TokenSourceStats::default();
-/// assert_eq!((stats.created, stats.failed), (0, 0));
+/// assert_eq!((stats.created, stats.reused, stats.failed), (0, 0, 0));
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TokenSourceStats {
     /// Tokens created.
     pub created: u64,
+    /// Calls of [`token`](MachineTokenSource::token) answered with the current token, created
+    /// before (each request through the layer or `send()` is one call).
+    pub reused: u64,
     /// Creation calls that failed.
     pub failed: u64,
 }
@@ -154,6 +158,7 @@ impl MachineTokenSource {
             let now = self.inner.clock.now();
             if let Some(current) = state.current.clone().filter(|t| t.usable_at(now)) {
                 self.refresh_in_background_if_due(&mut state, &current, now);
+                self.inner.reused.fetch_add(1, Ordering::Relaxed);
                 return Ok(current);
             }
             self.unavailable(&state, now)?;
@@ -164,6 +169,8 @@ impl MachineTokenSource {
             let state = self.state();
             let now = self.inner.clock.now();
             if let Some(current) = state.current.clone().filter(|t| t.usable_at(now)) {
+                // Another caller's creation finished while this one waited.
+                self.inner.reused.fetch_add(1, Ordering::Relaxed);
                 return Ok(current);
             }
             if state.attempts > waited_after {
@@ -239,10 +246,12 @@ impl MachineTokenSource {
         true
     }
 
-    /// How many tokens were created, and how many creation calls failed.
+    /// How many tokens were created, how many calls reused one, and how many creation calls
+    /// failed.
     pub fn stats(&self) -> TokenSourceStats {
         TokenSourceStats {
             created: self.inner.created.load(Ordering::Relaxed),
+            reused: self.inner.reused.load(Ordering::Relaxed),
             failed: self.inner.failed.load(Ordering::Relaxed),
         }
     }
@@ -701,6 +710,7 @@ impl MachineTokenSourceBuilder {
                 state: Mutex::new(State::default()),
                 creating: Arc::new(tokio::sync::Mutex::new(())),
                 created: AtomicU64::new(0),
+                reused: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
             }),
         })

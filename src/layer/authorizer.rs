@@ -10,7 +10,7 @@ use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use tower_http::auth::AsyncAuthorizeRequest;
 
-use super::decision::Decision;
+use super::decision::{Decision, admit};
 use super::layer::LayerSettings;
 use super::rejection::rejection;
 
@@ -103,9 +103,7 @@ where
             };
             match machine {
                 Ok(machine) => {
-                    if let Some(machine) = machine {
-                        request.extensions_mut().insert(machine);
-                    }
+                    admit(&mut request, machine);
                     Ok(request)
                 }
                 Err(error) => Err(rejection(&error, &settings, request.headers())),

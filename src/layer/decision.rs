@@ -11,6 +11,25 @@ use crate::error::{AuthError, MalformedRequest};
 use crate::machine::AuthenticatedMachine;
 use crate::verifier::{Attempt, Presented};
 
+/// In a request's extensions when the layer let it through without an identity (no credential,
+/// under [`AuthMode::Optional`]): the extractors tell this apart from a route with no layer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PassedWithoutIdentity;
+
+/// Lets `request` through: the caller into its extensions, or the mark of a request admitted
+/// without one.
+pub(crate) fn admit<B>(request: &mut Request<B>, machine: Option<AuthenticatedMachine>) {
+    let extensions = request.extensions_mut();
+    match machine {
+        Some(machine) => {
+            extensions.insert(machine);
+        }
+        None => {
+            extensions.insert(PassedWithoutIdentity);
+        }
+    }
+}
+
 /// What to do with a request, decided without waiting where possible.
 pub(crate) enum Decision {
     /// On to the inner service, with the caller (or none, in optional mode).

@@ -10,6 +10,7 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use super::body::MachineAuthBody;
+use super::decision::admit;
 use super::layer::LayerSettings;
 use super::rejection::rejection;
 use crate::error::AuthError;
@@ -116,7 +117,7 @@ where
                     let mut request = request.take().expect("future polled after completion");
                     match verified {
                         Ok(machine) => {
-                            request.extensions_mut().insert(machine);
+                            admit(&mut request, Some(machine));
                             let future = inner.call(request);
                             this.state.set(State::Inner { future });
                         }

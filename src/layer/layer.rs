@@ -225,6 +225,29 @@ impl MachineAuthLayer {
         Ok(self)
     }
 
+    /// Admits this machine, besides any admitted before: the infallible form of
+    /// [`allow_machines`](Self::allow_machines), for ids already checked when their
+    /// [`MachineId`] was made. Once any machine is admitted this way or by `allow_machines`, the
+    /// others get 403 `insufficient-scope`.
+    ///
+    /// ```
+    /// use tower_machine_auth::{MachineAuthLayer, MachineId, MachineVerifier};
+    ///
+    /// let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// let billing = MachineId::parse("mch_billing").expect("a machine id");
+    /// let reports = MachineId::parse("mch_reports").expect("a machine id");
+    /// let layer = MachineAuthLayer::new(verifier).allow_machine(billing).allow_machine(reports);
+    /// # Ok::<(), tower_machine_auth::ConfigError>(())
+    /// ```
+    pub fn allow_machine(mut self, machine_id: MachineId) -> Self {
+        Arc::make_mut(&mut self.settings)
+            .policy
+            .allowed_machines
+            .get_or_insert_with(Vec::new)
+            .push(machine_id);
+        self
+    }
+
     /// Requires every one of these scopes (others get 403 `insufficient-scope`, with the required
     /// scopes in the challenge's `scope` parameter). Scopes are compared exactly with
     /// [`AuthenticatedMachine::scopes`](crate::AuthenticatedMachine::scopes) and not validated.

@@ -42,6 +42,8 @@ mod service;
 #[cfg(feature = "tower-http")]
 pub use authorizer::{AuthorizeFuture, MachineAuthorizer};
 pub use body::MachineAuthBody;
+#[cfg(feature = "axum")]
+pub(crate) use decision::PassedWithoutIdentity;
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_REALM, MachineAuthLayer};
 pub use service::MachineAuth;

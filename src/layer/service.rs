@@ -6,7 +6,7 @@ use http::{Request, Response};
 use tower::Service;
 
 use super::body::MachineAuthBody;
-use super::decision::Decision;
+use super::decision::{Decision, admit};
 use super::future::ResponseFuture;
 use super::layer::LayerSettings;
 use super::rejection::rejection;
@@ -74,9 +74,7 @@ where
         }
         match decision {
             Decision::Pass(machine) => {
-                if let Some(machine) = machine {
-                    request.extensions_mut().insert(machine);
-                }
+                admit(&mut request, machine);
                 ResponseFuture::inner(self.inner.call(request))
             }
             Decision::Reject(error) => {

@@ -296,6 +296,44 @@ async fn optional_mode_passes_missing_credentials_but_not_invalid_ones() {
 }
 
 #[tokio::test]
+async fn machines_admitted_one_by_one() {
+    let id = |id: &str| tower_machine_auth::MachineId::parse(id).unwrap();
+    let jwt = token(&claims());
+    let others = app(MachineAuthLayer::new(pem_verifier()).allow_machine(id("mch_billing")));
+    send_bearer(&others, "/whoami", &jwt)
+        .await
+        .assert_rejected(403, "insufficient-scope", None);
+    let both = app(MachineAuthLayer::new(pem_verifier())
+        .allow_machine(id("mch_billing"))
+        .allow_machine(id("mch_cron_service")));
+    send_bearer(&both, "/whoami", &jwt).await.assert_ok();
+}
+
+/// A route that uses the extractors with no layer in front of it is a server bug: 500 and an
+/// error naming the route, never a 401 that blames a valid token.
+#[tokio::test(flavor = "current_thread")]
+async fn extractors_without_the_layer_answer_500_and_say_why() {
+    let captured = CapturedLogs::start();
+    let unguarded = routes();
+    let jwt = token(&claims());
+    for path in ["/whoami", "/maybe"] {
+        let reply = send_bearer(&unguarded, path, &jwt).await;
+        assert_eq!(reply.status.as_u16(), 500, "{path}: {}", reply.text);
+        assert_eq!(reply.body["error"], "server_error", "{path}");
+        assert!(!reply.text.contains(&jwt));
+    }
+    let logs = captured.text();
+    for path in ["/whoami", "/maybe"] {
+        assert!(
+            logs.contains("without MachineAuthLayer in front of it") && logs.contains(path),
+            "no error naming {path}:\n{logs}"
+        );
+    }
+    assert!(logs.contains("ERROR"), "{logs}");
+    assert!(!logs.contains(&jwt));
+}
+
+#[tokio::test]
 async fn rejections_carry_the_typed_error_in_their_extensions() {
     let mut service = tower::ServiceBuilder::new()
         .layer(MachineAuthLayer::new(pem_verifier()))
