@@ -21,6 +21,8 @@
 mod cron_service;
 #[path = "grpc/cron_v1.rs"]
 mod cron_v1;
+#[path = "shared/issuer.rs"]
+mod issuer;
 
 use std::error::Error;
 
@@ -28,7 +30,6 @@ use cron_service::Cron;
 use cron_v1::cron_service_client::CronServiceClient;
 use cron_v1::cron_service_server::CronServiceServer;
 use cron_v1::{RunReply, RunRequest};
-use machine_auth_issuer::{Issuer, IssuerConfig};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Channel, Server};
@@ -42,14 +43,7 @@ const MACHINE_B: &str = "mch_reports_api";
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     println!("1. A local Clerk-compatible issuer (the demo configuration).");
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let issuer_url = format!("http://{}", listener.local_addr()?);
-    let config = IssuerConfig::demo();
-    let issuer = Issuer::builder(config.clone())
-        .issuer_url(&issuer_url)
-        .build()?;
-    let router = issuer.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (issuer_url, config) = issuer::start_demo_issuer().await?;
     println!("   listening on {issuer_url}\n");
 
     println!("2. Machine B: cron.v1.CronService over gRPC, behind MachineAuthLayer.");

@@ -11,6 +11,9 @@
 //! cargo run --example hyper_server
 //! ```
 
+#[path = "shared/issuer.rs"]
+mod issuer;
+
 use std::convert::Infallible;
 use std::error::Error;
 
@@ -20,7 +23,6 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use machine_auth_issuer::{Issuer, IssuerConfig};
 use tokio::net::TcpListener;
 use tower_machine_auth::client::MachineTokenSource;
 use tower_machine_auth::{AuthenticatedMachine, MachineAuthLayer, MachineVerifier};
@@ -46,14 +48,7 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     println!("1. A local Clerk-compatible issuer (the demo configuration).");
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let issuer_url = format!("http://{}", listener.local_addr()?);
-    let config = IssuerConfig::demo();
-    let issuer = Issuer::builder(config.clone())
-        .issuer_url(&issuer_url)
-        .build()?;
-    let router = issuer.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (issuer_url, config) = issuer::start_demo_issuer().await?;
     println!("   listening on {issuer_url}\n");
 
     println!("2. Machine B: Hyper's HTTP/1 server, a service_fn behind MachineAuthLayer.");

@@ -17,12 +17,13 @@
 
 #[path = "shared/cron.rs"]
 mod cron;
+#[path = "shared/issuer.rs"]
+mod issuer;
 
 use std::error::Error;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use machine_auth_issuer::{Issuer, IssuerConfig};
 use serde_json::{Value, json};
 use tower_machine_auth::client::MachineTokenSource;
 use tower_machine_auth::{MachineVerifier, TokenFormat};
@@ -63,7 +64,7 @@ fn token_source(
     secret_key: &str,
     format: TokenFormat,
     lifetime: Option<u64>,
-) -> Result<MachineTokenSource, Box<dyn Error>> {
+) -> Result<MachineTokenSource, Box<dyn Error + Send + Sync>> {
     let mut builder = MachineTokenSource::builder()
         .api_url(issuer_url)
         .machine_secret_key(secret_key)
@@ -80,11 +81,11 @@ impl MachineA {
         &self,
         format: TokenFormat,
         lifetime: Option<u64>,
-    ) -> Result<MachineTokenSource, Box<dyn Error>> {
+    ) -> Result<MachineTokenSource, Box<dyn Error + Send + Sync>> {
         token_source(&self.issuer_url, &self.secret_key, format, lifetime)
     }
 
-    async fn revoke(&self, id: &str) -> Result<(), Box<dyn Error>> {
+    async fn revoke(&self, id: &str) -> Result<(), Box<dyn Error + Send + Sync>> {
         self.http
             .post(format!("{}/m2m_tokens/{id}/revoke", self.issuer_url))
             .bearer_auth(&self.secret_key)
@@ -102,7 +103,7 @@ impl MachineA {
         label: &str,
         token: Option<&str>,
         expected: (u16, Option<&str>),
-    ) -> Result<(), Box<dyn Error>> {
+    ) -> Result<(), Box<dyn Error + Send + Sync>> {
         let mut request = self.http.post(format!("{}/cron/run", self.cron_url));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -122,16 +123,9 @@ impl MachineA {
     }
 }
 
-async fn run() -> Result<bool, Box<dyn Error>> {
+async fn run() -> Result<bool, Box<dyn Error + Send + Sync>> {
     println!("1. A local Clerk-compatible issuer (the demo configuration).");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let issuer_url = format!("http://{}", listener.local_addr()?);
-    let config = IssuerConfig::demo();
-    let issuer = Issuer::builder(config.clone())
-        .issuer_url(&issuer_url)
-        .build()?;
-    let router = issuer.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (issuer_url, config) = issuer::start_demo_issuer().await?;
     println!("   listening on {issuer_url}; its machines:");
     for (index, machine) in config.machines.iter().enumerate() {
         let role = match index {
@@ -282,7 +276,7 @@ async fn run() -> Result<bool, Box<dyn Error>> {
 }
 
 /// Replaces a JWT's `sub` and keeps its signature: what a forger would try.
-fn tamper(token: &str, sub: &str) -> Result<String, Box<dyn Error>> {
+fn tamper(token: &str, sub: &str) -> Result<String, Box<dyn Error + Send + Sync>> {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let mut parts = token.split('.');
