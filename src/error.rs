@@ -617,6 +617,58 @@ impl AuthError {
         response
     }
 
+    /// Builds the rejection as an RFC 9457 problem document (`Content-Type:
+    /// application/problem+json`): `type` is `about:blank`, `title` the status's reason phrase,
+    /// `status` the [`status`](Self::status), `detail` this error's `Display` text, and the
+    /// extension members `reason` (the [`Reason`]) and `error` (the error code of the module
+    /// docs' table). The status and the other headers are those of
+    /// [`to_response`](Self::to_response).
+    ///
+    /// [`MachineAuthLayer::problem_details`](crate::MachineAuthLayer::problem_details) makes a
+    /// layer answer this way.
+    ///
+    /// ```
+    /// use tower_machine_auth::AuthError;
+    ///
+    /// let response: http::Response<String> = AuthError::Expired.to_problem_response("cron");
+    /// assert_eq!(response.status(), 401);
+    /// assert_eq!(response.headers()["content-type"], "application/problem+json");
+    /// assert_eq!(
+    ///     response.headers()["www-authenticate"],
+    ///     r#"Bearer realm="cron", error="invalid_token""#
+    /// );
+    /// let problem: serde_json::Value = serde_json::from_str(response.body())?;
+    /// assert_eq!(problem, serde_json::json!({
+    ///     "type": "about:blank",
+    ///     "title": "Unauthorized",
+    ///     "status": 401,
+    ///     "detail": "the token has expired",
+    ///     "reason": "token-expired",
+    ///     "error": "invalid_token",
+    /// }));
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn to_problem_response<B: From<String>>(&self, realm: &str) -> Response<B> {
+        let reason = self.reason();
+        let status = reason.status();
+        let body = serde_json::json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap_or(""),
+            "status": status.as_u16(),
+            "detail": self.to_string(),
+            "reason": reason,
+            "error": reason.error_code(),
+        })
+        .to_string();
+        let mut response = self.response_with(realm, B::from(body));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+
     /// Builds the rejection as gRPC sends it (a "trailers-only" response): HTTP 200 with
     /// `Content-Type: application/grpc`, `grpc-status` the [`Reason::grpc_status`], and
     /// `grpc-message` the reason and this error's `Display` text (`token-expired: the token has
@@ -658,16 +710,27 @@ impl AuthError {
     /// A response with `body` and the headers every rejection has (status 200, to be set).
     fn response_with<B>(&self, realm: &str, body: B) -> Response<B> {
         let mut response = Response::new(body);
+        self.complete(&mut response, realm);
+        response
+    }
+
+    /// Adds what every rejection carries, whoever built its body: the challenge (replacing any),
+    /// `Cache-Control: no-store` and, for 503, `Retry-After` (unless set), and a clone of the
+    /// error in the extensions.
+    pub(crate) fn complete<B>(&self, response: &mut Response<B>, realm: &str) {
         let headers = response.headers_mut();
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if !headers.contains_key(CACHE_CONTROL) {
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
         if let Some(challenge) = self.challenge(realm) {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
-        if let Self::Unavailable { retry_after, .. } = self {
+        if let Self::Unavailable { retry_after, .. } = self
+            && !headers.contains_key(RETRY_AFTER)
+        {
             headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
         }
         response.extensions_mut().insert(self.clone());
-        response
     }
 
     /// The `WWW-Authenticate` challenge, or `None` for 503.

@@ -3,8 +3,9 @@ use std::sync::Arc;
 use tower::Layer;
 
 use super::policy::RoutePolicy;
+use super::rejection::RejectionHook;
 use super::{AuthMode, MachineAuth};
-use crate::error::ConfigError;
+use crate::error::{AuthError, ConfigError};
 use crate::machine::{AcceptedTokens, MachineId};
 use crate::verifier::MachineVerifier;
 
@@ -30,6 +31,8 @@ pub(crate) struct LayerSettings {
     pub(crate) accepted: AcceptedTokens,
     /// Whether gRPC requests get gRPC rejections.
     pub(crate) grpc_rejections: bool,
+    /// Builds the other rejections, instead of [`AuthError::to_response`](crate::AuthError::to_response).
+    pub(crate) rejection_hook: Option<RejectionHook>,
 }
 
 /// Authenticates machine requests; see the [module docs](crate::layer) for an Axum example.
@@ -110,6 +113,7 @@ impl MachineAuthLayer {
                 realm: DEFAULT_REALM.to_owned(),
                 accepted: AcceptedTokens::Any,
                 grpc_rejections: true,
+                rejection_hook: None,
             }),
         }
     }
@@ -379,6 +383,78 @@ impl MachineAuthLayer {
     pub fn grpc_rejections(mut self, enabled: bool) -> Self {
         Arc::make_mut(&mut self.settings).grpc_rejections = enabled;
         self
+    }
+
+    /// Builds the layer's rejections with `build` instead of the JSON body of
+    /// [`AuthError::to_response`]: your API's own error shape, for one. `build` gets the
+    /// [`AuthError`] (its [`reason`](AuthError::reason), [`status`](AuthError::status) and
+    /// `Display` message) and returns the response; the status is the one it sets (use
+    /// `error.status()`).
+    ///
+    /// Whatever the body, the layer then sets the headers of the response contract: the
+    /// `WWW-Authenticate` challenge (replacing any), `Cache-Control: no-store` and, for 503,
+    /// `Retry-After` (unless `build` set them), and puts the error in the response's extensions.
+    /// gRPC requests still get gRPC's rejections (see [`grpc_rejections`](Self::grpc_rejections)).
+    /// [`problem_details`](Self::problem_details) is a ready-made `build`.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_machine_auth::{AuthError, MachineAuthLayer, MachineVerifier};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// let inner = tower::service_fn(|_: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
+    /// });
+    /// let layer = MachineAuthLayer::new(verifier).on_rejection(|error: &AuthError| {
+    ///     let body = serde_json::json!({"code": error.reason(), "detail": error.to_string()});
+    ///     let mut response = http::Response::new(body.to_string());
+    ///     *response.status_mut() = error.status();
+    ///     response
+    /// });
+    /// let response = layer.layer(inner).oneshot(http::Request::new(String::new())).await?;
+    /// assert_eq!(response.status(), 401);
+    /// assert_eq!(response.headers()["www-authenticate"], r#"Bearer realm="api""#);
+    /// let body = http_body_util::BodyExt::collect(response.into_body()).await?.to_bytes();
+    /// assert_eq!(body, r#"{"code":"token-missing","detail":"no bearer token: send `Authorization: Bearer <token>`"}"#);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn on_rejection<F, B>(mut self, build: F) -> Self
+    where
+        F: Fn(&AuthError) -> http::Response<B> + Send + Sync + 'static,
+        B: Into<String>,
+    {
+        Arc::make_mut(&mut self.settings).rejection_hook = Some(RejectionHook::new(build));
+        self
+    }
+
+    /// Answers rejections with RFC 9457 problem documents (`application/problem+json`, see
+    /// [`AuthError::to_problem_response`]) instead of the default JSON body; the headers are
+    /// the same. Shorthand for an [`on_rejection`](Self::on_rejection) hook.
+    ///
+    /// ```
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_machine_auth::{MachineAuthLayer, MachineVerifier};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let verifier = MachineVerifier::from_pem(include_str!("../../tests/data/rsa_public.pem"))?;
+    /// let inner = tower::service_fn(|_: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
+    /// });
+    /// let layer = MachineAuthLayer::new(verifier).realm("cron").problem_details();
+    /// let response = layer.layer(inner).oneshot(http::Request::new(String::new())).await?;
+    /// assert_eq!(response.status(), 401);
+    /// assert_eq!(response.headers()["content-type"], "application/problem+json");
+    /// assert_eq!(response.headers()["www-authenticate"], r#"Bearer realm="cron""#);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn problem_details(self) -> Self {
+        // The realm is the layer's: it sets the challenge after the hook.
+        self.on_rejection(|error| error.to_problem_response::<String>(""))
     }
 
     /// This layer's authentication for `tower-http`'s `AsyncRequireAuthorizationLayer`, with

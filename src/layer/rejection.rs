@@ -1,4 +1,9 @@
-//! The layer's rejections: gRPC's form for gRPC requests, the JSON one for the others.
+//! The layer's rejections: gRPC's form for gRPC requests, the user's own (see
+//! [`MachineAuthLayer::on_rejection`](super::MachineAuthLayer::on_rejection)) or the JSON one
+//! for the others.
+
+use std::fmt;
+use std::sync::Arc;
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Response};
@@ -6,17 +11,44 @@ use http::{HeaderMap, Response};
 use super::layer::LayerSettings;
 use crate::error::AuthError;
 
+/// A function that builds rejection responses, set with
+/// [`MachineAuthLayer::on_rejection`](super::MachineAuthLayer::on_rejection).
+#[derive(Clone)]
+pub(crate) struct RejectionHook(Arc<dyn Fn(&AuthError) -> Response<String> + Send + Sync>);
+
+impl RejectionHook {
+    pub(crate) fn new<F, B>(build: F) -> Self
+    where
+        F: Fn(&AuthError) -> Response<B> + Send + Sync + 'static,
+        B: Into<String>,
+    {
+        Self(Arc::new(move |error| build(error).map(Into::into)))
+    }
+}
+
+impl fmt::Debug for RejectionHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RejectionHook")
+    }
+}
+
 /// The response to a request (with these headers) rejected with `error`: its body from a `String`
-/// (JSON), or empty for gRPC.
+/// (JSON, or the hook's), or empty for gRPC.
 pub(crate) fn rejection<B: From<String> + Default>(
     error: &AuthError,
     settings: &LayerSettings,
     request: &HeaderMap,
 ) -> Response<B> {
     if settings.grpc_rejections && is_grpc(request) {
-        error.to_grpc_response(&settings.realm)
-    } else {
-        error.to_response(&settings.realm)
+        return error.to_grpc_response(&settings.realm);
+    }
+    match &settings.rejection_hook {
+        Some(RejectionHook(build)) => {
+            let mut response = build(error);
+            error.complete(&mut response, &settings.realm);
+            response.map(B::from)
+        }
+        None => error.to_response(&settings.realm),
     }
 }
 
