@@ -32,6 +32,7 @@ use quick_cache::sync::Cache;
 
 use crate::error::AuthError;
 use crate::machine::AuthenticatedMachine;
+use crate::metrics;
 
 #[derive(Clone)]
 struct CachedToken {
@@ -191,8 +192,14 @@ impl TokenCache {
             // An entry already stale would only displace a live one.
             if entry.generation == self.generation() {
                 entries.insert(TokenKey(token.into()), entry);
+                metrics::cache_entries(entries.len());
             }
         }
+    }
+
+    /// The number of tokens cached.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.as_ref().map_or(0, Cache::len)
     }
 
     /// Forgets every token, and every verification still running (called when a key leaves the

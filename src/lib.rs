@@ -72,6 +72,7 @@ mod jwt;
 mod keys;
 pub mod layer;
 mod machine;
+pub mod metrics;
 mod stats;
 mod verifier;
 
@@ -86,7 +87,8 @@ pub use machine::{
 pub use machine_auth_core::clerk::CLERK_API_VERSION;
 pub use stats::VerifierStats;
 pub use verifier::{
-    DEFAULT_CLERK_API_URL, MAX_CLOCK_SKEW, MachineVerifier, MachineVerifierBuilder,
+    DEFAULT_CLERK_API_URL, KeySourceKind, MAX_CLOCK_SKEW, MachineVerifier, MachineVerifierBuilder,
+    Readiness, VerifierHealth,
 };
 
 /// The README's Rust examples, compiled and run as doctests so that they cannot rot.

@@ -412,6 +412,14 @@ impl AuthenticatedMachine {
         }
     }
 
+    /// The same identity, without its token: what a response may carry.
+    pub(crate) fn without_token(&self) -> Self {
+        Self {
+            identity: Arc::clone(&self.identity),
+            token: None,
+        }
+    }
+
     /// The token's issuer (`iss`), if it has one.
     ///
     /// ```

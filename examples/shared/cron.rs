@@ -11,18 +11,22 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use tower_machine_auth::{AuthenticatedMachine, MachineAuthLayer, MachineVerifier};
 
-/// `GET /healthz` is public; `GET /whoami` and `POST /cron/run` need a machine token.
+/// `GET /healthz` and `GET /readyz` are public; `GET /whoami` and `POST /cron/run` need a
+/// machine token.
 ///
 /// The order of the layers, outermost first: `Authorization` is marked sensitive before anything
 /// can print it, the trace spans every request (rejections included), and the machine layer
-/// guards only the machine routes, so `/healthz` answers without a token.
+/// guards only the machine routes, so the probes answer without a token.
 pub fn cron_app(verifier: MachineVerifier) -> Router {
+    // 503 until the verifier's keys are loaded, and when they are stale.
+    let readiness = verifier.readiness();
     let machine_routes = Router::new()
         .route("/whoami", get(whoami))
         .route("/cron/run", post(run_cron))
         .layer(MachineAuthLayer::new(verifier));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route_service("/readyz", readiness)
         .merge(machine_routes)
         .layer(
             ServiceBuilder::new()

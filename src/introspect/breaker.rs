@@ -11,10 +11,25 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::metrics::{self, BreakerGauge};
+
 /// Consecutive failures that open the circuit.
 pub(crate) const FAILURES_TO_OPEN: u32 = 5;
 /// How long an open circuit refuses calls before it lets a probe through.
 pub(crate) const OPEN_FOR: Duration = Duration::from_secs(10);
+
+/// The state of a circuit breaker, as [`MachineVerifier::health`](crate::MachineVerifier::health)
+/// reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Calls go ahead.
+    Closed,
+    /// Calls fail at once, without reaching the endpoint, after consecutive failures.
+    Open,
+    /// One call is out as a probe: its success closes the circuit.
+    HalfOpen,
+}
 
 #[derive(Debug, Default)]
 struct State {
@@ -86,10 +101,21 @@ impl CircuitBreaker {
         state.probes_started = state.probes_started.wrapping_add(1);
         let probe = state.probes_started;
         state.probe = Some(probe);
+        metrics::breaker(BreakerGauge::HalfOpen);
         Permit::Granted(Call {
             breaker: self,
             probe: Some(probe),
         })
+    }
+
+    /// Whether calls go ahead now.
+    pub(crate) fn state(&self) -> BreakerState {
+        let state = self.lock();
+        match state.open_until {
+            None => BreakerState::Closed,
+            Some(_) if state.probe.is_some() => BreakerState::HalfOpen,
+            Some(_) => BreakerState::Open,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -103,6 +129,9 @@ impl CircuitBreaker {
             state.probe = None;
         }
         if succeeded {
+            if state.open_until.is_some() {
+                metrics::breaker(BreakerGauge::Closed);
+            }
             state.consecutive_failures = 0;
             state.open_until = None;
             state.probe = None;
@@ -118,6 +147,7 @@ impl CircuitBreaker {
                 );
             }
             state.open_until = Some(Instant::now() + OPEN_FOR);
+            metrics::breaker(BreakerGauge::Open);
         }
     }
 
@@ -126,6 +156,7 @@ impl CircuitBreaker {
         let mut state = self.lock();
         if state.probe == Some(probe) {
             state.probe = None;
+            metrics::breaker(BreakerGauge::Open);
         }
     }
 }

@@ -44,6 +44,7 @@ mod breaker;
 pub(crate) mod clerk;
 mod rfc7662;
 
+pub use breaker::BreakerState;
 pub(crate) use breaker::{CircuitBreaker, Permit};
 pub use clerk::ClerkIntrospector;
 pub use rfc7662::{Rfc7662Introspector, Rfc7662IntrospectorBuilder};

@@ -34,6 +34,7 @@ use crate::algorithm::AlgorithmSet;
 use crate::clerk_api;
 use crate::error::{AuthError, ConfigError, InvalidToken, Unavailable};
 use crate::fetch::{self, FetchError, Timeouts};
+use crate::metrics;
 use crate::stats::Counters;
 
 /// The largest JWKS document accepted.
@@ -137,6 +138,19 @@ pub(crate) struct JwksSource {
     last_on_demand: Mutex<Option<Instant>>,
     counters: Arc<Counters>,
     on_keys_removed: Box<dyn Fn() + Send + Sync>,
+    /// Why the last fetch failed; `None` after a success.
+    last_error: Mutex<Option<String>>,
+}
+
+/// The state of a JWKS source, for [`MachineVerifier::health`](crate::MachineVerifier::health).
+#[derive(Debug, Clone)]
+pub(crate) struct KeySetStatus {
+    pub(crate) keys: usize,
+    /// Since the last successful fetch; `None` before the first.
+    pub(crate) age: Option<Duration>,
+    /// The age past which the keys are no longer used.
+    pub(crate) max_stale: Duration,
+    pub(crate) last_error: Option<String>,
 }
 
 impl fmt::Debug for JwksSource {
@@ -179,9 +193,25 @@ impl JwksSource {
             last_on_demand: Mutex::new(None),
             counters,
             on_keys_removed,
+            last_error: Mutex::new(None),
         });
         runtime.spawn(refresh_in_background(Arc::downgrade(&source)));
         Ok(source)
+    }
+
+    /// How many keys are loaded, how old they are, and why the last fetch failed.
+    pub(crate) fn status(&self) -> KeySetStatus {
+        let state = self.state.load();
+        KeySetStatus {
+            keys: state.keys.len(),
+            age: state.loaded_at.map(|at| at.elapsed()),
+            max_stale: self.settings.max_stale,
+            last_error: self.lock_last_error().clone(),
+        }
+    }
+
+    fn lock_last_error(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.last_error.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The key for `kid`, without waiting.
@@ -270,10 +300,14 @@ impl JwksSource {
         let outcome = self.fetch().await;
         let succeeded = match outcome {
             Ok(keys) => {
+                metrics::jwks_fetch(true, Some(keys.len()));
                 self.install(keys);
+                *self.lock_last_error() = None;
                 true
             }
             Err(error) => {
+                metrics::jwks_fetch(false, None);
+                *self.lock_last_error() = Some(error.to_string());
                 self.counters.add(&self.counters.jwks_fetch_failures);
                 let has_keys = self.state.load().loaded_at.is_some();
                 tracing::warn!(

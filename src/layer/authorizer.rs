@@ -6,12 +6,12 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use tower_http::auth::AsyncAuthorizeRequest;
 
-use super::decision::{Decision, admit};
+use super::decision::{Decision, admit, hide_credential};
 use super::layer::LayerSettings;
+use super::observe;
 use super::rejection::rejection;
 
 /// [`MachineAuthLayer`](super::MachineAuthLayer)'s authentication as a `tower-http`
@@ -89,17 +89,15 @@ where
     type Future = AuthorizeFuture<B, ResBody>;
 
     fn authorize(&mut self, mut request: Request<B>) -> Self::Future {
-        let decision = self.settings.decide(&request);
-        // Keep the credential out of `Debug` output of the headers further down the stack.
-        if let Some(authorization) = request.headers_mut().get_mut(AUTHORIZATION) {
-            authorization.set_sensitive(true);
-        }
+        let span = observe::request_span(&request);
+        let decision = self.settings.decide(&request, &span);
+        hide_credential(&mut request);
         let settings = Arc::clone(&self.settings);
         Box::pin(async move {
             let machine = match decision {
                 Decision::Pass(machine) => Ok(machine),
                 Decision::Reject(error) => Err(error),
-                Decision::Wait(token) => settings.verify_waiting(token).await.map(Some),
+                Decision::Wait(token) => settings.verify_waiting(token, &span).await.map(Some),
             };
             match machine {
                 Ok(machine) => {

@@ -2,9 +2,12 @@
 //! JWT whose key is at hand, a rejection), after a key fetch or an introspection call otherwise.
 
 use http::Request;
+use http::header::AUTHORIZATION;
+use tracing::Span;
 
 use super::AuthMode;
 use super::layer::LayerSettings;
+use super::observe;
 use crate::bearer_token::BearerToken;
 use crate::credential;
 use crate::error::{AuthError, MalformedRequest};
@@ -17,16 +20,29 @@ use crate::verifier::{Attempt, Presented};
 pub(crate) struct PassedWithoutIdentity;
 
 /// Lets `request` through: the caller into its extensions, or the mark of a request admitted
-/// without one.
-pub(crate) fn admit<B>(request: &mut Request<B>, machine: Option<AuthenticatedMachine>) {
+/// without one. Returns the caller without its token, for the response's extensions.
+pub(crate) fn admit<B>(
+    request: &mut Request<B>,
+    machine: Option<AuthenticatedMachine>,
+) -> Option<AuthenticatedMachine> {
     let extensions = request.extensions_mut();
     match machine {
         Some(machine) => {
+            let caller = machine.without_token();
             extensions.insert(machine);
+            Some(caller)
         }
         None => {
             extensions.insert(PassedWithoutIdentity);
+            None
         }
+    }
+}
+
+/// Keeps the credential out of `Debug` output of the headers further down the stack.
+pub(crate) fn hide_credential<B>(request: &mut Request<B>) {
+    if let Some(authorization) = request.headers_mut().get_mut(AUTHORIZATION) {
+        authorization.set_sensitive(true);
     }
 }
 
@@ -41,30 +57,36 @@ pub(crate) enum Decision {
 }
 
 impl LayerSettings {
-    /// Reads the request's credential and verifies it if that needs no waiting.
-    pub(crate) fn decide<B>(&self, request: &Request<B>) -> Decision {
+    /// Reads the request's credential and verifies it if that needs no waiting. A decided
+    /// request is reported in `span` (see [`observe`]).
+    pub(crate) fn decide<B>(&self, request: &Request<B>, span: &Span) -> Decision {
         let bearer = match credential::bearer_credential(request.headers()) {
             Ok(bearer) => bearer,
             Err(AuthError::MissingCredential) if self.mode == AuthMode::Optional => {
+                observe::passed(span, None);
                 return Decision::Pass(None);
             }
-            Err(error) => return Decision::Reject(error),
+            Err(error) => {
+                observe::rejected(span, &error, None, None);
+                return Decision::Reject(error);
+            }
         };
         if credential::has_access_token_query(request.uri()) {
-            return Decision::Reject(AuthError::MalformedRequest(
-                MalformedRequest::SeveralMethods,
-            ));
+            let error = AuthError::MalformedRequest(MalformedRequest::SeveralMethods);
+            observe::rejected(span, &error, Some(bearer.token), None);
+            return Decision::Reject(error);
         }
-        match self
-            .verifier
-            .try_verify_now(bearer.token, Presented::InHeader, self.accepted)
-        {
-            Attempt::Done(Ok(machine)) => match self.policy.check(&machine) {
-                Ok(()) => Decision::Pass(Some(machine.with_token(bearer.to_bearer_token()))),
-                Err(error) => Decision::Reject(error),
-            },
-            Attempt::Done(Err(error)) => Decision::Reject(error),
-            Attempt::Pending => Decision::Wait(bearer.to_bearer_token()),
+        let verified =
+            match self
+                .verifier
+                .try_verify_now(bearer.token, Presented::InHeader, self.accepted)
+            {
+                Attempt::Done(verified) => verified,
+                Attempt::Pending => return Decision::Wait(bearer.to_bearer_token()),
+            };
+        match self.admitted(verified, bearer.token, span) {
+            Ok(machine) => Decision::Pass(Some(machine.with_token(bearer.to_bearer_token()))),
+            Err(error) => Decision::Reject(error),
         }
     }
 
@@ -72,12 +94,29 @@ impl LayerSettings {
     pub(crate) async fn verify_waiting(
         &self,
         token: BearerToken,
+        span: &Span,
     ) -> Result<AuthenticatedMachine, AuthError> {
-        let machine = self
-            .verifier
-            .verify_pending(token.as_str().as_bytes(), self.accepted)
-            .await?;
-        self.policy.check(&machine)?;
+        let bytes = token.as_str().as_bytes();
+        let verified = self.verifier.verify_pending(bytes, self.accepted).await;
+        let machine = self.admitted(verified, bytes, span)?;
         Ok(machine.with_token(token))
+    }
+
+    /// The route's policy applied to a verification's result, reported in `span`.
+    fn admitted(
+        &self,
+        verified: Result<AuthenticatedMachine, AuthError>,
+        token: &[u8],
+        span: &Span,
+    ) -> Result<AuthenticatedMachine, AuthError> {
+        let machine = verified.inspect_err(|error| {
+            observe::rejected(span, error, Some(token), None);
+        })?;
+        if let Err(error) = self.policy.check(&machine) {
+            observe::rejected(span, &error, Some(token), Some(&machine));
+            return Err(error);
+        }
+        observe::passed(span, Some(&machine));
+        Ok(machine)
     }
 }

@@ -8,6 +8,7 @@ use http::{Request, Response};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tower::Service;
+use tracing::Span;
 
 use super::body::MachineAuthBody;
 use super::decision::admit;
@@ -26,6 +27,8 @@ pin_project! {
     {
         #[pin]
         state: State<S, ReqBody>,
+        // The request's span, entered while the inner service works.
+        span: Span,
     }
 }
 
@@ -44,6 +47,8 @@ pin_project! {
         Inner {
             #[pin]
             future: S::Future,
+            // The caller, for the response's extensions.
+            caller: Option<AuthenticatedMachine>,
         },
         Rejected {
             response: Option<Response<Full<Bytes>>>,
@@ -63,17 +68,23 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    pub(crate) fn inner(future: S::Future) -> Self {
+    pub(crate) fn inner(
+        future: S::Future,
+        caller: Option<AuthenticatedMachine>,
+        span: Span,
+    ) -> Self {
         Self {
-            state: State::Inner { future },
+            state: State::Inner { future, caller },
+            span,
         }
     }
 
-    pub(crate) fn rejected(response: Response<Full<Bytes>>) -> Self {
+    pub(crate) fn rejected(response: Response<Full<Bytes>>, span: Span) -> Self {
         Self {
             state: State::Rejected {
                 response: Some(response),
             },
+            span,
         }
     }
 
@@ -82,6 +93,7 @@ where
         request: Request<ReqBody>,
         inner: S,
         settings: Arc<LayerSettings>,
+        span: Span,
     ) -> Self {
         Self {
             state: State::Verifying {
@@ -92,6 +104,7 @@ where
                     settings,
                 }),
             },
+            span,
         }
     }
 }
@@ -103,8 +116,9 @@ where
     type Output = Result<Response<MachineAuthBody<ResBody>>, S::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.as_mut().project();
+        let _entered = this.span.enter();
         loop {
-            let mut this = self.as_mut().project();
             match this.state.as_mut().project() {
                 StateProj::Verifying { waiting } => {
                     let Waiting {
@@ -117,9 +131,9 @@ where
                     let mut request = request.take().expect("future polled after completion");
                     match verified {
                         Ok(machine) => {
-                            admit(&mut request, Some(machine));
+                            let caller = admit(&mut request, Some(machine));
                             let future = inner.call(request);
-                            this.state.set(State::Inner { future });
+                            this.state.set(State::Inner { future, caller });
                         }
                         Err(error) => {
                             let response = rejection(&error, settings, request.headers());
@@ -128,10 +142,12 @@ where
                         }
                     }
                 }
-                StateProj::Inner { future } => {
-                    return future
-                        .poll(cx)
-                        .map_ok(|response| response.map(MachineAuthBody::inner));
+                StateProj::Inner { future, caller } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    if let Some(caller) = caller.take() {
+                        response.extensions_mut().insert(caller);
+                    }
+                    return Poll::Ready(Ok(response.map(MachineAuthBody::inner)));
                 }
                 StateProj::Rejected { response } => {
                     let response = response.take().expect("future polled after completion");

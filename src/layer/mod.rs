@@ -35,6 +35,7 @@ mod decision;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
+mod observe;
 mod policy;
 mod rejection;
 mod service;

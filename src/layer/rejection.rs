@@ -14,7 +14,9 @@ use crate::error::AuthError;
 /// A function that builds rejection responses, set with
 /// [`MachineAuthLayer::on_rejection`](super::MachineAuthLayer::on_rejection).
 #[derive(Clone)]
-pub(crate) struct RejectionHook(Arc<dyn Fn(&AuthError) -> Response<String> + Send + Sync>);
+pub(crate) struct RejectionHook(Arc<BuildRejection>);
+
+type BuildRejection = dyn Fn(&AuthError) -> Response<String> + Send + Sync;
 
 impl RejectionHook {
     pub(crate) fn new<F, B>(build: F) -> Self

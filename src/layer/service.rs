@@ -1,14 +1,14 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use tower::Service;
 
 use super::body::MachineAuthBody;
-use super::decision::{Decision, admit};
+use super::decision::{Decision, admit, hide_credential};
 use super::future::ResponseFuture;
 use super::layer::LayerSettings;
+use super::observe;
 use super::rejection::rejection;
 
 /// The service [`MachineAuthLayer`](super::MachineAuthLayer) wraps around an inner service.
@@ -67,18 +67,18 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let decision = self.settings.decide(&request);
-        // Keep the credential out of `Debug` output of the headers further down the stack.
-        if let Some(authorization) = request.headers_mut().get_mut(AUTHORIZATION) {
-            authorization.set_sensitive(true);
-        }
+        let span = observe::request_span(&request);
+        let decision = self.settings.decide(&request, &span);
+        hide_credential(&mut request);
         match decision {
             Decision::Pass(machine) => {
-                admit(&mut request, machine);
-                ResponseFuture::inner(self.inner.call(request))
+                let caller = admit(&mut request, machine);
+                let future = span.in_scope(|| self.inner.call(request));
+                ResponseFuture::inner(future, caller, span)
             }
             Decision::Reject(error) => {
-                ResponseFuture::rejected(rejection(&error, &self.settings, request.headers()))
+                let response = rejection(&error, &self.settings, request.headers());
+                ResponseFuture::rejected(response, span)
             }
             Decision::Wait(token) => {
                 // The ready service goes with the request; keep a fresh clone for later calls
@@ -86,8 +86,11 @@ where
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
                 let settings = Arc::clone(&self.settings);
-                let verification = Box::pin(async move { settings.verify_waiting(token).await });
-                ResponseFuture::verifying(verification, request, inner, Arc::clone(&self.settings))
+                let waiting_span = span.clone();
+                let verification =
+                    Box::pin(async move { settings.verify_waiting(token, &waiting_span).await });
+                let settings = Arc::clone(&self.settings);
+                ResponseFuture::verifying(verification, request, inner, settings, span)
             }
         }
     }

@@ -17,9 +17,11 @@
 //! ```
 
 mod builder;
+mod health;
 mod opaque;
 
 pub use builder::{DEFAULT_CLERK_API_URL, MAX_CLOCK_SKEW, MachineVerifierBuilder};
+pub use health::{KeySourceKind, Readiness, VerifierHealth};
 
 use std::fmt;
 use std::sync::Arc;
@@ -34,6 +36,7 @@ use crate::error::{AuthError, ConfigError, InvalidToken, TypeMismatch};
 use crate::jwt::{JwtRules, UnverifiedJwt};
 use crate::keys::{KeyLookup, KeySource, VerifyingKey};
 use crate::machine::{AcceptedTokens, AuthenticatedMachine, MachineId, TokenFormat};
+use crate::metrics::{self, TokenType};
 use crate::stats::{Counters, VerifierStats};
 use opaque::{IntrospectionRoute, OpaqueVerification};
 
@@ -270,25 +273,33 @@ impl MachineVerifier {
     ) -> Attempt {
         let inner = &*self.inner;
         if token.len() > MAX_TOKEN_LEN {
-            return Attempt::Done(Err(log_rejection(
-                AuthError::InvalidToken(InvalidToken::TooLong),
-                None,
-            )));
+            return Attempt::Done(Err(AuthError::InvalidToken(InvalidToken::TooLong)));
         }
+        let started = metrics::start();
         // A hit is a token verified before: its characters and kind need no checking either.
         let now_ms = unix_millis(&*inner.clock);
         if let Some(hit) = inner.cache.get(token, now_ms, inner.rules.leeway_ms) {
             inner.counters.cache_hits.add();
-            let hit = hit.and_then(|machine| accepted_format(machine, accepted));
-            return Attempt::Done(hit.map_err(|error| log_rejection(error, Some(token))));
+            let token_type = hit.as_ref().map_or_else(
+                |_| TokenType::of(token),
+                |machine| machine.token_format().into(),
+            );
+            metrics::verified(started, token_type, true);
+            return Attempt::Done(hit.and_then(|machine| accepted_format(machine, accepted)));
         }
         let kind = presented
             .read(token)
             .and_then(|(token, classified)| Ok((token, self.route(classified, accepted)?)));
         match kind {
-            Ok((token, TokenRoute::Jwt(keys))) => self.try_verify_jwt_now(keys, token, now_ms),
+            Ok((token, TokenRoute::Jwt(keys))) => {
+                let attempt = self.try_verify_jwt_now(keys, token, now_ms);
+                if let Attempt::Done(_) = attempt {
+                    metrics::verified(started, TokenType::Jwt, false);
+                }
+                attempt
+            }
             Ok((_, TokenRoute::Opaque(_))) => Attempt::Pending,
-            Err(error) => Attempt::Done(Err(log_rejection(error, Some(token)))),
+            Err(error) => Attempt::Done(Err(error)),
         }
     }
 
@@ -324,7 +335,7 @@ impl MachineVerifier {
 
     fn try_verify_jwt_now(&self, keys: &KeySource, token: &str, now_ms: i64) -> Attempt {
         let inner = &*self.inner;
-        let rejected = |error| Attempt::Done(Err(log_rejection(error, Some(token.as_bytes()))));
+        let rejected = |error| Attempt::Done(Err(error));
         let jwt = match UnverifiedJwt::parse(token, &inner.rules) {
             Ok(jwt) => jwt,
             Err(error) => return rejected(error),
@@ -344,14 +355,21 @@ impl MachineVerifier {
         token: &[u8],
         accepted: AcceptedTokens,
     ) -> Result<AuthenticatedMachine, AuthError> {
+        let started = metrics::start();
         // Only a token whose characters were checked gets here.
         let (text, classified) = Presented::Directly.read(token)?;
-        let result = match self.route(classified, accepted) {
-            Ok(TokenRoute::Jwt(keys)) => self.verify_jwt_after_key_fetch(keys, text).await,
-            Ok(TokenRoute::Opaque(route)) => self.verify_opaque(route, text).await,
-            Err(error) => Err(error),
-        };
-        result.map_err(|error| log_rejection(error, Some(token)))
+        match self.route(classified, accepted)? {
+            TokenRoute::Jwt(keys) => {
+                let verified = self.verify_jwt_after_key_fetch(keys, text).await;
+                metrics::verified(started, TokenType::Jwt, false);
+                verified
+            }
+            TokenRoute::Opaque(route) => {
+                let verified = self.verify_opaque(route, text).await;
+                metrics::verified(started, TokenType::Opaque, false);
+                verified
+            }
+        }
     }
 
     async fn verify_jwt_after_key_fetch(
@@ -388,8 +406,7 @@ impl MachineVerifier {
             .verify(key, &inner.rules, now_ms, || {
                 inner.counters.add(&inner.counters.signature_checks);
             })
-            .and_then(|verified| self.check_receiver(&verified.machine).map(|()| verified))
-            .map_err(|error| log_rejection(error, Some(jwt_token.as_bytes())))?;
+            .and_then(|verified| self.check_receiver(&verified.machine).map(|()| verified))?;
         if inner.jwt_cache_ttl_ms > 0 {
             inner.cache.insert_jwt(
                 jwt_token.as_bytes(),
@@ -432,19 +449,4 @@ fn accepted_format(
             TypeMismatch::OpaqueNotAccepted,
         )),
     }
-}
-
-/// Logs a rejection at debug level with the token's fingerprint (never the token): the first 4
-/// bytes of its SHA-256, in hex.
-fn log_rejection(error: AuthError, token: Option<&[u8]>) -> AuthError {
-    if tracing::enabled!(tracing::Level::DEBUG) {
-        let fingerprint = token.map(|token| {
-            opaque::digest(token)[..4]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        });
-        tracing::debug!(reason = %error.reason(), %error, token = fingerprint.as_deref(), "machine token rejected");
-    }
-    error
 }

@@ -16,8 +16,9 @@ use super::MachineVerifier;
 use crate::clock::{to_unix_millis, unix_millis};
 use crate::credential::TokenKind;
 use crate::error::{AuthError, InvalidToken, TypeMismatch, Unavailable};
-use crate::introspect::{CircuitBreaker, IntrospectedToken, Introspector, Permit};
+use crate::introspect::{BreakerState, CircuitBreaker, IntrospectedToken, Introspector, Permit};
 use crate::machine::{AuthenticatedMachine, MachineId, TokenFormat};
+use crate::metrics::{self, IntrospectionResult};
 
 type Outcome = Result<AuthenticatedMachine, AuthError>;
 
@@ -117,6 +118,20 @@ impl OpaqueVerification {
         self.machine_tokens.is_some() || self.others.is_some()
     }
 
+    /// The state of the circuit breakers: the worst of the endpoints', `None` without one.
+    pub(crate) fn breaker_state(&self) -> Option<BreakerState> {
+        let severity = |state: &BreakerState| match state {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open => 2,
+        };
+        [&self.machine_tokens, &self.others]
+            .into_iter()
+            .flatten()
+            .map(|route| route.breaker.state())
+            .max_by_key(severity)
+    }
+
     /// The endpoint for a token that is not JWT-shaped.
     pub(crate) fn route(
         &self,
@@ -184,7 +199,14 @@ impl MachineVerifier {
         };
         inner.counters.add(&inner.counters.introspections);
         let introspected = route.introspector.introspect(token).await;
-        call.record(!matches!(introspected, Err(AuthError::Unavailable { .. })));
+        let outage = matches!(introspected, Err(AuthError::Unavailable { .. }));
+        call.record(!outage);
+        metrics::introspection(match &introspected {
+            Ok(_) => IntrospectionResult::Active,
+            Err(_) if outage => IntrospectionResult::Error,
+            Err(AuthError::InvalidToken(InvalidToken::UnusableReply)) => IntrospectionResult::Error,
+            Err(_) => IntrospectionResult::Inactive,
+        });
         let now_ms = unix_millis(&*inner.clock);
         let (machine, expires_at_ms) =
             opaque_machine(introspected?, inner.rules.leeway_ms, now_ms)?;

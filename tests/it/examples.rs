@@ -5,6 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::*;
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -363,4 +364,144 @@ async fn hyper_server_serves_machine_b_on_plain_hyper() {
             "hyper_server did not show {expected:?}:\n{stdout}"
         );
     }
+}
+
+/// The value of the sample of `name` whose labels include all of `labels`, in Prometheus text.
+fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let (labels_text, value) = match rest.strip_prefix('{') {
+            Some(rest) => rest.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        labels
+            .iter()
+            .all(|(key, value)| {
+                labels_text
+                    .split(',')
+                    .any(|pair| pair == format!("{key}=\"{value}\""))
+            })
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
+#[tokio::test]
+async fn axum_cron_counts_requests_in_its_prometheus_metrics() {
+    let key = TestKey::shared_rsa();
+    let (_child, url) = start_cron(&[("CLERK_JWT_KEY", key.public_pem())]).await;
+    let client = reqwest::Client::new();
+    let run = |token: Option<String>| {
+        let mut request = client.post(format!("{url}/cron/run"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap().status() }
+    };
+    let token = key.token("k", &claims());
+    assert_eq!(run(Some(token.clone())).await, 200);
+    assert_eq!(run(Some(token)).await, 200); // from the cache
+    assert_eq!(run(None).await, 401);
+    let expired = key.token(
+        "k",
+        &with(claims_at(now() - 7200), "exp", json!(now() - 60)),
+    );
+    assert_eq!(run(Some(expired)).await, 401);
+
+    // The probes and the metrics are outside the layer: no token needed.
+    let metrics = client.get(format!("{url}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.unwrap();
+    let requests =
+        |labels: &[(&str, &str)]| sample(&metrics, "machine_auth_requests_total", labels);
+    assert_eq!(
+        requests(&[
+            ("outcome", "accepted"),
+            ("reason", "none"),
+            ("token_type", "jwt")
+        ]),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        requests(&[
+            ("outcome", "rejected"),
+            ("reason", "token-missing"),
+            ("token_type", "none")
+        ]),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        requests(&[
+            ("outcome", "rejected"),
+            ("reason", "token-expired"),
+            ("token_type", "jwt")
+        ]),
+        Some(1.0),
+        "{metrics}"
+    );
+    // A histogram with buckets (not a summary), one sample per verification.
+    let verified = |cached: &str| {
+        sample(
+            &metrics,
+            "machine_auth_verify_duration_seconds_count",
+            &[("token_type", "jwt"), ("cached", cached)],
+        )
+    };
+    assert_eq!(
+        (verified("false"), verified("true")),
+        (Some(2.0), Some(1.0)),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("machine_auth_verify_duration_seconds_bucket{"),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "machine_auth_cache_entries", &[]),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("mch_"),
+        "a machine id in a label:\n{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn axum_cron_is_ready_once_its_keys_are_loaded() {
+    let key = TestKey::shared_rsa();
+    let jwks = JwksServer::start(JwksReply::Status(503)).await;
+    let (_child, url) = start_cron(&[
+        ("CLERK_SECRET_KEY", "sk_test_readiness".to_owned()),
+        ("CLERK_API_URL", format!("http://{}", jwks.addr)),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    let readyz = client.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(readyz.status(), 503);
+    let health: serde_json::Value = serde_json::from_slice(&readyz.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        (health["ready"].clone(), health["keys"].clone()),
+        (json!(false), json!(0))
+    );
+
+    // The JWKS comes up; a token with a kid the verifier has not seen fetches it at once.
+    jwks.set(key_set(&[key.jwk("k", Some("RS256"))]));
+    let run = client
+        .post(format!("{url}/cron/run"))
+        .bearer_auth(key.token("k", &claims()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(run.status(), 200);
+    let readyz = client.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(readyz.status(), 200);
+    let health: serde_json::Value = serde_json::from_slice(&readyz.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        (health["ready"].clone(), health["keys"].clone()),
+        (json!(true), json!(1))
+    );
+    assert_eq!(health["key_source"], "jwks");
+    assert_eq!(health["last_fetch_error"], serde_json::Value::Null);
 }

@@ -39,7 +39,7 @@ async fn tokens_and_secret_keys_never_reach_the_logs() {
         "the wrong-key error was not logged:\n{logs}"
     );
     assert!(
-        logs.contains("machine token rejected"),
+        logs.contains("machine request rejected"),
         "rejections were not logged:\n{logs}"
     );
     assert!(!logs.contains(secret), "the secret key was logged:\n{logs}");
