@@ -129,19 +129,89 @@ pub(crate) enum BreakerGauge {
 
 #[cfg(feature = "metrics")]
 mod record {
+    use std::sync::LazyLock;
     use std::time::Instant;
+
+    use ::metrics::{Key, Label, Level, Metadata};
 
     use super::*;
 
+    static METADATA: Metadata<'static> =
+        Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+    const OUTCOMES: [Outcome; 3] = [Outcome::Accepted, Outcome::Rejected, Outcome::Anonymous];
+    const TOKEN_TYPES: [TokenType; 4] = [
+        TokenType::Jwt,
+        TokenType::Opaque,
+        TokenType::None,
+        TokenType::Other,
+    ];
+    /// Every reason, in declaration order (`reason as usize` indexes it).
+    const REASONS: [Reason; 10] = [
+        Reason::TokenMissing,
+        Reason::MalformedRequest,
+        Reason::TokenTypeMismatch,
+        Reason::TokenInvalid,
+        Reason::TokenInvalidReceiver,
+        Reason::TokenVerificationFailed,
+        Reason::TokenExpired,
+        Reason::TokenNotActive,
+        Reason::InsufficientScope,
+        Reason::VerifierUnavailable,
+    ];
+    // A new reason stops the build here until it is listed above.
+    const _: () = match Reason::TokenMissing {
+        Reason::TokenMissing
+        | Reason::MalformedRequest
+        | Reason::TokenTypeMismatch
+        | Reason::TokenInvalid
+        | Reason::TokenInvalidReceiver
+        | Reason::TokenVerificationFailed
+        | Reason::TokenExpired
+        | Reason::TokenNotActive
+        | Reason::InsufficientScope
+        | Reason::VerifierUnavailable => {}
+    };
+
+    /// The keys of every label combination, made once: a request then records without
+    /// allocating.
+    static REQUEST_KEYS: LazyLock<Vec<Key>> = LazyLock::new(|| {
+        let mut keys = Vec::with_capacity(OUTCOMES.len() * (REASONS.len() + 1) * TOKEN_TYPES.len());
+        for outcome in OUTCOMES {
+            for reason in std::iter::once(None).chain(REASONS.map(Some)) {
+                for token_type in TOKEN_TYPES {
+                    let labels = vec![
+                        Label::from_static_parts("outcome", outcome.as_str()),
+                        Label::from_static_parts("reason", reason.map_or("none", Reason::as_str)),
+                        Label::from_static_parts("token_type", token_type.as_str()),
+                    ];
+                    keys.push(Key::from_parts(REQUESTS_TOTAL, labels));
+                }
+            }
+        }
+        keys
+    });
+
+    static VERIFY_KEYS: LazyLock<Vec<Key>> = LazyLock::new(|| {
+        let mut keys = Vec::with_capacity(TOKEN_TYPES.len() * 2);
+        for token_type in TOKEN_TYPES {
+            for cached in ["false", "true"] {
+                let labels = vec![
+                    Label::from_static_parts("token_type", token_type.as_str()),
+                    Label::from_static_parts("cached", cached),
+                ];
+                keys.push(Key::from_parts(VERIFY_DURATION_SECONDS, labels));
+            }
+        }
+        keys
+    });
+
     pub(crate) fn request(outcome: Outcome, reason: Option<Reason>, token_type: TokenType) {
-        let reason = reason.map_or("none", Reason::as_str);
-        ::metrics::counter!(
-            REQUESTS_TOTAL,
-            "outcome" => outcome.as_str(),
-            "reason" => reason,
-            "token_type" => token_type.as_str()
-        )
-        .increment(1);
+        let reason = reason.map_or(0, |reason| reason as usize + 1);
+        let index = ((outcome as usize) * (REASONS.len() + 1) + reason) * TOKEN_TYPES.len()
+            + token_type as usize;
+        let key = &REQUEST_KEYS[index];
+        ::metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA)).increment(1);
     }
 
     /// A clock reading for [`verified`], taken only when metrics are compiled in.
@@ -151,12 +221,9 @@ mod record {
 
     pub(crate) fn verified(started: Option<Instant>, token_type: TokenType, cached: bool) {
         if let Some(started) = started {
-            ::metrics::histogram!(
-                VERIFY_DURATION_SECONDS,
-                "token_type" => token_type.as_str(),
-                "cached" => if cached { "true" } else { "false" }
-            )
-            .record(started.elapsed().as_secs_f64());
+            let key = &VERIFY_KEYS[token_type as usize * 2 + usize::from(cached)];
+            ::metrics::with_recorder(|recorder| recorder.register_histogram(key, &METADATA))
+                .record(started.elapsed().as_secs_f64());
         }
     }
 
@@ -183,6 +250,35 @@ mod record {
 
     pub(crate) fn breaker(state: BreakerGauge) {
         ::metrics::gauge!(BREAKER_STATE).set(f64::from(state as u8));
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_tables_are_indexed_by_the_enums() {
+            for (index, reason) in REASONS.into_iter().enumerate() {
+                assert_eq!(reason as usize, index);
+            }
+            for (index, outcome) in OUTCOMES.into_iter().enumerate() {
+                assert_eq!(outcome as usize, index);
+            }
+            for (index, token_type) in TOKEN_TYPES.into_iter().enumerate() {
+                assert_eq!(token_type as usize, index);
+            }
+            let key = &REQUEST_KEYS[((Outcome::Rejected as usize) * 11 + 7) * 4 + 1];
+            let labels: Vec<_> = key.labels().map(|l| (l.key(), l.value())).collect();
+            assert_eq!(
+                labels,
+                [
+                    ("outcome", "rejected"),
+                    ("reason", "token-expired"),
+                    ("token_type", "opaque")
+                ]
+            );
+            assert_eq!(REQUEST_KEYS.len(), 3 * 11 * 4);
+        }
     }
 }
 
