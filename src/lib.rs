@@ -73,6 +73,8 @@ mod keys;
 pub mod layer;
 mod machine;
 mod stats;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 mod verifier;
 
 pub use algorithm::{Algorithm, UnknownAlgorithm};

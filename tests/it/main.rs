@@ -21,6 +21,7 @@ mod opaque_logs;
 mod parity;
 mod soak;
 mod startup_logs;
+mod test_util;
 mod threats;
 mod tower_http_layers;
 mod url_credentials;
