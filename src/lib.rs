@@ -74,6 +74,8 @@ pub mod layer;
 mod machine;
 pub mod metrics;
 mod stats;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 mod verifier;
 
 pub use algorithm::{Algorithm, UnknownAlgorithm};

@@ -24,6 +24,7 @@ mod rejection_hook;
 mod request_logs;
 mod soak;
 mod startup_logs;
+mod test_util;
 mod threats;
 mod tower_http_layers;
 mod url_credentials;
