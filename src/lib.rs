@@ -86,7 +86,7 @@ pub use machine::{
 pub use machine_auth_core::clerk::CLERK_API_VERSION;
 pub use stats::VerifierStats;
 pub use verifier::{
-    DEFAULT_CLERK_API_URL, MAX_CLOCK_SKEW, MachineVerifier, MachineVerifierBuilder,
+    DEFAULT_CLERK_API_URL, MAX_CLOCK_SKEW, MachineVerifier, MachineVerifierBuilder, NotReady,
 };
 
 /// The README's Rust examples, compiled and run as doctests so that they cannot rot.

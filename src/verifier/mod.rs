@@ -18,8 +18,10 @@
 
 mod builder;
 mod opaque;
+mod ready;
 
 pub use builder::{DEFAULT_CLERK_API_URL, MAX_CLOCK_SKEW, MachineVerifierBuilder};
+pub use ready::NotReady;
 
 use std::fmt;
 use std::sync::Arc;
