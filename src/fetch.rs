@@ -262,7 +262,8 @@ fn plain_http_rule(plain_http: &PlainHttp) -> String {
         ),
         _ => format!(
             "plain http is allowed only for {loopback}; for another host on a trusted network, \
-             such as a docker compose service, name it in {ALLOW_HTTP_HOST_VAR}"
+             such as a docker compose service, name it in {ALLOW_HTTP_HOST_VAR} \
+             (allow_http_host)"
         ),
     }
 }

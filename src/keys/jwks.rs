@@ -104,12 +104,14 @@ impl fmt::Debug for JwksEndpoint {
 }
 
 /// Why [`JwksSource::wait_loaded`] stopped waiting without keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum NotLoaded {
     /// A fetch was answered with this status (401, 403 or 404): no retry will change it.
     Refused(u16),
     /// A fetch succeeded, and no key in the set is usable.
     NoUsableKey,
+    /// A fetch was answered with a document that is not a usable JWKS, for this reason.
+    Unusable(String),
 }
 
 /// Timing and limits of a JWKS source.
@@ -214,8 +216,9 @@ impl JwksSource {
 
     /// Waits until a key set is loaded (at once if one is). Fails without waiting further when a
     /// fetch is answered in a way no retry changes: 401 or 403 (the credential is refused, or the
-    /// URL needs one), 404 (a wrong URL), or a key set with no usable key. Other failures are
-    /// retried by the background refresh, and this keeps waiting: bound it with a timeout.
+    /// URL needs one), 404 (a wrong URL), or a document that is not a usable JWKS. Other
+    /// failures are retried by the background refresh, and this keeps waiting: bound it with a
+    /// timeout.
     pub(crate) async fn wait_loaded(&self) -> Result<(), NotLoaded> {
         let mut last_fetch = self.last_fetch.subscribe();
         loop {
@@ -227,10 +230,14 @@ impl JwksSource {
                     Ok(())
                 };
             }
-            if let Some(Err(FetchError::Status(status @ (401 | 403 | 404)))) =
-                *last_fetch.borrow_and_update()
-            {
-                return Err(NotLoaded::Refused(status));
+            match &*last_fetch.borrow_and_update() {
+                Some(Err(FetchError::Status(status @ (401 | 403 | 404)))) => {
+                    return Err(NotLoaded::Refused(*status));
+                }
+                Some(Err(FetchError::Invalid(reason))) => {
+                    return Err(NotLoaded::Unusable(reason.clone()));
+                }
+                _ => {}
             }
             if last_fetch.changed().await.is_err() {
                 // Cannot happen while `self` holds the sender; wait for the caller's timeout.

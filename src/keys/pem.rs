@@ -208,7 +208,7 @@ fn is_whole_der_sequence(der: &[u8]) -> bool {
         return false;
     };
     let (len, rest) = match *first {
-        len @ 0..=0x7f => (usize::from(len), rest),
+        len @ 0..=0x7f => (u64::from(len), rest),
         0x81..=0x84 => {
             let count = usize::from(first & 0x7f);
             if rest.len() < count {
@@ -216,12 +216,12 @@ fn is_whole_der_sequence(der: &[u8]) -> bool {
             }
             let len = rest[..count]
                 .iter()
-                .fold(0usize, |len, byte| (len << 8) | usize::from(*byte));
+                .fold(0u64, |len, byte| (len << 8) | u64::from(*byte));
             (len, &rest[count..])
         }
         _ => return false,
     };
-    rest.len() == len
+    u64::try_from(rest.len()).is_ok_and(|rest_len| rest_len == len)
 }
 
 /// Whether `der` is a PKCS#8 or PKCS#1 private key of a kind we know.
@@ -231,4 +231,43 @@ fn is_private_key(der: &[u8]) -> bool {
         || EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).is_ok()
         || EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, der).is_ok()
         || Ed25519KeyPair::from_pkcs8(der).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn der_lengths_are_read_without_panicking() {
+        assert!(is_whole_der_sequence(&[0x30, 0x00]));
+        assert!(is_whole_der_sequence(&[0x30, 0x81, 0x01, 0xff]));
+        assert!(is_whole_der_sequence(&[0x30, 0x82, 0x00, 0x01, 0xff]));
+        for bad in [
+            &[][..],
+            &[0x30],
+            &[0x31, 0x00],
+            &[0x30, 0x01],
+            &[0x30, 0x80],
+            &[0x30, 0x85, 1, 2, 3, 4, 5],
+            &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff],
+            &[0x30, 0x83, 0x01],
+        ] {
+            assert!(!is_whole_der_sequence(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn unusable_der_is_told_apart_from_damaged_der() {
+        // An SPKI of an unknown algorithm: SEQUENCE { SEQUENCE { OID 1.2.3 }, BIT STRING }.
+        let unknown = [
+            0x30, 0x0a, 0x30, 0x04, 0x06, 0x02, 0x2a, 0x03, 0x03, 0x02, 0x00, 0x00,
+        ];
+        let message = unusable_der(&unknown).to_string();
+        assert!(
+            message.contains("a key of a kind this crate cannot use"),
+            "{message}"
+        );
+        let message = unusable_der(&unknown[..8]).to_string();
+        assert!(message.contains("not to a public key"), "{message}");
+    }
 }

@@ -100,8 +100,9 @@ impl MachineVerifier {
     /// - With a PEM key (and no opaque tokens), it returns `Ok` at once: no network is needed.
     /// - With a JWKS (`CLERK_SECRET_KEY`, `CLERK_JWKS_URL`, `CLERK_PUBLISHABLE_KEY`), it waits
     ///   for the first key set. The endpoint refusing the request (401 or 403: a wrong secret
-    ///   key), answering 404 (a wrong URL) or serving no usable key fails at once; any other
-    ///   failure is retried by the background refresh until the timeout.
+    ///   key), answering 404 (a wrong URL) or serving a document that is not a usable JWKS fails
+    ///   at once; any other failure (no connection, a timeout, a 5xx) is retried by the
+    ///   background refresh until the timeout.
     /// - With opaque tokens (`CLERK_MACHINE_SECRET_KEY`, `CLERK_SECRET_KEY`, an
     ///   [`introspector`](crate::MachineVerifierBuilder::introspector)), it asks each
     ///   endpoint once about a made-up `mt_…` token. "No such token" (Clerk's 404 with its
@@ -219,6 +220,10 @@ async fn jwks_ready(
         Err(NotLoaded::Refused(status)) => format!(
             "the JWKS endpoint `{url}` answered HTTP {status}: the URL is probably wrong; check \
              CLERK_JWKS_URL (or the publishable key)"
+        ),
+        Err(NotLoaded::Unusable(reason)) => format!(
+            "the JWKS at `{url}` cannot be used ({reason}): check that it is the issuer's JWKS, \
+             and the allowed algorithms (`algorithms(…)`)"
         ),
         Err(NotLoaded::NoUsableKey) => format!(
             "the JWKS at `{url}` holds no key this verifier can use (the log says why each was \

@@ -19,6 +19,7 @@ mod opaque;
 mod opaque_faults;
 mod opaque_logs;
 mod parity;
+mod ready;
 mod soak;
 mod startup_logs;
 mod threats;
