@@ -531,6 +531,12 @@ pub enum Unavailable {
     /// key, or the RFC 7662 client credentials): a configuration error, logged loudly.
     #[error("the token introspection endpoint refused the verifier's credentials")]
     IntrospectionCredentialsRejected,
+    /// The introspection endpoint's URL answered 404 without the endpoint's "no such token"
+    /// answer (for Clerk, a 404 without the error code `resource_not_found`): the configured
+    /// URL's path is probably wrong (`CLERK_API_URL=http://host/api`, say). Logged as an error
+    /// naming the URL.
+    #[error("the token introspection endpoint was not found at the configured URL")]
+    IntrospectionNotFound,
     /// The introspection endpoint failed repeatedly; calls are paused for a while.
     #[error("the token introspection endpoint is failing; calls are paused")]
     CircuitOpen,

@@ -107,55 +107,183 @@ pub(crate) fn client(timeouts: Timeouts) -> Result<reqwest::Client, ConfigError>
 }
 
 /// Where plain http may carry credentials.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) enum PlainHttp {
     /// Only to a loopback host (`localhost`, `127.0.0.0/8`, `::1`): the default.
+    #[default]
     LoopbackOnly,
+    /// To a loopback host, and to this one host, named explicitly (`allow_http_host`,
+    /// `MACHINE_AUTH_ALLOW_HTTP_HOST`): a dev issuer in another container, say.
+    LoopbackAnd(url::Host<String>),
     /// To any host: an explicit, insecure opt-in.
     AnyHost,
 }
 
-/// Parses `url` and requires https, or http to a loopback host.
-pub(crate) fn checked_url(url: &str, what: &str) -> Result<Url, ConfigError> {
-    checked_url_allowing(url, what, PlainHttp::LoopbackOnly)
+/// The environment variable that names one more host plain http may go to.
+pub(crate) const ALLOW_HTTP_HOST_VAR: &str = "MACHINE_AUTH_ALLOW_HTTP_HOST";
+
+impl PlainHttp {
+    /// Loopback hosts and `host`, when one is given: a host name or an IP address alone (no
+    /// scheme, port or path).
+    pub(crate) fn loopback_and(host: Option<&str>) -> Result<Self, ConfigError> {
+        let Some(text) = host.map(str::trim).filter(|text| !text.is_empty()) else {
+            return Ok(Self::LoopbackOnly);
+        };
+        let parsed = url::Host::parse(text)
+            .or_else(|_| url::Host::parse(&format!("[{text}]")))
+            .map_err(|_| {
+                // A URL with credentials given by mistake is shown without them.
+                ConfigError::new(format!(
+                    "{ALLOW_HTTP_HOST_VAR} (allow_http_host) `{}` is not a host name: give the \
+                     host alone, such as `issuer` for http://issuer:8787 (no scheme, port or path)",
+                    typed(text)
+                ))
+            })?;
+        Ok(Self::LoopbackAnd(parsed))
+    }
+
+    /// Whether plain http may go to `url`'s host.
+    fn allows(&self, url: &Url) -> bool {
+        match self {
+            Self::AnyHost => true,
+            Self::LoopbackOnly => is_loopback(url),
+            Self::LoopbackAnd(host) => {
+                is_loopback(url) || url.host().is_some_and(|h| h.to_owned() == *host)
+            }
+        }
+    }
+
+    /// The host named besides loopback, if any.
+    pub(crate) fn allowed_host(&self) -> Option<&url::Host<String>> {
+        match self {
+            Self::LoopbackAnd(host) => Some(host),
+            _ => None,
+        }
+    }
 }
 
-/// Parses `url` and requires https, or http where `plain_http` allows it. Errors name the URL
-/// without its credentials.
+/// Parses `url` and requires https, or http to a loopback host.
+pub(crate) fn checked_url(url: &str, what: &str) -> Result<Url, ConfigError> {
+    checked_url_allowing(url, what, &PlainHttp::LoopbackOnly)
+}
+
+/// Parses `url` and requires https, or http where `plain_http` allows it. Errors quote the URL
+/// as it was typed, without its credentials, query or fragment.
 pub(crate) fn checked_url_allowing(
     url: &str,
     what: &str,
-    plain_http: PlainHttp,
+    plain_http: &PlainHttp,
 ) -> Result<Url, ConfigError> {
-    let parsed = Url::parse(url.trim()).map_err(|error| {
+    let text = url.trim();
+    if let Some(refusal) = no_scheme(text, plain_http) {
+        return Err(ConfigError::new(format!("{what} {refusal}")));
+    }
+    let parsed = Url::parse(text).map_err(|error| {
         ConfigError::new(format!(
             "{what} `{}` is not a valid URL: {error}",
-            redacted(url)
+            typed(text)
         ))
     })?;
-    match transport_refusal(&parsed, plain_http) {
+    match refusal(&parsed, plain_http, &typed(text)) {
         None => Ok(parsed),
         Some(why) => Err(ConfigError::new(format!("{what} {why}"))),
     }
 }
 
+/// Why `text` cannot be a URL because it has no scheme (`localhost:8787`, `127.0.0.1:8787/v1`,
+/// `api.clerk.com`), and what to write instead; `None` when it has one. Text holding user info
+/// (`user:secret@host`) is left to the URL parser, whose refusal shows none of it.
+fn no_scheme(text: &str, plain_http: &PlainHttp) -> Option<String> {
+    if text.contains("://") || text.contains('@') {
+        return None;
+    }
+    let shown = typed(text);
+    // `https:/host`: a scheme with a slash missing.
+    if let Some((scheme, rest)) = shown.split_once(':')
+        && !scheme.is_empty()
+        && scheme.bytes().all(|b| b.is_ascii_alphabetic())
+        && rest.starts_with('/')
+    {
+        return Some(format!(
+            "`{shown}` lacks a `/` after `{scheme}:`: write `{scheme}://{}`",
+            rest.trim_start_matches('/')
+        ));
+    }
+    let with_http = Url::parse(&format!("http://{shown}"))
+        .ok()
+        .filter(|url| url.host().is_some());
+    Some(match with_http {
+        Some(url) if plain_http.allows(&url) => {
+            let why = if is_loopback(&url) {
+                "plain http is allowed only for loopback".to_owned()
+            } else {
+                format!("plain http is allowed to this host by {ALLOW_HTTP_HOST_VAR}")
+            };
+            format!("`{shown}` has no scheme: write `http://{shown}` ({why}) or `https://{shown}`")
+        }
+        Some(_) => format!("`{shown}` has no scheme: write `https://{shown}`"),
+        None => format!(
+            "`{shown}` is not a URL: write it with its scheme and host, such as \
+             `https://api.example.com`"
+        ),
+    })
+}
+
 /// Why credentials may not be sent to `url`, or `None` when they may: https always; http to a
-/// loopback host, or to any host with [`PlainHttp::AnyHost`]; nothing else. The reason names
-/// the URL without its credentials.
-pub(crate) fn transport_refusal(url: &Url, plain_http: PlainHttp) -> Option<String> {
+/// loopback host, or where `plain_http` allows it; nothing else. The reason names the URL
+/// without its credentials.
+pub(crate) fn transport_refusal(url: &Url, plain_http: &PlainHttp) -> Option<String> {
+    refusal(url, plain_http, &shown(url))
+}
+
+/// [`transport_refusal`], naming the URL as `shown`.
+fn refusal(url: &Url, plain_http: &PlainHttp, shown: &str) -> Option<String> {
     if url.cannot_be_a_base() {
         // `user:secret@host` parses as scheme `user`: show none of it.
         return Some("is not an https URL (it has no `//` before the host); use https://…".into());
     }
-    let shown = shown(url);
     match url.scheme() {
         "https" => None,
-        "http" if plain_http == PlainHttp::AnyHost || is_loopback(url) => None,
+        "http" if plain_http.allows(url) => None,
         "http" => Some(format!(
-            "`{shown}` uses plain http to a non-loopback host; use https (http is allowed only \
-             for 127.0.0.1, ::1 and localhost)"
+            "`{shown}` uses plain http to a non-loopback host; use https ({})",
+            plain_http_rule(plain_http)
         )),
         scheme => Some(format!("`{shown}` has scheme `{scheme}`; use https")),
+    }
+}
+
+/// Where plain http is allowed, in words.
+fn plain_http_rule(plain_http: &PlainHttp) -> String {
+    let loopback = "loopback addresses: 127.0.0.0/8, ::1, localhost";
+    match plain_http {
+        PlainHttp::LoopbackAnd(host) => format!(
+            "plain http is allowed only for {loopback}, and for `{host}` ({ALLOW_HTTP_HOST_VAR})"
+        ),
+        _ => format!(
+            "plain http is allowed only for {loopback}; for another host on a trusted network, \
+             such as a docker compose service, name it in {ALLOW_HTTP_HOST_VAR} \
+             (allow_http_host)"
+        ),
+    }
+}
+
+/// A configured URL as it was typed (trimmed), without user info, query or fragment: for
+/// messages, which must quote what the user wrote and no secret.
+pub(crate) fn typed(text: &str) -> String {
+    let text = text.trim();
+    let text = text.split(['?', '#']).next().unwrap_or_default();
+    let Some(at) = text.find("://") else {
+        return match text.rfind('@') {
+            Some(at) => text[at + 1..].to_owned(),
+            None => text.to_owned(),
+        };
+    };
+    let (scheme, rest) = text.split_at(at + 3);
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}{}", &rest[at + 1..]),
+        None => text.to_owned(),
     }
 }
 
@@ -291,7 +419,7 @@ mod tests {
     #[test]
     fn refusals_name_the_url_without_its_credentials() {
         for (bad, shown) in [
-            ("http://user:s3cr3t@example.com", "`http://example.com/`"),
+            ("http://user:s3cr3t@example.com", "`http://example.com`"),
             (
                 "http://user:s3cr3t@example.com/jwks?k=v",
                 "`http://example.com/jwks`",
@@ -316,12 +444,121 @@ mod tests {
     #[test]
     fn plain_http_to_any_host_only_when_allowed() {
         let url = Url::parse("http://user:s3cr3t@reports.internal/run").unwrap();
-        assert!(transport_refusal(&url, PlainHttp::AnyHost).is_none());
-        let refusal = transport_refusal(&url, PlainHttp::LoopbackOnly).unwrap();
+        assert!(transport_refusal(&url, &PlainHttp::AnyHost).is_none());
+        let refusal = transport_refusal(&url, &PlainHttp::LoopbackOnly).unwrap();
         assert!(refusal.contains("http://reports.internal/run"), "{refusal}");
         assert!(!refusal.contains("s3cr3t"), "{refusal}");
         let ftp = Url::parse("ftp://127.0.0.1/").unwrap();
-        assert!(transport_refusal(&ftp, PlainHttp::AnyHost).is_some());
+        assert!(transport_refusal(&ftp, &PlainHttp::AnyHost).is_some());
+    }
+
+    #[test]
+    fn a_missing_scheme_is_named_with_what_to_write() {
+        let error = |text: &str| {
+            checked_url_allowing(text, "CLERK_API_URL", &PlainHttp::LoopbackOnly)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            error("localhost:8787"),
+            "CLERK_API_URL `localhost:8787` has no scheme: write `http://localhost:8787` (plain \
+             http is allowed only for loopback) or `https://localhost:8787`"
+        );
+        assert!(
+            error(" 127.0.0.1:8787/v1 ").starts_with(
+                "CLERK_API_URL `127.0.0.1:8787/v1` has no scheme: write `http://127.0.0.1:8787/v1`"
+            ),
+            "{}",
+            error("127.0.0.1:8787/v1")
+        );
+        assert_eq!(
+            error("api.clerk.com"),
+            "CLERK_API_URL `api.clerk.com` has no scheme: write `https://api.clerk.com`"
+        );
+        assert_eq!(
+            error("https:/api.clerk.com"),
+            "CLERK_API_URL `https:/api.clerk.com` lacks a `/` after `https:`: write \
+             `https://api.clerk.com`"
+        );
+        assert!(error("issuer:8787?key=s3cr3t").contains("`issuer:8787`"));
+        assert!(!error("issuer:8787?key=s3cr3t").contains("s3cr3t"));
+        let issuer = PlainHttp::loopback_and(Some("issuer")).unwrap();
+        let allowed = checked_url_allowing("issuer:8787", "CLERK_API_URL", &issuer)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            allowed.contains("write `http://issuer:8787` (plain http is allowed to this host"),
+            "{allowed}"
+        );
+    }
+
+    #[test]
+    fn the_plain_http_rule_matches_what_is_accepted() {
+        let error = checked_url("http://10.0.0.1:8787", "CLERK_API_URL")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`http://10.0.0.1:8787`")
+                && error.contains("loopback addresses: 127.0.0.0/8, ::1, localhost")
+                && error.contains(ALLOW_HTTP_HOST_VAR),
+            "{error}"
+        );
+        assert!(checked_url("http://127.200.3.4:1/", "x").is_ok());
+    }
+
+    #[test]
+    fn one_more_host_may_get_plain_http_when_named() {
+        let issuer = PlainHttp::loopback_and(Some(" Issuer ")).unwrap();
+        for ok in [
+            "http://issuer:8787",
+            "http://ISSUER/v1",
+            "http://127.0.0.1:1",
+            "https://x.example",
+        ] {
+            assert!(checked_url_allowing(ok, "u", &issuer).is_ok(), "{ok}");
+        }
+        for refused in ["http://issuer.example:8787", "http://other:8787"] {
+            let error = checked_url_allowing(refused, "u", &issuer)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("and for `issuer`"), "{error}");
+        }
+        let ip = PlainHttp::loopback_and(Some("10.0.0.7")).unwrap();
+        assert!(checked_url_allowing("http://10.0.0.7:80/", "u", &ip).is_ok());
+        let v6 = PlainHttp::loopback_and(Some("fd00::7")).unwrap();
+        assert!(checked_url_allowing("http://[fd00::7]:80/", "u", &v6).is_ok());
+        assert_eq!(
+            PlainHttp::loopback_and(Some("  ")).unwrap(),
+            PlainHttp::LoopbackOnly
+        );
+        for (bad, quoted) in [
+            ("http://issuer:8787", "`http://issuer:8787`"),
+            ("issuer:8787", "`issuer:8787`"),
+            ("issuer/v1", "`issuer/v1`"),
+            ("user:s3cr3t@issuer", "`issuer`"),
+        ] {
+            let error = PlainHttp::loopback_and(Some(bad)).unwrap_err().to_string();
+            assert!(
+                error.starts_with("MACHINE_AUTH_ALLOW_HTTP_HOST") && error.contains(quoted),
+                "{error}"
+            );
+            assert!(!error.contains("s3cr3t"), "{error}");
+        }
+    }
+
+    #[test]
+    fn typed_urls_keep_their_form_and_lose_their_secrets() {
+        for (text, expected) in [
+            ("http://127.0.0.1:8787", "http://127.0.0.1:8787"),
+            (
+                " https://u:s3cr3t@api.example/v1/?k=s3cr3t ",
+                "https://api.example/v1/",
+            ),
+            ("https://api.example/a@b", "https://api.example/a@b"),
+            ("u:s3cr3t@issuer", "issuer"),
+        ] {
+            assert_eq!(typed(text), expected, "{text}");
+        }
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub use machine_auth_core::clerk::CLERK_API_VERSION;
 pub use stats::VerifierStats;
 pub use verifier::{
     DEFAULT_CLERK_API_URL, KeySourceKind, MAX_CLOCK_SKEW, MachineVerifier, MachineVerifierBuilder,
-    Readiness, VerifierHealth,
+    NotReady, Readiness, VerifierHealth,
 };
 
 /// The README's Rust examples, compiled and run as doctests so that they cannot rot.

@@ -96,6 +96,8 @@ pub enum SendError {
 /// token was created.
 ///
 /// Plain http to other hosts is allowed only by
+/// [`MachineTokenSourceBuilder::allow_http_host`](super::MachineTokenSourceBuilder::allow_http_host)
+/// (one host) or
 /// [`MachineTokenSourceBuilder::allow_insecure_http_to_any_host`](super::MachineTokenSourceBuilder::allow_insecure_http_to_any_host).
 ///
 /// ```

@@ -151,7 +151,7 @@ impl M2mTokens {
             api_url,
             machine_secret_key,
             Timeouts::default(),
-            PlainHttp::LoopbackOnly,
+            &PlainHttp::LoopbackOnly,
         )
     }
 
@@ -159,7 +159,7 @@ impl M2mTokens {
         api_url: &str,
         machine_secret_key: &str,
         timeouts: Timeouts,
-        plain_http: PlainHttp,
+        plain_http: &PlainHttp,
     ) -> Result<Self, ConfigError> {
         let authorization = clerk_api::bearer(
             machine_secret_key,
@@ -174,7 +174,7 @@ impl M2mTokens {
             create_url,
             authorization,
             client: fetch::client(timeouts)?,
-            plain_http,
+            plain_http: plain_http.clone(),
         })
     }
 
@@ -220,7 +220,7 @@ impl M2mTokens {
         let url = clerk_api::endpoint(
             &self.api_url,
             &format!("/m2m_tokens/{token_id}/revoke"),
-            self.plain_http,
+            &self.plain_http,
         )
         .map_err(|error| M2mApiError::Unreachable {
             api: self.shown.clone(),

@@ -19,6 +19,8 @@
 //! (`localhost`, `127.0.0.0/8`, `::1`): a source refuses an `http://` issuer URL elsewhere when it
 //! is built, and a request to one when it is sent
 //! ([`InsecureDestination`]), unless it was built with
+//! [`allow_http_host`](MachineTokenSourceBuilder::allow_http_host) for that one host
+//! (`MACHINE_AUTH_ALLOW_HTTP_HOST`), or with
 //! [`allow_insecure_http_to_any_host`](MachineTokenSourceBuilder::allow_insecure_http_to_any_host).
 
 mod create;

@@ -13,9 +13,10 @@ use super::create::{CreateFailure, CreateRequest, create};
 use super::m2m_tokens::M2mTokens;
 use super::{InsecureDestination, MachineToken, TokenError};
 use crate::TokenFormat;
+use crate::clerk_api::{self, KeyKind};
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
-use crate::fetch::{self, PlainHttp, Timeouts};
+use crate::fetch::{self, ALLOW_HTTP_HOST_VAR, PlainHttp, Timeouts};
 use crate::verifier::DEFAULT_CLERK_API_URL;
 
 /// Machine A's tokens: created through the issuer's API (`POST {CLERK_API_URL}/m2m_tokens` with
@@ -257,10 +258,12 @@ impl MachineTokenSource {
     }
 
     /// Refuses a request URL that would carry the token in clear: anything but https, or plain
-    /// http to a loopback host, unless the source was built with
+    /// http to a loopback host (or the host of
+    /// [`allow_http_host`](MachineTokenSourceBuilder::allow_http_host)), unless the source was
+    /// built with
     /// [`allow_insecure_http_to_any_host`](MachineTokenSourceBuilder::allow_insecure_http_to_any_host).
     pub(crate) fn check_destination(&self, url: &reqwest::Url) -> Result<(), InsecureDestination> {
-        match fetch::transport_refusal(url, self.inner.plain_http) {
+        match fetch::transport_refusal(url, &self.inner.plain_http) {
             None => Ok(()),
             Some(reason) => Err(InsecureDestination::new(fetch::shown(url), reason)),
         }
@@ -467,6 +470,8 @@ pub struct MachineTokenSourceBuilder {
     rejection_cooldown: Duration,
     timeouts: Timeouts,
     plain_http: PlainHttp,
+    /// One more host plain http may go to, besides loopback.
+    allow_http_host: Option<String>,
     clock: Arc<dyn Clock>,
 }
 
@@ -486,6 +491,7 @@ impl Default for MachineTokenSourceBuilder {
             rejection_cooldown: Duration::from_secs(30),
             timeouts: Timeouts::default(),
             plain_http: PlainHttp::LoopbackOnly,
+            allow_http_host: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -500,6 +506,10 @@ impl fmt::Debug for MachineTokenSourceBuilder {
                     .map_or_else(|_| "(not a URL)".to_owned(), |url| fetch::shown(&url)),
             )
             .field("plain_http", &self.plain_http)
+            .field(
+                "allow_http_host",
+                &self.allow_http_host.as_deref().map(fetch::typed),
+            )
             .field("format", &self.format)
             .field("lifetime", &self.lifetime)
             .finish_non_exhaustive()
@@ -513,13 +523,15 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 const MAX_LIFETIME: Duration = Duration::from_secs(315_360_000);
 
 impl MachineTokenSourceBuilder {
-    /// Reads `CLERK_API_URL` and `CLERK_MACHINE_SECRET_KEY` (unset or empty variables are left
-    /// alone).
+    /// Reads `CLERK_API_URL`, `CLERK_MACHINE_SECRET_KEY` and `MACHINE_AUTH_ALLOW_HTTP_HOST` (see
+    /// [`allow_http_host`](Self::allow_http_host)); unset or empty variables are left alone.
+    /// One pair of quotes around a value (`CLERK_MACHINE_SECRET_KEY="ak_…"`, as some environment
+    /// files pass them through) is dropped.
     ///
     /// ```
     /// use tower_machine_auth::client::MachineTokenSource;
     ///
-    /// let lookup = |name: &str| (name == "CLERK_MACHINE_SECRET_KEY").then(|| "ak_x".to_owned());
+    /// let lookup = |name: &str| (name == "CLERK_MACHINE_SECRET_KEY").then(|| "\"ak_x\"".to_owned());
     /// assert!(MachineTokenSource::builder().env_from(lookup).build().is_ok());
     /// ```
     pub fn env(self) -> Self {
@@ -535,17 +547,33 @@ impl MachineTokenSourceBuilder {
         if let Some(key) = get("CLERK_MACHINE_SECRET_KEY") {
             self.machine_secret_key = Some(key);
         }
+        if let Some(host) = get(ALLOW_HTTP_HOST_VAR) {
+            self.allow_http_host = Some(host);
+        }
         self
     }
 
     /// The issuer's API: Clerk's `https://api.clerk.com` (the default), or `machine-auth dev`'s
-    /// URL. https, or http on a loopback host. Ending in `/v1` calls `/v1/m2m_tokens`.
+    /// URL. https, or http on a loopback host (or the host of
+    /// [`allow_http_host`](Self::allow_http_host)). Ending in `/v1` calls `/v1/m2m_tokens`.
+    /// [`build`](Self::build) quotes the URL as given when it refuses it, and says what to write
+    /// when the scheme is missing (`localhost:8787`).
     pub fn api_url(mut self, url: impl Into<String>) -> Self {
         self.api_url = url.into();
         self
     }
 
-    /// The machine's secret key (`ak_…`): tokens are created for that machine.
+    /// The machine's secret key (`ak_…`): tokens are created for that machine. Surrounding
+    /// whitespace and quotes are dropped. [`build`](Self::build) refuses the instance secret key
+    /// (`sk_…`) or a publishable key (`pk_…`) here, saying where it belongs: only a machine's
+    /// key creates tokens.
+    ///
+    /// ```
+    /// use tower_machine_auth::client::MachineTokenSource;
+    ///
+    /// let error = MachineTokenSource::builder().machine_secret_key("sk_test_1").build().unwrap_err();
+    /// assert!(error.to_string().contains("it belongs in CLERK_SECRET_KEY"));
+    /// ```
     pub fn machine_secret_key(mut self, key: impl Into<String>) -> Self {
         self.machine_secret_key = Some(key.into());
         self
@@ -618,11 +646,31 @@ impl MachineTokenSourceBuilder {
     ///     .api_url("http://issuer.internal:8787")
     ///     .machine_secret_key("ak_x");
     /// let error = builder().build().unwrap_err();
-    /// assert!(error.to_string().contains("http://issuer.internal:8787/m2m_tokens"));
+    /// assert!(error.to_string().contains("`http://issuer.internal:8787` uses plain http"));
     /// assert!(builder().allow_insecure_http_to_any_host().build().is_ok());
     /// ```
     pub fn allow_insecure_http_to_any_host(mut self) -> Self {
         self.plain_http = PlainHttp::AnyHost;
+        self
+    }
+
+    /// Lets tokens and the machine secret key travel over plain `http://` to this one host as
+    /// well as to loopback hosts: a host name or an IP address alone, such as `issuer` for a dev
+    /// issuer at `http://issuer:8787` in a docker compose network (`MACHINE_AUTH_ALLOW_HTTP_HOST`
+    /// in [`env`](Self::env)). It covers the issuer's API URL and the requests tokens are attached
+    /// to. Use it only on a network you trust entirely; building such a source logs a warning,
+    /// and [`build`](Self::build) fails if `host` is not a host name (a URL or a port, say).
+    /// Every other host still needs https.
+    ///
+    /// ```
+    /// use tower_machine_auth::client::MachineTokenSource;
+    ///
+    /// let dev = || MachineTokenSource::builder().api_url("http://issuer:8787").machine_secret_key("ak_x");
+    /// assert!(dev().build().unwrap_err().to_string().contains("MACHINE_AUTH_ALLOW_HTTP_HOST"));
+    /// assert!(dev().allow_http_host("issuer").build().is_ok());
+    /// ```
+    pub fn allow_http_host(mut self, host: impl Into<String>) -> Self {
+        self.allow_http_host = Some(host.into());
         self
     }
 
@@ -637,11 +685,27 @@ impl MachineTokenSourceBuilder {
     /// [`MachineTokenSource::token`].
     pub fn build(self) -> Result<MachineTokenSource, ConfigError> {
         self.timeouts.check("token creation")?;
+        if let Some(kind) = self
+            .machine_secret_key
+            .as_deref()
+            .and_then(clerk_api::key_kind)
+            .filter(|kind| *kind != KeyKind::Machine)
+        {
+            return Err(ConfigError::new(format!(
+                "CLERK_MACHINE_SECRET_KEY (machine_secret_key) holds {}; machine A creates tokens \
+                 with its machine's secret key (`ak_…`, Clerk's dashboard: Machines)",
+                kind.belongs()
+            )));
+        }
+        let plain_http = match self.plain_http {
+            PlainHttp::AnyHost => PlainHttp::AnyHost,
+            _ => PlainHttp::loopback_and(self.allow_http_host.as_deref().map(clerk_api::setting))?,
+        };
         let api = M2mTokens::with(
             &self.api_url,
             self.machine_secret_key.as_deref().unwrap_or_default(),
             self.timeouts,
-            self.plain_http,
+            &plain_http,
         )?;
         let claims = match self.claims {
             None => None,
@@ -686,7 +750,17 @@ impl MachineTokenSourceBuilder {
             Duration::ZERO,
             Duration::from_secs(3600),
         )?;
-        if self.plain_http == PlainHttp::AnyHost {
+        if let Some(host) = plain_http.allowed_host() {
+            tracing::warn!(
+                api = %api.shown(),
+                %host,
+                "plain http is allowed to `{host}` ({ALLOW_HTTP_HOST_VAR} or allow_http_host): \
+                 machine tokens and the machine secret key sent there cross the network \
+                 unencrypted; use this only on a network you trust entirely, such as a docker \
+                 compose network"
+            );
+        }
+        if plain_http == PlainHttp::AnyHost {
             tracing::warn!(
                 api = %api.shown(),
                 "allow_insecure_http_to_any_host: machine tokens and the machine secret key may \
@@ -705,7 +779,7 @@ impl MachineTokenSourceBuilder {
                 refresh_share: self.refresh_share,
                 backoff: self.backoff,
                 rejection_cooldown: self.rejection_cooldown,
-                plain_http: self.plain_http,
+                plain_http,
                 clock: self.clock,
                 state: Mutex::new(State::default()),
                 creating: Arc::new(tokio::sync::Mutex::new(())),

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use bytes::Bytes;
 use http::HeaderValue;
 use reqwest::Url;
 use serde::Deserialize;
@@ -9,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::{
     IntrospectedToken, IntrospectionFuture, Introspector, MAX_REPLY_BYTES, call_failed,
-    credentials_rejected, reply_rejected,
+    credentials_rejected, endpoint_not_found, reply_rejected,
 };
 use crate::clerk_api;
 use crate::clock::from_unix_millis;
@@ -25,8 +26,11 @@ use crate::fetch::{self, FetchError, PlainHttp, Timeouts};
 ///   that is not a `machine_to_machine_token` resource, or is larger than 64 KiB, is
 ///   `token-invalid` too, with a warning in the log: a machine chooses its token's claims, so
 ///   such a reply says nothing about Clerk's health.
-/// - 404: `token-invalid` (Clerk does not know the token); so is any other 4xx but 401, 408 and
-///   429, with a warning in the log.
+/// - 404 with Clerk's error code for an unknown token (`resource_not_found`): `token-invalid`
+///   (Clerk does not know the token).
+/// - 404 with another error code, or none: no Backend API route answered (`CLERK_API_URL` has a
+///   wrong path, such as `http://host/api`): 503, and an error in the log naming the URL.
+/// - Any other 4xx but 401, 408 and 429: `token-invalid`, with a warning in the log.
 /// - 401: Clerk refused our secret key: 503 and an error in the log. Clerk checks the key before
 ///   the token, so every token fails alike; this counts toward the circuit breaker, which then
 ///   stops sending the refused key for a while.
@@ -59,19 +63,30 @@ impl fmt::Debug for ClerkIntrospector {
 }
 
 impl ClerkIntrospector {
+    /// The verify URL without credentials, for messages.
+    pub(crate) fn shown(&self) -> &str {
+        &self.shown
+    }
+
     /// An introspector for Clerk's API at `api_url` (https, or http on a loopback host), with a
     /// machine secret key (`ak_…`, which sees tokens that have that machine in scope) or the
     /// instance secret key (`sk_…`, which sees every token of the instance).
     pub fn new(api_url: &str, secret_key: &str) -> Result<Self, ConfigError> {
-        Self::with_timeouts(api_url, secret_key, Timeouts::default())
+        Self::with_timeouts(
+            api_url,
+            secret_key,
+            Timeouts::default(),
+            &PlainHttp::LoopbackOnly,
+        )
     }
 
     pub(crate) fn with_timeouts(
         api_url: &str,
         secret_key: &str,
         timeouts: Timeouts,
+        plain_http: &PlainHttp,
     ) -> Result<Self, ConfigError> {
-        let url = clerk_api::endpoint(api_url, "/m2m_tokens/verify", PlainHttp::LoopbackOnly)?;
+        let url = clerk_api::endpoint(api_url, "/m2m_tokens/verify", plain_http)?;
         let authorization = clerk_api::bearer(
             secret_key,
             "the Clerk secret key",
@@ -87,18 +102,35 @@ impl ClerkIntrospector {
     }
 }
 
+impl ClerkIntrospector {
+    /// Asks Clerk about `token`: the status and body of its answer.
+    pub(crate) async fn call(&self, token: &str) -> Result<(u16, Bytes), FetchError> {
+        let body = serde_json::json!({ "token": token });
+        let request = clerk_api::post_json(&self.client, &self.url, &self.authorization, &body);
+        let (status, body) = fetch::send_retrying_connect(request, MAX_REPLY_BYTES).await?;
+        Ok((status.as_u16(), body))
+    }
+}
+
 impl Introspector for ClerkIntrospector {
     fn introspect<'a>(&'a self, token: &'a str) -> IntrospectionFuture<'a> {
         Box::pin(async move {
-            let body = serde_json::json!({ "token": token });
-            let request = clerk_api::post_json(&self.client, &self.url, &self.authorization, &body);
-            let (status, body) = fetch::send_retrying_connect(request, MAX_REPLY_BYTES)
+            let (status, body) = self
+                .call(token)
                 .await
                 .map_err(|error| call_failed(&self.shown, &error))?;
-            match status.as_u16() {
+            match status {
                 200 => machine_token(&body)
                     .unwrap_or_else(|error| Err(reply_rejected(&self.shown, &error))),
-                404 => Err(AuthError::InvalidToken(InvalidToken::NotActiveAtIssuer)),
+                404 if clerk_api::is_token_not_found(&body) => {
+                    Err(AuthError::InvalidToken(InvalidToken::NotActiveAtIssuer))
+                }
+                404 => Err(endpoint_not_found(
+                    &self.shown,
+                    "CLERK_API_URL's path is probably wrong: set it to the Backend API's base \
+                     URL, such as https://api.clerk.com or the URL `machine-auth dev` prints \
+                     (tokens are verified at {CLERK_API_URL}/m2m_tokens/verify)",
+                )),
                 401 => Err(credentials_rejected(
                     &self.shown,
                     "the Clerk secret key (CLERK_MACHINE_SECRET_KEY or CLERK_SECRET_KEY)",

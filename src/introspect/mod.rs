@@ -16,8 +16,8 @@
 //! redirects and reads at most 64 KiB.
 //!
 //! Only signs that an endpoint cannot serve count toward the circuit breaker: no connection, a
-//! timeout, a redirect, a 5xx, 408 or 429 status, and the endpoint refusing the verifier's own
-//! credentials. A caller can shape the reply about its own token (its claims make it large or
+//! timeout, a redirect, a 5xx, 408 or 429 status, the endpoint refusing the verifier's own
+//! credentials, and a 404 that is not the endpoint's "no such token" (a wrong URL). A caller can shape the reply about its own token (its claims make it large or
 //! deeply nested), so a reply that is larger than 64 KiB, or that is not what the protocol
 //! promises, rejects that one token (401 `token-invalid`, with a warning in the log) and never
 //! pauses calls for everyone else; so does any other 4xx status.
@@ -172,7 +172,7 @@ pub(crate) fn call_failed(endpoint: &str, error: &FetchError) -> AuthError {
 /// redirects (not followed, so it cannot serve as configured), fails (5xx), or asks us to slow
 /// down (408, 429). Any other status, and any reply, answers the request, and the only part of
 /// the request a caller chooses is its token.
-fn is_outage(error: &FetchError) -> bool {
+pub(crate) fn is_outage(error: &FetchError) -> bool {
     match *error {
         FetchError::Connect
         | FetchError::Timeout
@@ -201,6 +201,18 @@ pub(crate) fn credentials_rejected(endpoint: &str, what: &str) -> AuthError {
         "the token introspection endpoint refused {what}: check it"
     );
     unavailable(Unavailable::IntrospectionCredentialsRejected)
+}
+
+/// The error for an endpoint whose URL answered 404 where the endpoint answers about tokens:
+/// the configured URL is wrong, which every token meets alike. Logged as an error with the URL
+/// (without credentials) and `hint`, what to check.
+pub(crate) fn endpoint_not_found(endpoint: &str, hint: &str) -> AuthError {
+    tracing::error!(
+        endpoint,
+        "the token introspection endpoint answered 404 for its own URL, not \"no such token\": \
+         {hint}"
+    );
+    unavailable(Unavailable::IntrospectionNotFound)
 }
 
 pub(crate) fn unavailable(cause: Unavailable) -> AuthError {

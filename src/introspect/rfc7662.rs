@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::{
     IntrospectedToken, IntrospectionFuture, Introspector, MAX_REPLY_BYTES, call_failed,
-    credentials_rejected, reply_rejected,
+    credentials_rejected, endpoint_not_found, reply_rejected,
 };
 use crate::clock::from_unix_millis;
 use crate::error::{AuthError, ConfigError, InvalidToken};
@@ -50,8 +50,10 @@ const ACCESS_TOKEN_TYPES: [&str; 3] = [
 /// - `active: false`: `token-invalid`;
 /// - a reply that is not an introspection response, or is larger than 64 KiB: `token-invalid`,
 ///   with a warning in the log (what the reply holds depends on the token, which the caller
-///   chose); so is any status but 200, 401, 403, 408, 429 and 5xx;
+///   chose); so is any status but 200, 401, 403, 404, 408, 429 and 5xx;
 /// - 401 or 403: the endpoint refused our client credentials: 503 and an error in the log;
+/// - 404: no introspection endpoint at that URL (an RFC 7662 endpoint answers 200 about every
+///   token): 503 and an error in the log;
 /// - 5xx, 408, 429, a redirect, a timeout, or no connection: 503.
 ///
 /// ```
@@ -247,6 +249,11 @@ impl Introspector for Rfc7662Introspector {
                 401 | 403 => Err(credentials_rejected(
                     &self.shown,
                     "the introspection client credentials",
+                )),
+                // RFC 7662 answers 200 for every token it is asked about.
+                404 => Err(endpoint_not_found(
+                    &self.shown,
+                    "the introspection URL's path is probably wrong",
                 )),
                 code => Err(call_failed(&self.shown, &FetchError::Status(code))),
             }

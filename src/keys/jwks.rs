@@ -33,7 +33,7 @@ use super::{KeyLookup, VerifyingKey, parse_jwk_set};
 use crate::algorithm::AlgorithmSet;
 use crate::clerk_api;
 use crate::error::{AuthError, ConfigError, InvalidToken, Unavailable};
-use crate::fetch::{self, FetchError, Timeouts};
+use crate::fetch::{self, FetchError, PlainHttp, Timeouts};
 use crate::metrics;
 use crate::stats::Counters;
 
@@ -56,8 +56,8 @@ pub(crate) struct JwksEndpoint {
 
 impl JwksEndpoint {
     /// Any JWKS URL, fetched without credentials.
-    pub(crate) fn url(url: &str) -> Result<Self, ConfigError> {
-        let url = fetch::checked_url(url, "the JWKS URL")?;
+    pub(crate) fn url(url: &str, plain_http: &PlainHttp) -> Result<Self, ConfigError> {
+        let url = fetch::checked_url_allowing(clerk_api::setting(url), "the JWKS URL", plain_http)?;
         Ok(Self {
             shown: fetch::shown(&url),
             url,
@@ -66,8 +66,12 @@ impl JwksEndpoint {
     }
 
     /// Clerk's Backend API: `GET {api_url}/v1/jwks` with the instance secret key.
-    pub(crate) fn clerk(api_url: &str, secret_key: &str) -> Result<Self, ConfigError> {
-        let url = clerk_api::v1_endpoint(api_url, "/jwks")?;
+    pub(crate) fn clerk(
+        api_url: &str,
+        secret_key: &str,
+        plain_http: &PlainHttp,
+    ) -> Result<Self, ConfigError> {
+        let url = clerk_api::v1_endpoint(api_url, "/jwks", plain_http)?;
         let authorization = clerk_api::bearer(
             secret_key,
             "CLERK_SECRET_KEY",
@@ -81,6 +85,13 @@ impl JwksEndpoint {
     }
 }
 
+impl JwksEndpoint {
+    /// The URL without credentials or query, for messages.
+    pub(crate) fn shown(&self) -> &str {
+        &self.shown
+    }
+}
+
 impl fmt::Debug for JwksEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwksEndpoint")
@@ -91,6 +102,17 @@ impl fmt::Debug for JwksEndpoint {
             )
             .finish()
     }
+}
+
+/// Why [`JwksSource::wait_loaded`] stopped waiting without keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NotLoaded {
+    /// A fetch was answered with this status (401, 403 or 404): no retry will change it.
+    Refused(u16),
+    /// A fetch succeeded, and no key in the set is usable.
+    NoUsableKey,
+    /// A fetch was answered with a document that is not a usable JWKS, for this reason.
+    Unusable(String),
 }
 
 /// Timing and limits of a JWKS source.
@@ -134,12 +156,12 @@ pub(crate) struct JwksSource {
     fetches_completed: AtomicU64,
     /// Becomes `true` when the first (background) fetch has completed.
     first_fetch_done: tokio::sync::watch::Sender<bool>,
+    /// How the last fetch ended (`None` before the first); sent after every fetch.
+    last_fetch: tokio::sync::watch::Sender<Option<Result<(), FetchError>>>,
     /// When the last on-demand (unknown-kid) fetch started.
     last_on_demand: Mutex<Option<Instant>>,
     counters: Arc<Counters>,
     on_keys_removed: Box<dyn Fn() + Send + Sync>,
-    /// Why the last fetch failed; `None` after a success.
-    last_error: Mutex<Option<String>>,
 }
 
 /// The state of a JWKS source, for [`MachineVerifier::health`](crate::MachineVerifier::health).
@@ -190,10 +212,10 @@ impl JwksSource {
             fetch_lock: tokio::sync::Mutex::new(()),
             fetches_completed: AtomicU64::new(0),
             first_fetch_done: tokio::sync::watch::Sender::new(false),
+            last_fetch: tokio::sync::watch::Sender::new(None),
             last_on_demand: Mutex::new(None),
             counters,
             on_keys_removed,
-            last_error: Mutex::new(None),
         });
         runtime.spawn(refresh_in_background(Arc::downgrade(&source)));
         Ok(source)
@@ -206,12 +228,53 @@ impl JwksSource {
             keys: state.keys.len(),
             age: state.loaded_at.map(|at| at.elapsed()),
             max_stale: self.settings.max_stale,
-            last_error: self.lock_last_error().clone(),
+            last_error: self.last_fetch_error().map(|error| error.to_string()),
         }
     }
 
-    fn lock_last_error(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        self.last_error.lock().unwrap_or_else(|e| e.into_inner())
+    /// Where the keys come from.
+    pub(crate) fn endpoint(&self) -> &JwksEndpoint {
+        &self.endpoint
+    }
+
+    /// Waits until a key set is loaded (at once if one is). Fails without waiting further when a
+    /// fetch is answered in a way no retry changes: 401 or 403 (the credential is refused, or the
+    /// URL needs one), 404 (a wrong URL), or a document that is not a usable JWKS. Other
+    /// failures are retried by the background refresh, and this keeps waiting: bound it with a
+    /// timeout.
+    pub(crate) async fn wait_loaded(&self) -> Result<(), NotLoaded> {
+        let mut last_fetch = self.last_fetch.subscribe();
+        loop {
+            let state = self.state.load();
+            if state.loaded_at.is_some() {
+                return if state.keys.is_empty() {
+                    Err(NotLoaded::NoUsableKey)
+                } else {
+                    Ok(())
+                };
+            }
+            match &*last_fetch.borrow_and_update() {
+                Some(Err(FetchError::Status(status @ (401 | 403 | 404)))) => {
+                    return Err(NotLoaded::Refused(*status));
+                }
+                Some(Err(FetchError::Invalid(reason))) => {
+                    return Err(NotLoaded::Unusable(reason.clone()));
+                }
+                _ => {}
+            }
+            if last_fetch.changed().await.is_err() {
+                // Cannot happen while `self` holds the sender; wait for the caller's timeout.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// How the last fetch failed, if it did.
+    pub(crate) fn last_fetch_error(&self) -> Option<FetchError> {
+        match &*self.last_fetch.borrow() {
+            Some(Err(error)) => Some(error.clone()),
+            _ => None,
+        }
     }
 
     /// The key for `kid`, without waiting.
@@ -297,17 +360,14 @@ impl JwksSource {
 
     /// Fetches the JWKS and installs it. Callers hold `fetch_lock`. Returns whether it succeeded.
     async fn fetch_and_apply(&self) -> bool {
-        let outcome = self.fetch().await;
-        let succeeded = match outcome {
+        let outcome = match self.fetch().await {
             Ok(keys) => {
                 metrics::jwks_fetch(true, Some(keys.len()));
                 self.install(keys);
-                *self.lock_last_error() = None;
-                true
+                Ok(())
             }
             Err(error) => {
                 metrics::jwks_fetch(false, None);
-                *self.lock_last_error() = Some(error.to_string());
                 self.counters.add(&self.counters.jwks_fetch_failures);
                 let has_keys = self.state.load().loaded_at.is_some();
                 tracing::warn!(
@@ -316,11 +376,13 @@ impl JwksSource {
                     keeping_last_good_keys = has_keys,
                     "JWKS fetch failed"
                 );
-                false
+                Err(error)
             }
         };
+        let succeeded = outcome.is_ok();
         self.fetches_completed.fetch_add(1, Ordering::AcqRel);
         self.first_fetch_done.send_replace(true);
+        self.last_fetch.send_replace(Some(outcome));
         succeeded
     }
 

@@ -8,7 +8,7 @@ mod rsa;
 mod verifying_key;
 
 pub(crate) use jwk::parse_jwk_set;
-pub(crate) use jwks::{JwksEndpoint, JwksSettings, JwksSource};
+pub(crate) use jwks::{JwksEndpoint, JwksSettings, JwksSource, NotLoaded};
 pub(crate) use pem::{key_from_pem, same_public_key};
 pub(crate) use publishable::frontend_api_jwks_url;
 pub(crate) use verifying_key::{PublicKey, VerifyingKey};

@@ -11,6 +11,7 @@ use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 
 use crate::error::ConfigError;
+use crate::fetch::PlainHttp;
 
 /// Standard base64 with or without `=` padding, as browsers' `atob` reads it.
 const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -22,9 +23,13 @@ const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
 const MAX_HOST_LEN: usize = 260;
 
 /// The Frontend API JWKS URL of a publishable key: `https://<host>/.well-known/jwks.json`, or
-/// `http://` for a loopback host (`localhost`, `127.0.0.0/8`, `[::1]`), as local issuers serve it.
-pub(crate) fn frontend_api_jwks_url(publishable_key: &str) -> Result<String, ConfigError> {
-    let host = frontend_api_host(publishable_key.trim())?;
+/// `http://` for a loopback host (`localhost`, `127.0.0.0/8`, `[::1]`) or the host `plain_http`
+/// names, as local issuers serve it.
+pub(crate) fn frontend_api_jwks_url(
+    publishable_key: &str,
+    plain_http: &PlainHttp,
+) -> Result<String, ConfigError> {
+    let host = frontend_api_host(crate::clerk_api::setting(publishable_key))?;
     let mut url =
         url::Url::parse(&format!("https://{host}/.well-known/jwks.json")).map_err(|error| {
             malformed(&format!(
@@ -34,7 +39,10 @@ pub(crate) fn frontend_api_jwks_url(publishable_key: &str) -> Result<String, Con
     if url.path() != "/.well-known/jwks.json" || url.host().is_none() {
         return Err(malformed("its Frontend API host is not a valid host"));
     }
-    if crate::fetch::is_loopback(&url) {
+    let named = plain_http
+        .allowed_host()
+        .is_some_and(|named| url.host().is_some_and(|host| host.to_owned() == *named));
+    if crate::fetch::is_loopback(&url) || named {
         url.set_scheme("http")
             .map_err(|()| malformed("its Frontend API host is not a valid host"))?;
     }
@@ -111,8 +119,23 @@ mod tests {
                 "https://clerk.example.com/.well-known/jwks.json",
             ),
         ];
+        let issuer = PlainHttp::loopback_and(Some("issuer")).unwrap();
+        assert_eq!(
+            frontend_api_jwks_url(&format!("\"{}\"", key("pk_test_", "issuer:8787")), &issuer)
+                .unwrap(),
+            "http://issuer:8787/.well-known/jwks.json"
+        );
+        assert_eq!(
+            frontend_api_jwks_url(&key("pk_test_", "issuer:8787"), &PlainHttp::LoopbackOnly)
+                .unwrap(),
+            "https://issuer:8787/.well-known/jwks.json"
+        );
         for (key, url) in cases {
-            assert_eq!(frontend_api_jwks_url(&key).unwrap(), url, "{key}");
+            assert_eq!(
+                frontend_api_jwks_url(&key, &PlainHttp::LoopbackOnly).unwrap(),
+                url,
+                "{key}"
+            );
         }
     }
 
@@ -136,7 +159,9 @@ mod tests {
             key("pk_test_", &"a".repeat(300)),
         ];
         for key in bad {
-            let error = frontend_api_jwks_url(&key).unwrap_err().to_string();
+            let error = frontend_api_jwks_url(&key, &PlainHttp::LoopbackOnly)
+                .unwrap_err()
+                .to_string();
             assert!(
                 error.starts_with("CLERK_PUBLISHABLE_KEY is not"),
                 "{key:?}: {error}"

@@ -10,9 +10,10 @@ use super::opaque::{IntrospectionRoute, OpaqueVerification};
 use super::{Inner, MachineVerifier};
 use crate::algorithm::AlgorithmSet;
 use crate::cache::TokenCache;
+use crate::clerk_api::{self, KeyKind};
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
-use crate::fetch::{Timeouts, check_range, redacted};
+use crate::fetch::{ALLOW_HTTP_HOST_VAR, PlainHttp, Timeouts, check_range, redacted};
 use crate::introspect::{ClerkIntrospector, Introspector};
 use crate::jwt::JwtRules;
 use crate::keys::{
@@ -122,6 +123,8 @@ pub struct MachineVerifierBuilder {
     audiences: Vec<String>,
     max_token_lifetime: Option<Duration>,
     own_machine_id: Option<String>,
+    /// One more host plain http may go to, besides loopback.
+    allow_http_host: Option<String>,
     cache_capacity: u64,
     cache_ttl: Duration,
     jwks: JwksSettings,
@@ -144,6 +147,10 @@ impl fmt::Debug for MachineVerifierBuilder {
             .field("issuer", &self.issuer)
             .field("audiences", &self.audiences)
             .field("own_machine_id", &self.own_machine_id)
+            .field(
+                "allow_http_host",
+                &self.allow_http_host.as_deref().map(crate::fetch::typed),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -186,6 +193,7 @@ impl MachineVerifierBuilder {
             audiences: Vec::new(),
             max_token_lifetime: None,
             own_machine_id: None,
+            allow_http_host: None,
             cache_capacity: 10_000,
             cache_ttl: Duration::from_secs(300),
             jwks: JwksSettings::default(),
@@ -204,7 +212,10 @@ impl MachineVerifierBuilder {
     /// | `CLERK_MACHINE_SECRET_KEY` | [`clerk_machine_secret_key`](Self::clerk_machine_secret_key) | opaque `mt_…` tokens at `{CLERK_API_URL}/m2m_tokens/verify` (this key rather than `CLERK_SECRET_KEY`) |
     /// | `CLERK_API_URL` | [`clerk_api_url`](Self::clerk_api_url) | Clerk's Backend API, default `https://api.clerk.com` |
     /// | `CLERK_MACHINE_ID` | [`own_machine_id`](Self::own_machine_id) | this machine's own id: the receiver check |
+    /// | `MACHINE_AUTH_ALLOW_HTTP_HOST` | [`allow_http_host`](Self::allow_http_host) | one host (not loopback) that plain `http://` may reach, such as a dev issuer in another container |
     ///
+    /// Values may be wrapped in quotes (`CLERK_SECRET_KEY="sk_test_…"`, as some environment files
+    /// pass them through): one pair of matching `"` or `'` around a key, PEM or URL is dropped.
     /// Empty (or whitespace-only) variables count as unset. Each variable that is set replaces the
     /// value of its setter; the others leave what was set before. Which key source gives the JWT
     /// keys does not depend on the order of calls (see [`MachineVerifierBuilder`]).
@@ -271,6 +282,9 @@ impl MachineVerifierBuilder {
         if let Some(machine_id) = get("CLERK_MACHINE_ID") {
             self.own_machine_id = Some(machine_id);
         }
+        if let Some(host) = get(ALLOW_HTTP_HOST_VAR) {
+            self.allow_http_host = Some(host);
+        }
         self
     }
 
@@ -321,9 +335,11 @@ impl MachineVerifierBuilder {
     /// instance secret key (unless a [`clerk_machine_secret_key`](Self::clerk_machine_secret_key)
     /// is set), and, unless a [`pem_key`](Self::pem_key) or a [`jwks_url`](Self::jwks_url) is set,
     /// JWTs with the JWKS of Clerk's Backend API (`GET {clerk_api_url}/v1/jwks`), fetched with the
-    /// key as `Authorization: Bearer <key>` (surrounding whitespace is trimmed).
-    /// [`build`](Self::build) fails if the key holds characters not allowed in a header, and
-    /// outside a Tokio runtime.
+    /// key as `Authorization: Bearer <key>` (surrounding whitespace, and quotes as pasted from an
+    /// environment file, are dropped). [`build`](Self::build) fails if the key holds characters
+    /// not allowed in a header, if it is a machine secret key (`ak_…`, which belongs in
+    /// [`clerk_machine_secret_key`](Self::clerk_machine_secret_key)) or a publishable key
+    /// (`pk_…`), and outside a Tokio runtime.
     ///
     /// ```
     /// use tower_machine_auth::MachineVerifier;
@@ -331,7 +347,11 @@ impl MachineVerifierBuilder {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// assert!(MachineVerifier::builder().clerk_secret_key("sk_test_123").build().is_ok());
+    /// assert!(MachineVerifier::builder().clerk_secret_key("\"sk_test_123\"").build().is_ok());
     /// assert!(MachineVerifier::builder().clerk_secret_key("sk_test\n123").build().is_err());
+    ///
+    /// let misplaced = MachineVerifier::builder().clerk_secret_key("ak_machine").build().unwrap_err();
+    /// assert!(misplaced.to_string().contains("it belongs in CLERK_MACHINE_SECRET_KEY"));
     /// # }
     /// ```
     pub fn clerk_secret_key(mut self, secret_key: impl Into<String>) -> Self {
@@ -369,12 +389,23 @@ impl MachineVerifierBuilder {
     /// with this machine secret key (`ak_…`, Clerk's `CLERK_MACHINE_SECRET_KEY`), which wins over
     /// the instance secret key of [`clerk_secret_key`](Self::clerk_secret_key). See
     /// [`ClerkIntrospector`](crate::introspect::ClerkIntrospector) for what each answer means.
+    /// Surrounding whitespace and quotes are dropped. [`build`](Self::build) fails if the key is
+    /// the instance secret key (`sk_…`, which belongs in
+    /// [`clerk_secret_key`](Self::clerk_secret_key)) or a publishable key (`pk_…`).
+    ///
+    /// With this key Clerk knows only the opaque tokens meant for this machine (with its id in
+    /// their scopes): when every opaque token is unknown to Clerk for a while, the verifier logs
+    /// a warning (at most once a minute) saying so, since machine B given machine A's key is a
+    /// common mistake.
     ///
     /// ```
     /// use tower_machine_auth::MachineVerifier;
     ///
     /// // Opaque tokens only: JWTs get 401 `token-type-mismatch`.
     /// let verifier = MachineVerifier::builder().clerk_machine_secret_key("ak_machine").build()?;
+    ///
+    /// let misplaced = MachineVerifier::builder().clerk_machine_secret_key("sk_live_1").build().unwrap_err();
+    /// assert!(misplaced.to_string().contains("it belongs in CLERK_SECRET_KEY"));
     /// # Ok::<(), tower_machine_auth::ConfigError>(())
     /// ```
     pub fn clerk_machine_secret_key(mut self, secret_key: impl Into<String>) -> Self {
@@ -429,7 +460,9 @@ impl MachineVerifierBuilder {
     /// (`/v1/jwks`) and where opaque `mt_…` tokens are verified (`/m2m_tokens/verify`, with
     /// [`clerk_secret_key`](Self::clerk_secret_key) or
     /// [`clerk_machine_secret_key`](Self::clerk_machine_secret_key)). Like a JWKS URL, it must be
-    /// https, or http on a loopback host.
+    /// https, or http on a loopback host (or the host of [`allow_http_host`](Self::allow_http_host)).
+    /// Errors quote the URL as it was given (without credentials): a URL without its scheme,
+    /// such as `localhost:8787`, is told what to write.
     ///
     /// ```
     /// use tower_machine_auth::MachineVerifier;
@@ -438,12 +471,38 @@ impl MachineVerifierBuilder {
     /// # async fn main() {
     /// let clerk = MachineVerifier::builder().clerk_secret_key("sk_test_123");
     /// assert!(clerk.clone().clerk_api_url("https://api.clerk.com/v1/").build().is_ok());
-    /// let error = clerk.clerk_api_url("http://api.clerk.com").build().unwrap_err();
+    /// let error = clerk.clone().clerk_api_url("http://api.clerk.com").build().unwrap_err();
     /// assert!(error.to_string().contains("CLERK_API_URL"));
+    /// let error = clerk.clerk_api_url("localhost:8787").build().unwrap_err();
+    /// assert!(error.to_string().contains("has no scheme: write `http://localhost:8787`"));
     /// # }
     /// ```
     pub fn clerk_api_url(mut self, url: impl Into<String>) -> Self {
         self.clerk_api_url = url.into();
+        self
+    }
+
+    /// Lets the verifier's calls (the JWKS, Clerk's `/m2m_tokens/verify`) use plain `http://` to
+    /// this one host as well as to loopback hosts: a host name or an IP address alone, such as
+    /// `issuer` for a dev issuer at `http://issuer:8787` in a docker compose network
+    /// (`MACHINE_AUTH_ALLOW_HTTP_HOST` in [`env`](Self::env)). The secret key and tokens then
+    /// cross that network unencrypted: use it only on a network you trust entirely, never for
+    /// Clerk itself. [`build`](Self::build) logs a warning when it is set, and fails if `host` is
+    /// not a host name (a URL or a port, say). Every other host still needs https.
+    ///
+    /// ```
+    /// use tower_machine_auth::MachineVerifier;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let dev = || MachineVerifier::builder().clerk_secret_key("sk_test_1").clerk_api_url("http://issuer:8787");
+    /// assert!(dev().build().unwrap_err().to_string().contains("MACHINE_AUTH_ALLOW_HTTP_HOST"));
+    /// assert!(dev().allow_http_host("issuer").build().is_ok());
+    /// assert!(dev().allow_http_host("issuer").clerk_api_url("http://other:8787").build().is_err());
+    /// # }
+    /// ```
+    pub fn allow_http_host(mut self, host: impl Into<String>) -> Self {
+        self.allow_http_host = Some(host.into());
         self
     }
 
@@ -771,7 +830,9 @@ impl MachineVerifierBuilder {
     /// Fails with a [`ConfigError`] that says what to change when: there is no key source; the
     /// algorithm list is empty or holds `HS*`; the clock skew exceeds [`MAX_CLOCK_SKEW`]; the PEM
     /// key is unusable (see [`pem_key`](Self::pem_key)); a URL is invalid or not https (http only
-    /// on loopback);
+    /// on loopback, or to the host of [`allow_http_host`](Self::allow_http_host)); a Clerk key is
+    /// given in the place of another (an `ak_…` machine key as the instance secret key, an
+    /// `sk_…` instance key as the machine secret key, a `pk_…` publishable key as either);
     /// the secret key cannot be sent in a header; or, for a JWKS source, a JWKS setting is out of
     /// range or no Tokio runtime is running.
     ///
@@ -789,6 +850,8 @@ impl MachineVerifierBuilder {
         if let Some(error) = self.env_error.clone() {
             return Err(error);
         }
+        self.check_key_placement()?;
+        let plain_http = self.checked_plain_http()?;
         let algorithms = self.checked_algorithms()?;
         if self.clock_skew > MAX_CLOCK_SKEW {
             return Err(ConfigError::new(format!(
@@ -815,19 +878,20 @@ impl MachineVerifierBuilder {
                 Some(KeySource::Static(Arc::new(key_from_pem(&pem, algorithms)?)))
             }
             Some(KeySourceConfig::JwksUrl(url)) => {
-                Some(self.start_jwks(JwksEndpoint::url(&url)?, algorithms, &cache, &counters)?)
+                let endpoint = JwksEndpoint::url(&url, &plain_http)?;
+                Some(self.start_jwks(endpoint, algorithms, &cache, &counters)?)
             }
             Some(KeySourceConfig::ClerkBackendApi { secret_key }) => {
-                let endpoint = JwksEndpoint::clerk(&self.clerk_api_url, &secret_key)?;
+                let endpoint = JwksEndpoint::clerk(&self.clerk_api_url, &secret_key, &plain_http)?;
                 Some(self.start_jwks(endpoint, algorithms, &cache, &counters)?)
             }
             Some(KeySourceConfig::ClerkFrontendApi { publishable_key }) => {
-                let url = frontend_api_jwks_url(&publishable_key)?;
-                let endpoint = JwksEndpoint::url(&url)?;
+                let url = frontend_api_jwks_url(&publishable_key, &plain_http)?;
+                let endpoint = JwksEndpoint::url(&url, &plain_http)?;
                 Some(self.start_jwks(endpoint, algorithms, &cache, &counters)?)
             }
         };
-        let opaque = self.opaque_verification()?;
+        let opaque = self.opaque_verification(&plain_http)?;
         if keys.is_none() && !opaque.is_enabled() {
             return Err(ConfigError::new(
                 "no key source: set CLERK_JWT_KEY (the PEM public key, networkless), \
@@ -842,6 +906,14 @@ impl MachineVerifierBuilder {
             tracing::info!(
                 "opaque machine tokens (mt_…) are refused with token-type-mismatch: verifying them \
                  needs a secret key (CLERK_SECRET_KEY or CLERK_MACHINE_SECRET_KEY)"
+            );
+        }
+        if let Some(host) = plain_http.allowed_host() {
+            tracing::warn!(
+                %host,
+                "plain http is allowed to `{host}` ({ALLOW_HTTP_HOST_VAR} or allow_http_host): \
+                 the secret key and tokens sent there cross the network unencrypted; use this \
+                 only on a network you trust entirely, such as a docker compose network"
             );
         }
         if own_machine_id.is_none() {
@@ -892,7 +964,11 @@ impl MachineVerifierBuilder {
         Ok(Some(source))
     }
 
-    fn opaque_verification(&self) -> Result<OpaqueVerification, ConfigError> {
+    fn opaque_verification(
+        &self,
+        plain_http: &PlainHttp,
+    ) -> Result<OpaqueVerification, ConfigError> {
+        let with_machine_key = self.clerk_machine_secret_key.is_some();
         let clerk_key = self
             .clerk_machine_secret_key
             .as_ref()
@@ -900,9 +976,13 @@ impl MachineVerifierBuilder {
         let machine_tokens = clerk_key
             .map(|key| {
                 self.jwks.timeouts.check("the HTTP")?;
-                let introspector =
-                    ClerkIntrospector::with_timeouts(&self.clerk_api_url, key, self.jwks.timeouts)?;
-                Ok::<_, ConfigError>(IntrospectionRoute::new(Arc::new(introspector)))
+                let introspector = ClerkIntrospector::with_timeouts(
+                    &self.clerk_api_url,
+                    key,
+                    self.jwks.timeouts,
+                    plain_http,
+                )?;
+                Ok::<_, ConfigError>(IntrospectionRoute::clerk(introspector, with_machine_key))
             })
             .transpose()?;
         Ok(OpaqueVerification::new(
@@ -910,6 +990,39 @@ impl MachineVerifierBuilder {
             self.introspector.clone().map(IntrospectionRoute::new),
             millis(self.opaque_cache_ttl),
         ))
+    }
+
+    /// Refuses a Clerk key given where another kind belongs, naming where it belongs (never the
+    /// key itself).
+    fn check_key_placement(&self) -> Result<(), ConfigError> {
+        let misplaced =
+            |setting: &str, key: &Option<String>, expected: KeyKind, takes: &str| match key
+                .as_deref()
+                .and_then(clerk_api::key_kind)
+            {
+                Some(kind) if kind != expected => Err(ConfigError::new(format!(
+                    "{setting} holds {}; this setting takes {takes}",
+                    kind.belongs()
+                ))),
+                _ => Ok(()),
+            };
+        misplaced(
+            "CLERK_SECRET_KEY (clerk_secret_key)",
+            &self.clerk_instance_secret_key,
+            KeyKind::Instance,
+            "the instance secret key (`sk_test_…` or `sk_live_…`, Clerk's dashboard: API keys)",
+        )?;
+        misplaced(
+            "CLERK_MACHINE_SECRET_KEY (clerk_machine_secret_key)",
+            &self.clerk_machine_secret_key,
+            KeyKind::Machine,
+            "this machine's secret key (`ak_…`, Clerk's dashboard: Machines)",
+        )
+    }
+
+    /// Where plain http may go: loopback, and the host of `allow_http_host` if one is set.
+    fn checked_plain_http(&self) -> Result<PlainHttp, ConfigError> {
+        PlainHttp::loopback_and(self.allow_http_host.as_deref().map(clerk_api::setting))
     }
 
     fn checked_own_machine_id(&self) -> Result<Option<MachineId>, ConfigError> {

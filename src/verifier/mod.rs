@@ -19,9 +19,11 @@
 mod builder;
 mod health;
 mod opaque;
+mod ready;
 
 pub use builder::{DEFAULT_CLERK_API_URL, MAX_CLOCK_SKEW, MachineVerifierBuilder};
 pub use health::{KeySourceKind, Readiness, VerifierHealth};
+pub use ready::NotReady;
 
 use std::fmt;
 use std::sync::Arc;

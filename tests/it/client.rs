@@ -759,7 +759,7 @@ async fn plain_http_goes_only_to_loopback_unless_the_source_opts_in() {
     };
     let error = builder().build().unwrap_err().to_string();
     assert!(
-        error.contains("`http://issuer.internal:8787/m2m_tokens` uses plain http"),
+        error.contains("CLERK_API_URL `http://issuer.internal:8787` uses plain http"),
         "{error}"
     );
     assert!(!error.contains("s3cr3t"), "{error}");

@@ -111,10 +111,17 @@ fn unreadable_or_unsuitable_pems_are_refused() {
     for (text, words) in [
         ("", &["empty"][..]),
         ("hello world", &["neither PEM nor base64"][..]),
-        (truncated, &["cannot be read"][..]),
+        (
+            truncated,
+            &[
+                "CLERK_JWT_KEY",
+                "no `-----END PUBLIC KEY-----` line",
+                "paste",
+            ][..],
+        ),
         (
             "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
-            &["not an RSA"][..],
+            &["not to a public key", "damaged", "paste"][..],
         ),
         (
             include_str!("../data/certificate.pem"),
@@ -313,4 +320,308 @@ fn unreadable_pem_errors_never_quote_key_material() {
         "the regression inputs are missing from {}",
         dir.display()
     );
+}
+
+/// A Clerk key given where another kind belongs is refused at build time, naming where it
+/// belongs and never the key.
+#[tokio::test]
+async fn misplaced_clerk_keys_say_where_they_belong() {
+    let env = |name: &'static str, value: &'static str| {
+        move |wanted: &str| (wanted == name).then(|| value.to_owned())
+    };
+    for (builder, belongs) in [
+        (
+            MachineVerifier::builder().clerk_secret_key("ak_cron_s3cr3t"),
+            "CLERK_SECRET_KEY (clerk_secret_key) holds a machine secret key (`ak_…`): it belongs \
+             in CLERK_MACHINE_SECRET_KEY",
+        ),
+        (
+            MachineVerifier::builder().env_from(env("CLERK_SECRET_KEY", "'ak_cron_s3cr3t'")),
+            "it belongs in CLERK_MACHINE_SECRET_KEY",
+        ),
+        (
+            MachineVerifier::builder().clerk_machine_secret_key("sk_test_s3cr3t"),
+            "CLERK_MACHINE_SECRET_KEY (clerk_machine_secret_key) holds an instance secret key \
+             (`sk_…`): it belongs in CLERK_SECRET_KEY",
+        ),
+        (
+            MachineVerifier::builder().env_from(env("CLERK_MACHINE_SECRET_KEY", "sk_live_s3cr3t")),
+            "it belongs in CLERK_SECRET_KEY",
+        ),
+        (
+            MachineVerifier::builder().clerk_secret_key("pk_test_s3cr3t"),
+            "it belongs in CLERK_PUBLISHABLE_KEY",
+        ),
+        (
+            MachineVerifier::builder()
+                .pem_key(TestKey::shared_rsa().public_pem())
+                .clerk_machine_secret_key("pk_live_s3cr3t"),
+            "it belongs in CLERK_PUBLISHABLE_KEY",
+        ),
+    ] {
+        let error = builder.build().unwrap_err().to_string();
+        assert!(error.contains(belongs), "{error}");
+        assert!(!error.contains("s3cr3t"), "{error}");
+    }
+    // Keys of other issuers (no Clerk prefix) are taken as they are.
+    assert!(
+        MachineVerifier::builder()
+            .clerk_machine_secret_key("local-machine-key")
+            .build()
+            .is_ok()
+    );
+}
+
+#[test]
+fn machine_a_refuses_the_instance_key_as_its_machine_key() {
+    use tower_machine_auth::client::MachineTokenSource;
+    for key in ["sk_test_s3cr3t", "\"sk_live_s3cr3t\""] {
+        let error = MachineTokenSource::builder()
+            .env_from(|name| (name == "CLERK_MACHINE_SECRET_KEY").then(|| key.to_owned()))
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("CLERK_MACHINE_SECRET_KEY (machine_secret_key) holds an instance")
+                && error.contains("it belongs in CLERK_SECRET_KEY"),
+            "{error}"
+        );
+        assert!(!error.contains("s3cr3t"), "{error}");
+    }
+}
+
+/// Keys pasted from an environment file with their quotes reach Clerk without them.
+#[tokio::test]
+async fn quoted_secret_keys_are_sent_without_their_quotes() {
+    let key = TestKey::shared_rsa();
+    let jwks = JwksServer::start(key_set(&[key.jwk("k", Some("RS256"))])).await;
+    for quoted in [
+        "\"sk_test_quoted\"",
+        "'sk_test_quoted'",
+        " \"sk_test_quoted\"\n",
+    ] {
+        let verifier = MachineVerifier::builder()
+            .env_from(|name| match name {
+                "CLERK_SECRET_KEY" => Some(quoted.to_owned()),
+                "CLERK_API_URL" => Some(format!("\"http://{}\"", jwks.addr)),
+                _ => None,
+            })
+            .build()
+            .unwrap();
+        accepts(verifier, key).await;
+        assert_eq!(
+            jwks.last_headers()["authorization"],
+            "Bearer sk_test_quoted"
+        );
+        assert_eq!(jwks.last_path().as_deref(), Some("/v1/jwks"));
+    }
+
+    let token = opaque_token();
+    let server = IntrospectionServer::start(Introspection::Clerk(
+        [(token.clone(), clerk_resource("mt_1", "mch_cron_service"))].into(),
+    ))
+    .await;
+    let verifier = MachineVerifier::builder()
+        .clerk_machine_secret_key("'ak_quoted'")
+        .clerk_api_url(server.base_url())
+        .build()
+        .unwrap();
+    verifier.verify(&token).await.unwrap();
+    assert_eq!(server.last().headers["authorization"], "Bearer ak_quoted");
+}
+
+#[tokio::test]
+async fn quoted_pem_keys_load() {
+    let key = TestKey::shared_rsa();
+    let pem = key.public_pem();
+    for text in [
+        format!("\"{pem}\""),
+        format!("'{}'", pem.trim_end().replace('\n', "\\n")),
+        format!("\"{}\"", pem_body(&pem)),
+    ] {
+        accepts(
+            build_pem(&text).unwrap_or_else(|e| panic!("{e}: {text:?}")),
+            key,
+        )
+        .await;
+    }
+}
+
+/// A damaged PEM says what is wrong with it and what to do, quoting none of it.
+#[test]
+fn damaged_pems_say_what_is_wrong() {
+    let pem = TestKey::shared_rsa().public_pem();
+    let body = pem_body(&pem);
+    let without_end = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----END"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let bad_character = pem.replacen('M', "*", 1);
+    let cut_short = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        &body[..body.len() / 2 / 4 * 4]
+    );
+    let p521 = aws_lc_rs::signature::EcdsaKeyPair::generate(
+        &aws_lc_rs::signature::ECDSA_P521_SHA512_FIXED_SIGNING,
+    )
+    .unwrap();
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::KeyPair;
+    let p521_pem = pem::encode(&pem::Pem::new(
+        "PUBLIC KEY",
+        p521.public_key().as_der().unwrap().as_ref().to_vec(),
+    ));
+    for (text, words) in [
+        (
+            without_end.as_str(),
+            &[
+                "CLERK_JWT_KEY: the PEM has a BEGIN line but no `-----END PUBLIC KEY-----` line",
+                "paste the whole key again",
+            ][..],
+        ),
+        (
+            bad_character.as_str(),
+            &["CLERK_JWT_KEY: the key's base64", "is damaged", "paste"][..],
+        ),
+        (
+            cut_short.as_str(),
+            &[
+                "CLERK_JWT_KEY: the key's base64 decodes, but not to a public key",
+                "cut short",
+            ][..],
+        ),
+        (
+            &body[..body.len() - 3],
+            &["CLERK_JWT_KEY: the key's base64 is damaged or cut short"][..],
+        ),
+        (
+            p521_pem.as_str(),
+            &["an EC P-521 key", "RSA (2048 to 4096 bits), EC P-256"][..],
+        ),
+        (
+            "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END RSA PUBLIC KEY-----\n",
+            &["BEGIN and END lines name different blocks"][..],
+        ),
+    ] {
+        assert_error_mentions(build_pem(text), words);
+        let error = build_pem(text).unwrap_err().to_string();
+        let key_lines = text
+            .lines()
+            .filter(|l| l.len() >= 16 && !l.starts_with("-----"));
+        for line in key_lines {
+            assert!(!error.contains(line), "the error quotes `{line}`: {error}");
+        }
+    }
+}
+
+/// `CLERK_API_URL` errors quote what was typed, and a missing scheme is named with what to
+/// write.
+#[tokio::test]
+async fn api_url_errors_quote_what_was_typed() {
+    let with_api_url = |url: &'static str| {
+        MachineVerifier::builder()
+            .env_from(move |name| match name {
+                "CLERK_SECRET_KEY" => Some("sk_test_s3cr3t".to_owned()),
+                "CLERK_API_URL" => Some(url.to_owned()),
+                _ => None,
+            })
+            .build()
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        with_api_url("localhost:8787"),
+        "CLERK_API_URL `localhost:8787` has no scheme: write `http://localhost:8787` (plain http \
+         is allowed only for loopback) or `https://localhost:8787`"
+    );
+    let error = with_api_url("127.0.0.1:8787");
+    assert!(
+        error.starts_with(
+            "CLERK_API_URL `127.0.0.1:8787` has no scheme: write `http://127.0.0.1:8787`"
+        ),
+        "{error}"
+    );
+    let error = with_api_url("http://issuer:8787/");
+    assert!(
+        error.starts_with("CLERK_API_URL `http://issuer:8787/` uses plain http")
+            && error.contains("loopback addresses: 127.0.0.0/8, ::1, localhost")
+            && error.contains("MACHINE_AUTH_ALLOW_HTTP_HOST"),
+        "{error}"
+    );
+    for error in [
+        with_api_url("localhost:8787"),
+        with_api_url("http://issuer:8787/"),
+    ] {
+        assert!(
+            !error.contains("jwks") && !error.contains("s3cr3t"),
+            "{error}"
+        );
+    }
+    // The same for machine A.
+    let error = tower_machine_auth::client::MachineTokenSource::builder()
+        .machine_secret_key("ak_x")
+        .api_url("localhost:8787")
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("`localhost:8787` has no scheme"), "{error}");
+}
+
+/// Plain http to one more host (a dev issuer in another container) only when named, with a
+/// warning at build; every other host still needs https.
+#[tokio::test(flavor = "current_thread")]
+async fn plain_http_to_a_named_host_only_when_allowed() {
+    let env = |host: Option<&'static str>| {
+        move |name: &str| match name {
+            "CLERK_SECRET_KEY" => Some("sk_test_1".to_owned()),
+            "CLERK_API_URL" => Some("http://issuer:8787".to_owned()),
+            "MACHINE_AUTH_ALLOW_HTTP_HOST" => host.map(str::to_owned),
+            _ => None,
+        }
+    };
+    assert_error_mentions(
+        MachineVerifier::builder().env_from(env(None)).build(),
+        &["`http://issuer:8787`", "MACHINE_AUTH_ALLOW_HTTP_HOST"],
+    );
+    let logs = CapturedLogs::start();
+    MachineVerifier::builder()
+        .env_from(env(Some("issuer")))
+        .build()
+        .unwrap();
+    let text = logs.text();
+    assert_eq!(
+        text.matches("plain http is allowed to `issuer`").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("WARN"), "{text}");
+    drop(logs);
+    assert!(
+        MachineVerifier::builder()
+            .env_from(env(Some("issuer")))
+            .allow_http_host("other")
+            .build()
+            .is_err()
+    );
+    assert_error_mentions(
+        MachineVerifier::builder()
+            .env_from(env(Some("http://issuer:8787")))
+            .build(),
+        &["MACHINE_AUTH_ALLOW_HTTP_HOST", "is not a host name"],
+    );
+    // Machine A reads the same variable.
+    use tower_machine_auth::client::MachineTokenSource;
+    let source = |host: Option<&'static str>| {
+        MachineTokenSource::builder()
+            .env_from(move |name| match name {
+                "CLERK_MACHINE_SECRET_KEY" => Some("ak_x".to_owned()),
+                "CLERK_API_URL" => Some("http://issuer:8787".to_owned()),
+                "MACHINE_AUTH_ALLOW_HTTP_HOST" => host.map(str::to_owned),
+                _ => None,
+            })
+            .build()
+    };
+    assert!(source(None).is_err());
+    assert!(source(Some("issuer")).is_ok());
 }

@@ -20,6 +20,7 @@ mod opaque;
 mod opaque_faults;
 mod opaque_logs;
 mod parity;
+mod ready;
 mod rejection_hook;
 mod request_logs;
 mod soak;
