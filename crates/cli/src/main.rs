@@ -57,25 +57,30 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the local Clerk-compatible issuer on 127.0.0.1 and print the `export CLERK_…=…` lines
-    /// that point the layer and the client at it.
+    /// for machine B (the server that verifies) and machine A (the caller that creates tokens).
     #[command(
         long_about = "Run the local Clerk-compatible issuer on 127.0.0.1 (Clerk's Backend API \
         routes for M2M tokens and the JWKS) until Ctrl-C.\n\nWhen it is ready it prints \
-        `listening on http://127.0.0.1:PORT`, then the `export CLERK_…=…` lines that point the \
-        layer (machine B) and the client (machine A) at it: CLERK_API_URL; for the layer \
-        CLERK_SECRET_KEY (the instance key), CLERK_JWT_KEY (the public key, for networkless \
-        JWT verification) and CLERK_MACHINE_ID (the layer's own machine id: the first scope of \
-        the first machine, i.e. the machine the client may call; the layer then accepts only \
-        tokens scoped to it, others get 401 token-invalid-receiver; when the first machine has \
-        no scopes, only a commented hint); for the client CLERK_MACHINE_SECRET_KEY (the first \
-        machine's key; the other machines' as comments). These are the only secret keys \
-        machine-auth ever prints.\n\nIt answers only requests addressed to localhost, 127.0.0.1 \
+        `listening on http://127.0.0.1:PORT`, then two blocks of `export …` lines, each to paste \
+        into one machine's shell, with only what that machine needs.\n\n\
+        \"Machine B (the server that verifies)\": CLERK_API_URL; CLERK_JWT_KEY (the public key, \
+        for networkless JWT verification); CLERK_MACHINE_ID (B's own machine id: the first scope \
+        of the first machine, i.e. the machine A may call; B then accepts only tokens scoped to \
+        it, others get 401 token-invalid-receiver; when the first machine has no scopes, only a \
+        commented hint); CLERK_MACHINE_SECRET_KEY, B's own key, for opaque tokens (the instance \
+        key CLERK_SECRET_KEY follows as a commented alternative; when B is not a configured \
+        machine, the instance key is exported instead).\n\n\
+        \"Machine A (the caller that creates tokens)\": CLERK_API_URL and CLERK_MACHINE_SECRET_KEY \
+        (the first machine's key). Machine A's key must never go to machine B: B verifies opaque \
+        tokens with its own machine's key, and with A's it refuses valid ones (401).\n\n\
+        The other machines' keys follow as comments. These are the only secret keys machine-auth \
+        ever prints.\n\nIt answers only requests addressed to localhost, 127.0.0.1 \
         or [::1] (their Host header, with or without the port), and to the names given with \
         --allowed-host: others get 421 Misdirected Request, so that a web page whose name was \
         made to resolve to 127.0.0.1 (DNS rebinding) cannot use it.",
-        after_help = "Without --config, a built-in demo: machines mch_cron_service (the client, \
-        which may call mch_reports_api), mch_reports_api (the layer) and mch_backup_job (which \
-        may call mch_cron_service only, so the layer refuses its tokens), with public demo \
+        after_help = "Without --config, a built-in demo: machines mch_cron_service (machine A, \
+        which may call mch_reports_api), mch_reports_api (machine B) and mch_backup_job (which \
+        may call mch_cron_service only, so machine B refuses its tokens), with public demo \
         keys.\n\n\
         Examples:\n  \
         machine-auth dev\n  \
@@ -560,81 +565,141 @@ async fn dev(
     Ok(())
 }
 
-/// What `dev` prints on standard output once it listens: the `listening on` line, then the lines
-/// to paste into the shells of the layer and the client. The client is the first machine, and
-/// the layer the machine it may call: its first scope, the layer's `CLERK_MACHINE_ID`.
+/// The title of the block of lines for machine B, the server that verifies tokens.
+const MACHINE_B_TITLE: &str = "# === Machine B (the server that verifies) ===";
+/// The title of the block of lines for machine A, the caller that creates tokens.
+const MACHINE_A_TITLE: &str = "# === Machine A (the caller that creates tokens) ===";
+/// The title of the commented keys of the machines that are neither A nor B.
+const OTHER_MACHINES_TITLE: &str =
+    "# === The other machines (each key belongs on its own machine only) ===";
+
+/// What `dev` prints on standard output once it listens: the `listening on` line, then one block
+/// of lines to paste into the shell of machine B (the server that verifies), one for machine A
+/// (the caller that creates tokens), and the other machines' keys as comments. Machine A is the
+/// first machine, and machine B the machine A may call: A's first scope, B's `CLERK_MACHINE_ID`.
+/// Each block holds only what its machine needs: A's secret key is never in B's block (B
+/// verifies opaque tokens with its own machine's key), nor the instance key in A's.
 fn export_lines(url: &str, config: &IssuerConfig, public_key_pem: &str, in_memory: bool) -> String {
     let mut out = String::new();
     let mut line = |text: &str| {
         out.push_str(text);
         out.push('\n');
     };
+    let client = config.machines.first();
+    let scopes = client.map_or(&[][..], |client| client.scopes.as_slice());
+    // Machine B, when machine A may call one; and B's own key, when it is a configured machine
+    // other than A.
+    let server_id = scopes.first();
+    let server = server_id.and_then(|id| config.machines.iter().find(|machine| &machine.id == id));
+    let server_key = server.filter(|server| client.is_none_or(|client| client.id != server.id));
+    let api_url = format!("export CLERK_API_URL={}", shell_quote(url));
+
     line(&format!("listening on {url}"));
-    line("# Paste into the shells of the layer (machine B) and the client (machine A).");
-    line("# Both:");
-    line(&format!("export CLERK_API_URL={}", shell_quote(url)));
-    line("# The layer: the instance key (the JWKS, and opaque tokens of every machine) and the");
-    line("# public key (JWTs verified without network; it wins over the JWKS):");
-    line(&format!(
-        "export CLERK_SECRET_KEY={}",
-        shell_quote(&config.instance_secret_key)
-    ));
+
+    line("");
+    line(MACHINE_B_TITLE);
+    match (server_id, server) {
+        (Some(_), Some(server)) => line(&format!(
+            "# {} ({}), the machine that machine A may call. Paste into its shell:",
+            printable(&server.id),
+            printable(&server.name)
+        )),
+        (Some(id), None) => line(&format!(
+            "# {}, the machine that machine A may call (not a machine of this configuration, so \
+             no key of its own here). Paste into its shell:",
+            printable(id)
+        )),
+        (None, _) => line("# The server machine A would call. Paste into its shell:"),
+    }
+    line(&api_url);
+    line("# The public key: JWTs verified without network.");
     line(&format!(
         "export CLERK_JWT_KEY={}",
         shell_quote(public_key_pem.trim())
     ));
-    match config
-        .machines
-        .first()
-        .map(|client| client.scopes.as_slice())
-    {
-        Some([layer, others @ ..]) => {
-            let name = config
-                .machines
-                .iter()
-                .find(|machine| &machine.id == layer)
-                .map(|machine| format!(" ({})", printable(&machine.name)))
-                .unwrap_or_default();
-            line(&format!(
-                "# The layer's own machine id, that of the machine the client may call{name}:"
-            ));
+    match scopes {
+        [server_id, others @ ..] => {
             line(
-                "# the layer accepts only tokens scoped to it (others: 401 token-invalid-receiver).",
+                "# Its own machine id: it accepts only tokens scoped to it (others: 401 \
+                 token-invalid-receiver).",
             );
-            line(&format!("export CLERK_MACHINE_ID={}", shell_quote(layer)));
+            line(&format!(
+                "export CLERK_MACHINE_ID={}",
+                shell_quote(server_id)
+            ));
             if !others.is_empty() {
                 line(&format!(
-                    "# (The client may also call {}: the layer of each sets its own id.)",
+                    "# (Machine A may also call {}: each of those servers sets its own id and key.)",
                     printable(&others.join(", "))
                 ));
             }
         }
-        Some([]) => {
-            line("# The layer's own machine id: none yet, the client may call no machine. Add the");
+        [] => {
+            line("# Its own machine id: none yet, machine A may call no machine. Add the server's");
             line(
-                "# layer's id to the client's scopes, then set it here (the layer then accepts only",
+                "# id to machine A's scopes, then set it here (the server then accepts only tokens",
             );
-            line("# tokens scoped to it):");
+            line("# scoped to it):");
             line("# export CLERK_MACHINE_ID=mch_…");
         }
-        None => {}
     }
-    for (index, machine) in config.machines.iter().enumerate() {
-        let export = format!(
-            "export CLERK_MACHINE_SECRET_KEY={}",
-            shell_quote(&machine.secret_key)
-        );
-        if index == 0 {
-            line(&format!("# The client: {}.", describe(machine)));
+    let instance_key = format!(
+        "export CLERK_SECRET_KEY={}",
+        shell_quote(&config.instance_secret_key)
+    );
+    match server_key {
+        Some(server) => {
             line(
-                "# Not for the layer: with a machine key it verifies only the opaque tokens meant for",
+                "# Its own machine secret key: it verifies the opaque tokens (mt_…) meant for it.",
             );
-            line("# that machine.");
-            line(&export);
-        } else {
-            if index == 1 {
-                line("# The other machines:");
-            }
+            line(&format!(
+                "export CLERK_MACHINE_SECRET_KEY={}",
+                shell_quote(&server.secret_key)
+            ));
+            line("# Or, to fetch the JWKS rather than pin the public key, unset CLERK_JWT_KEY and");
+            line("# set the instance key. It is the whole instance's key (it verifies and revokes");
+            line("# every machine's tokens): only on servers that need it.");
+            line(&format!("# {instance_key}"));
+        }
+        None => {
+            line("# The instance key: it verifies opaque tokens (mt_…) of every machine, and");
+            line("# fetches the JWKS when CLERK_JWT_KEY is unset.");
+            line(&instance_key);
+        }
+    }
+
+    line("");
+    line(MACHINE_A_TITLE);
+    match client {
+        Some(client) => {
+            line(&format!("# {}. Paste into its shell:", describe(client)));
+            line(&api_url);
+            line(
+                "# WARNING: never give machine A's key to machine B: B uses its own machine's key \
+                 (with A's, it answers 401 to valid opaque tokens).",
+            );
+            line(&format!(
+                "export CLERK_MACHINE_SECRET_KEY={}",
+                shell_quote(&client.secret_key)
+            ));
+        }
+        None => line("# No machine is configured: add one to create tokens."),
+    }
+
+    let others: Vec<&MachineConfig> = config
+        .machines
+        .iter()
+        .skip(1)
+        .filter(|machine| server_key.is_none_or(|server| server.id != machine.id))
+        .collect();
+    if !others.is_empty() {
+        line("");
+        line(OTHER_MACHINES_TITLE);
+        for machine in others {
+            let export = format!(
+                "export CLERK_MACHINE_SECRET_KEY={}",
+                shell_quote(&machine.secret_key)
+            );
             line(&format!(
                 "# {}  # {}",
                 printable(&export),
@@ -642,6 +707,8 @@ fn export_lines(url: &str, config: &IssuerConfig, public_key_pem: &str, in_memor
             ));
         }
     }
+
+    line("");
     if in_memory {
         line("# Keys and tokens live in memory: pass --data-dir to keep them across restarts.");
     }
@@ -1145,7 +1212,10 @@ mod tests {
             demo.contains("\nexport CLERK_MACHINE_ID=mch_reports_api\n"),
             "{demo}"
         );
-        assert!(demo.contains("may call (Reports API):"), "{demo}");
+        assert!(
+            demo.contains("# mch_reports_api (Reports API), the machine that machine A may call."),
+            "{demo}"
+        );
 
         let mut config = IssuerConfig::demo();
         config.machines[0].scopes = vec!["mch_billing".to_owned(), "mch_ledger".to_owned()];
@@ -1165,6 +1235,127 @@ mod tests {
         );
     }
 
+    /// The lines between `title` and the next blank line.
+    fn block<'a>(printed: &'a str, title: &str) -> &'a str {
+        let start = printed
+            .find(&format!("\n{title}\n"))
+            .unwrap_or_else(|| panic!("no {title}: {printed}"));
+        let rest = &printed[start + 1..];
+        &rest[..rest.find("\n\n").unwrap_or(rest.len())]
+    }
+
+    /// The values of the `export NAME=` lines (not commented) of `block`.
+    fn exported<'a>(block: &'a str, name: &str) -> Vec<&'a str> {
+        block
+            .lines()
+            .filter_map(|line| line.strip_prefix(&format!("export {name}=")))
+            .collect()
+    }
+
+    #[test]
+    fn each_machine_gets_a_block_with_only_what_it_needs() {
+        let demo = IssuerConfig::demo();
+        let [cron, reports, backup] = &demo.machines[..] else {
+            panic!("the demo has three machines");
+        };
+        let printed = export_lines("http://127.0.0.1:8787", &demo, "PEM", true);
+        let server = block(&printed, MACHINE_B_TITLE);
+        let client = block(&printed, MACHINE_A_TITLE);
+        let others = block(&printed, OTHER_MACHINES_TITLE);
+        assert!(
+            printed.find(MACHINE_B_TITLE) < printed.find(MACHINE_A_TITLE),
+            "{printed}"
+        );
+
+        // B: the URL, the public key, its own id and its own key; the instance key only as a
+        // commented alternative; nothing of A's or of the other machines.
+        assert_eq!(exported(server, "CLERK_API_URL"), ["http://127.0.0.1:8787"]);
+        assert_eq!(exported(server, "CLERK_JWT_KEY"), ["PEM"]);
+        assert_eq!(exported(server, "CLERK_MACHINE_ID"), ["mch_reports_api"]);
+        assert_eq!(
+            exported(server, "CLERK_MACHINE_SECRET_KEY"),
+            [reports.secret_key.as_str()]
+        );
+        assert!(exported(server, "CLERK_SECRET_KEY").is_empty(), "{server}");
+        let commented = format!("# export CLERK_SECRET_KEY={}", demo.instance_secret_key);
+        assert!(server.lines().any(|line| line == commented), "{server}");
+        for absent in [&cron.secret_key, &backup.secret_key] {
+            assert!(!server.contains(absent.as_str()), "{absent}: {server}");
+        }
+
+        // A: the URL and its own key, after the one-line warning; no instance key, no PEM, no
+        // other machine's key.
+        assert_eq!(exported(client, "CLERK_API_URL"), ["http://127.0.0.1:8787"]);
+        assert_eq!(
+            exported(client, "CLERK_MACHINE_SECRET_KEY"),
+            [cron.secret_key.as_str()]
+        );
+        let lines: Vec<&str> = client.lines().collect();
+        let key_at = lines
+            .iter()
+            .position(|line| line.starts_with("export CLERK_MACHINE_SECRET_KEY="))
+            .unwrap();
+        assert!(
+            lines[key_at - 1].starts_with("# WARNING: never give machine A's key to machine B")
+                && lines[key_at - 1].contains("its own machine's key"),
+            "{client}"
+        );
+        for absent in [
+            &demo.instance_secret_key,
+            &reports.secret_key,
+            &backup.secret_key,
+        ] {
+            assert!(!client.contains(absent.as_str()), "{absent}: {client}");
+        }
+        assert!(!client.contains("CLERK_JWT_KEY") && !client.contains("CLERK_MACHINE_ID"));
+
+        // The machines that are neither: commented, each with its id.
+        assert_eq!(
+            others.lines().skip(1).collect::<Vec<_>>(),
+            [format!(
+                "# export CLERK_MACHINE_SECRET_KEY={}  # mch_backup_job (Backup job, may call \
+                 mch_cron_service)",
+                backup.secret_key
+            )]
+        );
+        // Every secret key is inside a block.
+        let outside: Vec<&str> = printed
+            .lines()
+            .filter(|line| line.contains("export"))
+            .filter(|line| ![server, client, others].iter().any(|b| b.contains(*line)))
+            .collect();
+        assert!(outside.is_empty(), "{outside:?}");
+
+        // B is not a configured machine: it has no key of its own, the instance key verifies.
+        let mut config = IssuerConfig::demo();
+        config.machines[0].scopes = vec!["mch_billing".to_owned()];
+        let printed = export_lines("http://127.0.0.1:8787", &config, "PEM", true);
+        let server = block(&printed, MACHINE_B_TITLE);
+        assert_eq!(
+            exported(server, "CLERK_SECRET_KEY"),
+            [demo.instance_secret_key.as_str()]
+        );
+        assert!(
+            exported(server, "CLERK_MACHINE_SECRET_KEY").is_empty(),
+            "{server}"
+        );
+        assert!(
+            server.contains("not a machine of this configuration"),
+            "{server}"
+        );
+        assert_eq!(block(&printed, OTHER_MACHINES_TITLE).lines().count(), 3);
+
+        // A machine that may call itself: its key still stays out of B's block.
+        config.machines[0].scopes = vec!["mch_cron_service".to_owned()];
+        let printed = export_lines("http://127.0.0.1:8787", &config, "PEM", true);
+        let server = block(&printed, MACHINE_B_TITLE);
+        assert!(!server.contains(&cron.secret_key), "{server}");
+        assert_eq!(
+            exported(server, "CLERK_SECRET_KEY"),
+            [demo.instance_secret_key.as_str()]
+        );
+    }
+
     #[test]
     fn machine_names_stay_inside_their_comment_lines() {
         let hostile = "Cron\n rm -rf ~\r\u{202e}evil\u{2028}\u{200b}\u{1b}[2J";
@@ -1175,7 +1366,8 @@ mod tests {
         let printed = export_lines("http://127.0.0.1:8787", &config, "PEM", true);
         for line in printed.lines() {
             assert!(
-                line.starts_with("# ")
+                line.is_empty()
+                    || line.starts_with("# ")
                     || line.starts_with("export ")
                     || line.starts_with("listening on "),
                 "{line:?}"
