@@ -1193,7 +1193,13 @@ fn every_command_has_help_with_an_example_and_its_exit_status() {
     }
     let dev_help =
         String::from_utf8_lossy(&run(&["dev", "--help"], NO_ENV, None).stdout).into_owned();
-    assert!(dev_help.contains("[default: 8787]"), "{dev_help}");
+    assert!(
+        dev_help.contains("[default: 8787]")
+            && dev_help.contains("--host <ADDR>")
+            && dev_help.contains("[default: 127.0.0.1]")
+            && dev_help.contains("MACHINE_AUTH_ALLOW_HTTP_HOST"),
+        "{dev_help}"
+    );
     assert!(
         dev_help.contains("CLERK_MACHINE_ID") && dev_help.contains("mch_backup_job"),
         "{dev_help}"
@@ -1503,6 +1509,221 @@ async fn dev_answers_only_loopback_and_allowed_host_names() {
         None,
     );
     assert_exit(&bad, 2);
+}
+
+/// The variable that allows plain http to one non-loopback host, printed with `--host 0.0.0.0`.
+const ALLOW_HTTP_HOST: &str = "MACHINE_AUTH_ALLOW_HTTP_HOST";
+
+/// `block`'s variables, with CLERK_API_URL replaced by `url`.
+fn pointed_at(block: &Block, url: &str) -> Vec<(String, String)> {
+    let mut env = block.env();
+    for (name, value) in &mut env {
+        if name == "CLERK_API_URL" {
+            *value = url.to_owned();
+        }
+    }
+    env
+}
+
+/// Connects to `address`, for at most 5 s.
+async fn connect(address: (&str, u16)) -> std::io::Result<tokio::net::TcpStream> {
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(address),
+    )
+    .await
+    .expect("no answer to a connection in 5 s")
+}
+
+/// `--host 127.0.0.2`, another loopback address: no warning, no plain-http allowance; it serves
+/// there (and not on 127.0.0.1), and the blocks, pasted as printed, work end to end.
+#[tokio::test]
+async fn dev_listens_on_another_loopback_address() {
+    if std::net::TcpListener::bind("127.0.0.2:0").is_err() {
+        eprintln!("skipped: 127.0.0.2 cannot be listened on here");
+        return;
+    }
+    let dev = start_dev(&["--host", "127.0.0.2"]).await;
+    let port = dev.port();
+    let url = format!("http://127.0.0.2:{port}");
+    assert_eq!(dev.url, url);
+    for block in [&dev.server, &dev.client] {
+        assert_eq!(block.exports["CLERK_API_URL"], url, "{}", dev.stdout);
+    }
+    assert!(!dev.stdout.contains(ALLOW_HTTP_HOST), "{}", dev.stdout);
+    let logs = dev.stderr_with("issuer ready").await;
+    assert!(
+        logs.contains("issuer ready") && !logs.contains("WARNING"),
+        "{logs}"
+    );
+
+    // A real connection to 127.0.0.2, named as the printed URL names it; none on 127.0.0.1.
+    let (status, body) = get_with_hosts(&url, &[&format!("127.0.0.2:{port}")]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"keys\""), "{body}");
+    assert!(
+        connect(("127.0.0.1", port)).await.is_err(),
+        "it listens on 127.0.0.1 too"
+    );
+
+    // Machine A's block creates tokens, machine B's verifies them, both over 127.0.0.2.
+    for format in ["jwt", "opaque"] {
+        let created = run(
+            &["token", "create", "--format", format],
+            &dev.client.env(),
+            None,
+        );
+        assert_exit(&created, 0);
+        let token = stdout_json(&created)["token"].as_str().unwrap().to_owned();
+        let verified = run(&["verify", &token], &dev.server.env(), None);
+        assert_exit(&verified, 0);
+        assert_eq!(stdout_json(&verified)["machine_id"], "mch_cron_service");
+        assert_eq!(stdout_json(&verified)["token_format"], format);
+    }
+}
+
+/// `--host 0.0.0.0`, to be reached from other containers: a loud warning on standard error; both
+/// blocks name the issuer as other machines can (the first --allowed-host name, else this
+/// machine's host name, else `<this-host>` to replace) and allow plain http to that one host.
+#[tokio::test]
+async fn dev_on_every_interface_warns_and_prints_a_url_other_machines_reach() {
+    let dev = start_dev(&["--host", "0.0.0.0", "--allowed-host", "issuer.test"]).await;
+    let port = dev.port();
+    assert_eq!(dev.url, format!("http://0.0.0.0:{port}"));
+    let warning = dev.stderr_with("development and CI only").await;
+    for part in [
+        "machine-auth: WARNING: listening on 0.0.0.0, not a loopback address",
+        "plain http",
+        "secret keys",
+        "development and CI only",
+        "demo's keys are public",
+    ] {
+        assert!(warning.contains(part), "{part}: {warning}");
+    }
+    assert!(
+        !dev.stdout.contains("not a loopback address"),
+        "{}",
+        dev.stdout
+    );
+    let url = format!("http://issuer.test:{port}");
+    for block in [&dev.server, &dev.client] {
+        assert_eq!(block.exports["CLERK_API_URL"], url, "{}", block.text);
+        assert_eq!(
+            block.exports[ALLOW_HTTP_HOST], "issuer.test",
+            "{}",
+            block.text
+        );
+        let lines: Vec<&str> = block.text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|line| line.starts_with(&format!("export {ALLOW_HTTP_HOST}=")))
+            .unwrap();
+        assert!(
+            lines[at - 1].contains("plain http to this one host"),
+            "{}",
+            block.text
+        );
+    }
+    // Still one machine's lines per block.
+    let client_key = &dev.client.exports["CLERK_MACHINE_SECRET_KEY"];
+    let instance_key = &dev.server.commented["CLERK_SECRET_KEY"];
+    assert!(!dev.server.text.contains(client_key.as_str()));
+    assert!(!dev.client.text.contains(instance_key.as_str()));
+
+    // It listens on every interface: here through 127.0.0.1, named as other machines name it,
+    // or as localhost; other names still get 421.
+    let local = format!("http://127.0.0.1:{port}");
+    for host in [format!("issuer.test:{port}"), "localhost".to_owned()] {
+        let (status, body) = get_with_hosts(&local, &[&host]).await;
+        assert_eq!(status, 200, "{host}: {body}");
+    }
+    let (status, body) = get_with_hosts(&local, &["attacker.example"]).await;
+    assert_eq!(status, 421, "{body}");
+    // The blocks' keys work through it (issuer.test resolves nowhere: 127.0.0.1 in its place).
+    let created = run(
+        &["token", "create", "--format", "opaque"],
+        &pointed_at(&dev.client, &local),
+        None,
+    );
+    assert_exit(&created, 0);
+    let token = stdout_json(&created)["token"].as_str().unwrap().to_owned();
+    let verified = run(&["verify", &token], &pointed_at(&dev.server, &local), None);
+    assert_exit(&verified, 0);
+    drop(dev);
+
+    // Without --allowed-host: this machine's host name (answered to), or a placeholder.
+    let dev = start_dev(&["--host", "0.0.0.0"]).await;
+    let port = dev.port();
+    let host = dev.server.exports[ALLOW_HTTP_HOST].clone();
+    assert!(!host.is_empty() && host != "0.0.0.0", "{}", dev.stdout);
+    for block in [&dev.server, &dev.client] {
+        assert_eq!(block.exports[ALLOW_HTTP_HOST], host, "{}", dev.stdout);
+        assert_eq!(
+            block.exports["CLERK_API_URL"],
+            format!("http://{host}:{port}"),
+            "{}",
+            dev.stdout
+        );
+    }
+    if host == "<this-host>" {
+        assert!(
+            dev.stdout.contains("# Replace <this-host> in both blocks"),
+            "{}",
+            dev.stdout
+        );
+    } else {
+        assert!(
+            dev.stdout.contains(&format!("host name, {host}.")),
+            "{}",
+            dev.stdout
+        );
+        let (status, body) = get_with_hosts(
+            &format!("http://127.0.0.1:{port}"),
+            &[&format!("{host}:{port}")],
+        )
+        .await;
+        assert_eq!(status, 200, "{host}: {body}");
+    }
+    assert!(
+        dev.stderr_with("WARNING").await.contains("WARNING"),
+        "no warning"
+    );
+}
+
+/// `--host` takes an IP address of this machine: anything else is a usage error that says what
+/// to give, and an address of no interface here fails with the address and a hint.
+#[test]
+fn dev_refuses_a_host_it_cannot_listen_on() {
+    for bad in [
+        "issuer.test",
+        "300.1.1.1",
+        "127.0.0.1:8787",
+        "[::1]:8787",
+        "",
+        "http://0.0.0.0",
+    ] {
+        let output = run(&["dev", "--port", "0", "--host", bad], NO_ENV, None);
+        assert_exit(&output, 2);
+        assert!(output.stdout.is_empty(), "{bad}: printed exports");
+        let errors = stderr(&output);
+        assert!(
+            errors.contains("--host")
+                && errors.contains("0.0.0.0")
+                && errors.contains("--allowed-host"),
+            "{bad}: {errors}"
+        );
+    }
+    // TEST-NET-1: no interface has it (unless this system lets programs listen on any address).
+    if std::net::TcpListener::bind("192.0.2.1:0").is_err() {
+        let output = run(&["dev", "--port", "0", "--host", "192.0.2.1"], NO_ENV, None);
+        assert_exit(&output, 2);
+        assert!(output.stdout.is_empty(), "printed exports");
+        let errors = stderr(&output);
+        assert!(
+            errors.contains("cannot listen on 192.0.2.1:0") && errors.contains("--host"),
+            "{errors}"
+        );
+    }
 }
 
 /// The lines `dev` prints are pasted into shells: a machine name with a newline, a carriage
