@@ -42,8 +42,9 @@ const MAX_STDIN_TOKEN: u64 = 64 * 1024;
              revocation, verification and inspection.",
     after_help = "Examples:\n  \
         machine-auth dev                          # terminal 1: the issuer on 127.0.0.1:8787\n  \
-        # terminal 2: paste the export lines that `dev` printed, then\n  \
+        # terminal 2 (machine A): paste the \"Machine A\" block that `dev` printed, then\n  \
         machine-auth token create --format jwt\n  \
+        # terminal 3 (machine B): paste the \"Machine B\" block, then\n  \
         printf '%s' \"$TOKEN\" | machine-auth verify   # the token on standard input, not in `ps`\n  \
         printf '%s' \"$TOKEN\" | machine-auth inspect\n\n\
         Exit status:\n  \
