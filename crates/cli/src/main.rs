@@ -1,6 +1,7 @@
 //! `machine-auth`: run the local issuer, create and revoke machine tokens, verify and inspect them.
 
 use std::io::{BufRead, IsTerminal, Read, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,6 +27,9 @@ const EXIT_UNAVAILABLE: u8 = 2;
 /// `machine-auth dev`'s port when `--port` is not given.
 const DEFAULT_DEV_PORT: u16 = 8787;
 
+/// The variable that lets the verifier and the client use plain http to one non-loopback host.
+const ALLOW_HTTP_HOST_VARIABLE: &str = "MACHINE_AUTH_ALLOW_HTTP_HOST";
+
 /// Longest token accepted on standard input (the verifier caps tokens at 8 KiB anyway).
 const MAX_STDIN_TOKEN: u64 = 64 * 1024;
 
@@ -38,8 +42,9 @@ const MAX_STDIN_TOKEN: u64 = 64 * 1024;
              revocation, verification and inspection.",
     after_help = "Examples:\n  \
         machine-auth dev                          # terminal 1: the issuer on 127.0.0.1:8787\n  \
-        # terminal 2: paste the export lines that `dev` printed, then\n  \
+        # terminal 2 (machine A): paste the \"Machine A\" block that `dev` printed, then\n  \
         machine-auth token create --format jwt\n  \
+        # terminal 3 (machine B): paste the \"Machine B\" block, then\n  \
         printf '%s' \"$TOKEN\" | machine-auth verify   # the token on standard input, not in `ps`\n  \
         printf '%s' \"$TOKEN\" | machine-auth inspect\n\n\
         Exit status:\n  \
@@ -56,32 +61,50 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the local Clerk-compatible issuer on 127.0.0.1 and print the `export CLERK_…=…` lines
-    /// that point the layer and the client at it.
+    /// Run the local Clerk-compatible issuer on 127.0.0.1 (or --host) and print the
+    /// `export CLERK_…=…` lines for machine B (the server that verifies) and machine A (the
+    /// caller that creates tokens).
     #[command(
-        long_about = "Run the local Clerk-compatible issuer on 127.0.0.1 (Clerk's Backend API \
-        routes for M2M tokens and the JWKS) until Ctrl-C.\n\nWhen it is ready it prints \
-        `listening on http://127.0.0.1:PORT`, then the `export CLERK_…=…` lines that point the \
-        layer (machine B) and the client (machine A) at it: CLERK_API_URL; for the layer \
-        CLERK_SECRET_KEY (the instance key), CLERK_JWT_KEY (the public key, for networkless \
-        JWT verification) and CLERK_MACHINE_ID (the layer's own machine id: the first scope of \
-        the first machine, i.e. the machine the client may call; the layer then accepts only \
-        tokens scoped to it, others get 401 token-invalid-receiver; when the first machine has \
-        no scopes, only a commented hint); for the client CLERK_MACHINE_SECRET_KEY (the first \
-        machine's key; the other machines' as comments). These are the only secret keys \
-        machine-auth ever prints.\n\nIt answers only requests addressed to localhost, 127.0.0.1 \
-        or [::1] (their Host header, with or without the port), and to the names given with \
-        --allowed-host: others get 421 Misdirected Request, so that a web page whose name was \
-        made to resolve to 127.0.0.1 (DNS rebinding) cannot use it.",
-        after_help = "Without --config, a built-in demo: machines mch_cron_service (the client, \
-        which may call mch_reports_api), mch_reports_api (the layer) and mch_backup_job (which \
-        may call mch_cron_service only, so the layer refuses its tokens), with public demo \
+        long_about = "Run the local Clerk-compatible issuer on 127.0.0.1, or the address of \
+        --host (Clerk's Backend API routes for M2M tokens and the JWKS) until Ctrl-C.\n\nWhen \
+        it is ready it prints `listening on http://ADDRESS:PORT`, then two blocks of `export …` lines, each to paste \
+        into one machine's shell, with only what that machine needs.\n\n\
+        \"Machine B (the server that verifies)\": CLERK_API_URL; CLERK_JWT_KEY (the public key, \
+        for networkless JWT verification); CLERK_MACHINE_ID (B's own machine id: the first scope \
+        of the first machine, i.e. the machine A may call; B then accepts only tokens scoped to \
+        it, others get 401 token-invalid-receiver; when the first machine has no scopes, only a \
+        commented hint); CLERK_MACHINE_SECRET_KEY, B's own key, for opaque tokens (the instance \
+        key CLERK_SECRET_KEY follows as a commented alternative; when B is not a configured \
+        machine, the instance key is exported instead).\n\n\
+        \"Machine A (the caller that creates tokens)\": CLERK_API_URL and CLERK_MACHINE_SECRET_KEY \
+        (the first machine's key). Machine A's key must never go to machine B: B verifies opaque \
+        tokens with its own machine's key, and with A's it refuses valid ones (401).\n\n\
+        The other machines' keys follow as comments. These are the only secret keys machine-auth \
+        ever prints.\n\n\
+        To be reached from other machines or containers (docker compose, CI), give --host \
+        0.0.0.0, :: or one of this machine's addresses. It then warns on standard error: \
+        anyone who can reach it can use it, and it serves tokens and receives secret keys over \
+        plain http (for development and CI only). Both blocks then name it by the --host \
+        address, or, on every interface, by the first --allowed-host name, else by this \
+        machine's host name (else <this-host>, to replace), and set \
+        MACHINE_AUTH_ALLOW_HTTP_HOST to that host: it lets the verifier and the client use \
+        plain http to that one host.\n\n\
+        It answers only requests addressed to localhost, 127.0.0.1 or [::1], to the --host \
+        address or the host name it printed, and to the names given with --allowed-host \
+        (their Host header, with or without the port): others get 421 Misdirected Request, so \
+        that a web page whose name was made to resolve to this issuer (DNS rebinding) cannot \
+        use it.",
+        after_help = "Without --config, a built-in demo: machines mch_cron_service (machine A, \
+        which may call mch_reports_api), mch_reports_api (machine B) and mch_backup_job (which \
+        may call mch_cron_service only, so machine B refuses its tokens), with public demo \
         keys.\n\n\
         Examples:\n  \
         machine-auth dev\n  \
         machine-auth dev --port 0 --data-dir .machine-auth\n  \
         machine-auth dev --config machines.json\n  \
-        machine-auth dev --allowed-host issuer.dev.test   # also answer to that name\n\n\
+        machine-auth dev --allowed-host issuer.dev.test   # also answer to that name\n  \
+        machine-auth dev --host 0.0.0.0 --allowed-host issuer   # docker compose: other \
+        containers use http://issuer:8787\n\n\
         machines.json (ids may be left out: they are derived from the names):\n  \
         {\"instance_secret_key\": \"sk_test_0123456789\",\n   \
         \"machines\": [{\"id\": \"mch_cron\", \"name\": \"Cron\", \"secret_key\": \
@@ -89,10 +112,19 @@ enum Command {
         {\"id\": \"mch_api\", \"name\": \"API\", \"secret_key\": \"ak_api_0123456789\"}]}\n\n\
         Exit status:\n  \
         0  stopped by Ctrl-C (or SIGTERM)\n  \
-        2  the configuration is wrong, the port is taken, or the data directory cannot be used"
+        2  the configuration is wrong, the address or the port cannot be used, or the data \
+        directory cannot be used"
     )]
     Dev {
-        /// The port on 127.0.0.1 (0 picks a free one).
+        /// The address to listen on: 127.0.0.1, another loopback address, or, to be reached from
+        /// other machines or containers, 0.0.0.0 (every IPv4 interface), :: (every interface) or
+        /// one of this machine's addresses. Not loopback, the issuer serves tokens and receives
+        /// secret keys over plain http, from anyone who can reach it: for development and CI
+        /// only (a warning says so).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1",
+              value_parser = parse_bind_address)]
+        host: IpAddr,
+        /// The port to listen on (0 picks a free one).
         #[arg(long, default_value_t = DEFAULT_DEV_PORT)]
         port: u16,
         /// Keep keys and opaque tokens in DIR/issuer.sqlite3, so that they survive restarts
@@ -360,11 +392,12 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Dev {
+                host,
                 port,
                 data_dir,
                 config,
                 allowed_hosts,
-            } => dev(port, data_dir, config, allowed_hosts).await,
+            } => dev(host, port, data_dir, config, allowed_hosts).await,
             Command::Token(TokenCommand::Create {
                 format,
                 claims,
@@ -503,25 +536,37 @@ fn load_config(path: Option<&Path>) -> Result<IssuerConfig, Failure> {
 }
 
 async fn dev(
+    host: IpAddr,
     port: u16,
     data_dir: Option<PathBuf>,
     config: Option<PathBuf>,
     allowed_hosts: Vec<String>,
 ) -> Result<(), Failure> {
+    let demo = config.is_none();
     let config = load_config(config.as_deref())?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .map_err(|error| {
-            Failure::unavailable(format!(
-                "cannot listen on 127.0.0.1:{port}: {error} (choose another --port, or --port 0 \
-                 for a free one)"
-            ))
-        })?;
+    let bind = SocketAddr::new(host, port);
+    let listener = tokio::net::TcpListener::bind(bind).await.map_err(|error| {
+        let hint = match error.kind() {
+            std::io::ErrorKind::AddrInUse => "choose another --port, or --port 0 for a free one",
+            std::io::ErrorKind::AddrNotAvailable => {
+                "--host must be an address of this machine, or 0.0.0.0 or :: for all of them"
+            }
+            _ => "choose another --host or --port",
+        };
+        Failure::unavailable(format!("cannot listen on {bind}: {error} ({hint})"))
+    })?;
     let address = listener
         .local_addr()
         .map_err(|error| Failure::unavailable(format!("no local address: {error}")))?;
-    let url = format!("http://{address}");
-    let mut builder = Issuer::builder(config.clone()).issuer_url(&url);
+    let listening = format!("http://{address}");
+    let reach = Reach::new(address, &allowed_hosts, this_host_name().as_deref());
+    // The `iss` of its JWTs: the URL other machines use, when it is known.
+    let issuer_url = if reach.kind == ReachKind::Placeholder {
+        &listening
+    } else {
+        &reach.url
+    };
+    let mut builder = Issuer::builder(config.clone()).issuer_url(issuer_url);
     if let Some(dir) = &data_dir {
         builder = builder.data_dir(dir);
     }
@@ -536,8 +581,12 @@ async fn dev(
         .public_key_pem()
         .map_err(|error| Failure::unavailable(format!("no public key: {error}")))?;
 
+    if !address.ip().is_loopback() {
+        eprint!("{}", exposure_warning(address, demo));
+    }
     emit(&export_lines(
-        &url,
+        &listening,
+        &reach,
         &config,
         &public_key,
         data_dir.is_none(),
@@ -548,7 +597,9 @@ async fn dev(
         data_dir = ?data_dir,
         "issuer ready; Ctrl-C stops it"
     );
-    let hosts = Arc::new(AllowedHosts::new(allowed_hosts, address.port()));
+    let mut names = allowed_hosts;
+    names.extend(reach.name_to_answer().map(str::to_owned));
+    let hosts = Arc::new(AllowedHosts::new(names, address.port()));
     let app = issuer
         .router()
         .layer(axum::middleware::from_fn_with_state(hosts, check_host));
@@ -560,81 +611,317 @@ async fn dev(
     Ok(())
 }
 
-/// What `dev` prints on standard output once it listens: the `listening on` line, then the lines
-/// to paste into the shells of the layer and the client. The client is the first machine, and
-/// the layer the machine it may call: its first scope, the layer's `CLERK_MACHINE_ID`.
-fn export_lines(url: &str, config: &IssuerConfig, public_key_pem: &str, in_memory: bool) -> String {
+/// What `dev` prints on standard error when it listens on a non-loopback address.
+fn exposure_warning(address: SocketAddr, demo: bool) -> String {
+    let mut warning = format!(
+        "machine-auth: WARNING: listening on {ip}, not a loopback address: anyone who can reach \
+         this machine on port {port} can use this issuer, which serves tokens and receives \
+         secret keys over plain http (unencrypted, readable on the network).\n\
+         machine-auth: WARNING: for development and CI only, on a network you trust; never in \
+         production.\n",
+        ip = address.ip(),
+        port = address.port(),
+    );
+    if demo {
+        warning.push_str(
+            "machine-auth: WARNING: the built-in demo's keys are public: anyone who reaches this \
+             issuer can create tokens with them (--config sets your own).\n",
+        );
+    }
+    warning
+}
+
+/// The placeholder host of the printed URL when `dev` listens on every interface and knows no
+/// name for this machine.
+const HOST_PLACEHOLDER: &str = "<this-host>";
+
+/// Where other machines reach `dev`: the URL its export lines print.
+#[derive(Debug, PartialEq)]
+struct Reach {
+    /// `http://HOST:PORT`.
+    url: String,
+    /// The URL's host (an IPv6 address in brackets).
+    host: String,
+    kind: ReachKind,
+}
+
+/// How the printed URL's host was chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ReachKind {
+    /// The loopback address `dev` listens on (plain http to it is allowed without more ado).
+    Loopback,
+    /// The non-loopback address given with `--host`.
+    Address,
+    /// `dev` listens on every interface (0.0.0.0, ::): the first `--allowed-host` name.
+    AllowedHost,
+    /// `dev` listens on every interface: this machine's host name.
+    HostName,
+    /// `dev` listens on every interface, and knows no name for this machine:
+    /// [`HOST_PLACEHOLDER`], for the user to replace.
+    Placeholder,
+}
+
+impl Reach {
+    fn new(address: SocketAddr, allowed_hosts: &[String], host_name: Option<&str>) -> Self {
+        let ip = address.ip();
+        let literal = match ip {
+            IpAddr::V4(ip) => ip.to_string(),
+            IpAddr::V6(ip) => format!("[{ip}]"),
+        };
+        let (host, kind) = if ip.is_loopback() {
+            (literal, ReachKind::Loopback)
+        } else if !ip.is_unspecified() {
+            (literal, ReachKind::Address)
+        } else if let Some(name) = allowed_hosts.first() {
+            (name.clone(), ReachKind::AllowedHost)
+        } else if let Some(name) = host_name {
+            (name.to_owned(), ReachKind::HostName)
+        } else {
+            (HOST_PLACEHOLDER.to_owned(), ReachKind::Placeholder)
+        };
+        Self {
+            url: format!("http://{host}:{}", address.port()),
+            host,
+            kind,
+        }
+    }
+
+    /// The name the `Host` check answers to besides loopback names and `--allowed-host`'s: the
+    /// URL's host, when `dev` chose it. (An address literal cannot serve DNS rebinding.)
+    fn name_to_answer(&self) -> Option<&str> {
+        match self.kind {
+            ReachKind::Loopback | ReachKind::Address | ReachKind::HostName => Some(&self.host),
+            ReachKind::AllowedHost | ReachKind::Placeholder => None,
+        }
+    }
+}
+
+/// This machine's host name, for the URL other machines use when `dev` listens on every
+/// interface: the kernel's (Linux), /etc/hostname's, or HOSTNAME; not `localhost`.
+fn this_host_name() -> Option<String> {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .into_iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .chain(std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .find(|name| {
+            parse_host_name(name).is_ok()
+                && !name.starts_with('[')
+                && !name
+                    .split('.')
+                    .next()
+                    .is_some_and(|label| label.eq_ignore_ascii_case("localhost"))
+        })
+}
+
+/// `--host`'s value: an IP address to listen on (an IPv6 one with or without brackets), or
+/// `localhost` for 127.0.0.1.
+fn parse_bind_address(value: &str) -> Result<IpAddr, String> {
+    if value.eq_ignore_ascii_case("localhost") {
+        return Ok(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    }
+    let inner = value
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or(value);
+    inner
+        .parse::<IpAddr>()
+        .map(|ip| ip.to_canonical())
+        .map_err(|_| BIND_ADDRESS_EXPECTED.to_owned())
+}
+
+/// What `--host` takes, for its error message.
+const BIND_ADDRESS_EXPECTED: &str = "an IP address of this machine to listen on, without a \
+    port: 127.0.0.1 (the default), 0.0.0.0 or :: (every interface, to be reached from other \
+    machines or containers), or one of its addresses; a name other machines use for it goes in \
+    --allowed-host";
+
+/// The title of the block of lines for machine B, the server that verifies tokens.
+const MACHINE_B_TITLE: &str = "# === Machine B (the server that verifies) ===";
+/// The title of the block of lines for machine A, the caller that creates tokens.
+const MACHINE_A_TITLE: &str = "# === Machine A (the caller that creates tokens) ===";
+/// The title of the commented keys of the machines that are neither A nor B.
+const OTHER_MACHINES_TITLE: &str =
+    "# === The other machines (each key belongs on its own machine only) ===";
+
+/// What `dev` prints on standard output once it listens: the `listening on` line (the address
+/// it listens on), then one block of lines to paste into the shell of machine B (the server that
+/// verifies), one for machine A (the caller that creates tokens), and the other machines' keys as
+/// comments. Machine A is the first machine, and machine B the machine A may call: A's first
+/// scope, B's `CLERK_MACHINE_ID`. Each block holds only what its machine needs: A's secret key is
+/// never in B's block (B verifies opaque tokens with its own machine's key), nor the instance key
+/// in A's. Both point at `reach`'s URL, and allow plain http to its host when it is not loopback.
+fn export_lines(
+    listening: &str,
+    reach: &Reach,
+    config: &IssuerConfig,
+    public_key_pem: &str,
+    in_memory: bool,
+) -> String {
     let mut out = String::new();
     let mut line = |text: &str| {
         out.push_str(text);
         out.push('\n');
     };
-    line(&format!("listening on {url}"));
-    line("# Paste into the shells of the layer (machine B) and the client (machine A).");
-    line("# Both:");
-    line(&format!("export CLERK_API_URL={}", shell_quote(url)));
-    line("# The layer: the instance key (the JWKS, and opaque tokens of every machine) and the");
-    line("# public key (JWTs verified without network; it wins over the JWKS):");
-    line(&format!(
-        "export CLERK_SECRET_KEY={}",
-        shell_quote(&config.instance_secret_key)
-    ));
+    let client = config.machines.first();
+    let scopes = client.map_or(&[][..], |client| client.scopes.as_slice());
+    // Machine B, when machine A may call one; and B's own key, when it is a configured machine
+    // other than A.
+    let server_id = scopes.first();
+    let server = server_id.and_then(|id| config.machines.iter().find(|machine| &machine.id == id));
+    let server_key = server.filter(|server| client.is_none_or(|client| client.id != server.id));
+    let url = [
+        format!("export CLERK_API_URL={}", shell_quote(&reach.url)),
+        format!(
+            "# Allows plain http to this one host (the issuer's); every other host still needs \
+             https:\nexport {ALLOW_HTTP_HOST_VARIABLE}={}",
+            shell_quote(&reach.host)
+        ),
+    ];
+    let api_url = if reach.kind == ReachKind::Loopback {
+        &url[..1]
+    } else {
+        &url[..]
+    };
+
+    line(&format!("listening on {listening}"));
+    match reach.kind {
+        ReachKind::Loopback | ReachKind::Address => {}
+        ReachKind::AllowedHost => {
+            line("");
+            line(&format!(
+                "# Other machines reach this issuer as {} (the first --allowed-host): that name",
+                printable(&reach.host)
+            ));
+            line("# must resolve to this machine where they run.");
+        }
+        ReachKind::HostName => {
+            line("");
+            line(&format!(
+                "# Other machines reach this issuer by this machine's host name, {}. If they know",
+                printable(&reach.host)
+            ));
+            line("# it by another name (e.g. its docker compose service's), put that name in both");
+            line("# blocks, and give it to `dev` with --allowed-host (other names get 421).");
+        }
+        ReachKind::Placeholder => {
+            line("");
+            line(&format!(
+                "# Replace {HOST_PLACEHOLDER} in both blocks with the name other machines reach this one by"
+            ));
+            line("# (e.g. its docker compose service's), and give that name to `dev` with");
+            line("# --allowed-host (other names get 421).");
+        }
+    }
+
+    line("");
+    line(MACHINE_B_TITLE);
+    match (server_id, server) {
+        (Some(_), Some(server)) => line(&format!(
+            "# {} ({}), the machine that machine A may call. Paste into its shell:",
+            printable(&server.id),
+            printable(&server.name)
+        )),
+        (Some(id), None) => line(&format!(
+            "# {}, the machine that machine A may call (not a machine of this configuration, so \
+             no key of its own here). Paste into its shell:",
+            printable(id)
+        )),
+        (None, _) => line("# The server machine A would call. Paste into its shell:"),
+    }
+    for text in api_url {
+        line(text);
+    }
+    line("# The public key: JWTs verified without network.");
     line(&format!(
         "export CLERK_JWT_KEY={}",
         shell_quote(public_key_pem.trim())
     ));
-    match config
-        .machines
-        .first()
-        .map(|client| client.scopes.as_slice())
-    {
-        Some([layer, others @ ..]) => {
-            let name = config
-                .machines
-                .iter()
-                .find(|machine| &machine.id == layer)
-                .map(|machine| format!(" ({})", printable(&machine.name)))
-                .unwrap_or_default();
-            line(&format!(
-                "# The layer's own machine id, that of the machine the client may call{name}:"
-            ));
+    match scopes {
+        [server_id, others @ ..] => {
             line(
-                "# the layer accepts only tokens scoped to it (others: 401 token-invalid-receiver).",
+                "# Its own machine id: it accepts only tokens scoped to it (others: 401 \
+                 token-invalid-receiver).",
             );
-            line(&format!("export CLERK_MACHINE_ID={}", shell_quote(layer)));
+            line(&format!(
+                "export CLERK_MACHINE_ID={}",
+                shell_quote(server_id)
+            ));
             if !others.is_empty() {
                 line(&format!(
-                    "# (The client may also call {}: the layer of each sets its own id.)",
+                    "# (Machine A may also call {}: each of those servers sets its own id and key.)",
                     printable(&others.join(", "))
                 ));
             }
         }
-        Some([]) => {
-            line("# The layer's own machine id: none yet, the client may call no machine. Add the");
+        [] => {
+            line("# Its own machine id: none yet, machine A may call no machine. Add the server's");
             line(
-                "# layer's id to the client's scopes, then set it here (the layer then accepts only",
+                "# id to machine A's scopes, then set it here (the server then accepts only tokens",
             );
-            line("# tokens scoped to it):");
+            line("# scoped to it):");
             line("# export CLERK_MACHINE_ID=mch_…");
         }
-        None => {}
     }
-    for (index, machine) in config.machines.iter().enumerate() {
-        let export = format!(
-            "export CLERK_MACHINE_SECRET_KEY={}",
-            shell_quote(&machine.secret_key)
-        );
-        if index == 0 {
-            line(&format!("# The client: {}.", describe(machine)));
+    let instance_key = format!(
+        "export CLERK_SECRET_KEY={}",
+        shell_quote(&config.instance_secret_key)
+    );
+    match server_key {
+        Some(server) => {
             line(
-                "# Not for the layer: with a machine key it verifies only the opaque tokens meant for",
+                "# Its own machine secret key: it verifies the opaque tokens (mt_…) meant for it.",
             );
-            line("# that machine.");
-            line(&export);
-        } else {
-            if index == 1 {
-                line("# The other machines:");
+            line(&format!(
+                "export CLERK_MACHINE_SECRET_KEY={}",
+                shell_quote(&server.secret_key)
+            ));
+            line("# Or, to fetch the JWKS rather than pin the public key, unset CLERK_JWT_KEY and");
+            line("# set the instance key. It is the whole instance's key (it verifies and revokes");
+            line("# every machine's tokens): only on servers that need it.");
+            line(&format!("# {instance_key}"));
+        }
+        None => {
+            line("# The instance key: it verifies opaque tokens (mt_…) of every machine, and");
+            line("# fetches the JWKS when CLERK_JWT_KEY is unset.");
+            line(&instance_key);
+        }
+    }
+
+    line("");
+    line(MACHINE_A_TITLE);
+    match client {
+        Some(client) => {
+            line(&format!("# {}. Paste into its shell:", describe(client)));
+            for text in api_url {
+                line(text);
             }
+            line(
+                "# WARNING: never give machine A's key to machine B: B uses its own machine's key \
+                 (with A's, it answers 401 to valid opaque tokens).",
+            );
+            line(&format!(
+                "export CLERK_MACHINE_SECRET_KEY={}",
+                shell_quote(&client.secret_key)
+            ));
+        }
+        None => line("# No machine is configured: add one to create tokens."),
+    }
+
+    let others: Vec<&MachineConfig> = config
+        .machines
+        .iter()
+        .skip(1)
+        .filter(|machine| server_key.is_none_or(|server| server.id != machine.id))
+        .collect();
+    if !others.is_empty() {
+        line("");
+        line(OTHER_MACHINES_TITLE);
+        for machine in others {
+            let export = format!(
+                "export CLERK_MACHINE_SECRET_KEY={}",
+                shell_quote(&machine.secret_key)
+            );
             line(&format!(
                 "# {}  # {}",
                 printable(&export),
@@ -642,6 +929,8 @@ fn export_lines(url: &str, config: &IssuerConfig, public_key_pem: &str, in_memor
             ));
         }
     }
+
+    line("");
     if in_memory {
         line("# Keys and tokens live in memory: pass --data-dir to keep them across restarts.");
     }
@@ -718,8 +1007,9 @@ async fn shutdown_signal() {
 // ---------------------------------------------------------------------------------------------
 // dev: the Host check
 
-/// The host names `dev` answers to: `localhost`, `127.0.0.1`, `[::1]` and those of `--allowed-host`,
-/// each alone or with the listening port. A web page on another site whose name was made to
+/// The host names `dev` answers to: `localhost`, `127.0.0.1`, `[::1]`, those of `--allowed-host`
+/// and the host of the URL it printed when it chose it ([`Reach::name_to_answer`]), each alone or
+/// with the listening port. A web page on another site whose name was made to
 /// resolve to 127.0.0.1 (DNS rebinding) sends its own name in `Host`, and is refused.
 #[derive(Debug)]
 struct AllowedHosts {
@@ -821,8 +1111,9 @@ async fn check_host(
     let body = json!({"errors": [{
         "code": "host_invalid",
         "message": "Misdirected request",
-        "long_message": "this issuer answers only to localhost, 127.0.0.1 and [::1] (with or \
-            without its port) and to the names given with --allowed-host",
+        "long_message": "this issuer answers only to localhost, 127.0.0.1 and [::1], to the \
+            host of the URL it printed, and to the names given with --allowed-host (with or \
+            without its port)",
     }]});
     (
         axum::http::StatusCode::MISDIRECTED_REQUEST,
@@ -1138,14 +1429,18 @@ mod tests {
 
     #[test]
     fn the_layer_gets_the_id_of_the_machine_the_client_may_call() {
-        let exports =
-            |config: &IssuerConfig| export_lines("http://127.0.0.1:8787", config, "PEM", true);
+        let exports = |config: &IssuerConfig| {
+            export_lines("http://127.0.0.1:8787", &loopback(), config, "PEM", true)
+        };
         let demo = exports(&IssuerConfig::demo());
         assert!(
             demo.contains("\nexport CLERK_MACHINE_ID=mch_reports_api\n"),
             "{demo}"
         );
-        assert!(demo.contains("may call (Reports API):"), "{demo}");
+        assert!(
+            demo.contains("# mch_reports_api (Reports API), the machine that machine A may call."),
+            "{demo}"
+        );
 
         let mut config = IssuerConfig::demo();
         config.machines[0].scopes = vec!["mch_billing".to_owned(), "mch_ledger".to_owned()];
@@ -1165,6 +1460,336 @@ mod tests {
         );
     }
 
+    /// Where `dev` is reached when it listens on 127.0.0.1:8787.
+    fn loopback() -> Reach {
+        Reach::new(SocketAddr::from(([127, 0, 0, 1], 8787)), &[], None)
+    }
+
+    #[test]
+    fn host_takes_an_ip_address_without_a_port() {
+        for (value, expected) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("127.0.0.2", "127.0.0.2"),
+            ("localhost", "127.0.0.1"),
+            ("LocalHost", "127.0.0.1"),
+            ("0.0.0.0", "0.0.0.0"),
+            ("10.0.0.5", "10.0.0.5"),
+            ("::", "::"),
+            ("[::]", "::"),
+            ("::1", "::1"),
+            ("[::1]", "::1"),
+            ("fd00::5", "fd00::5"),
+            ("::ffff:127.0.0.1", "127.0.0.1"),
+        ] {
+            assert_eq!(
+                parse_bind_address(value),
+                Ok(expected.parse::<IpAddr>().unwrap()),
+                "{value}"
+            );
+        }
+        for value in [
+            "",
+            " ",
+            "nope",
+            "issuer.dev.test",
+            "300.1.1.1",
+            "127.0.0.1:80",
+            "[::1]:80",
+            "::1]",
+            "http://0.0.0.0",
+            "0.0.0.0/0",
+            "*",
+        ] {
+            let error = parse_bind_address(value).unwrap_err();
+            assert!(
+                error.contains("0.0.0.0") && error.contains("--allowed-host"),
+                "{value}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_printed_url_is_one_other_machines_can_reach() {
+        let reach = |address: &str, allowed: &[&str], host_name: Option<&str>| {
+            let allowed: Vec<String> = allowed.iter().map(|name| (*name).to_owned()).collect();
+            Reach::new(address.parse().unwrap(), &allowed, host_name)
+        };
+        let cases = [
+            (
+                reach("127.0.0.1:8787", &["issuer.test"], Some("ci")),
+                "127.0.0.1",
+                ReachKind::Loopback,
+            ),
+            (
+                reach("127.0.0.2:8787", &[], None),
+                "127.0.0.2",
+                ReachKind::Loopback,
+            ),
+            (reach("[::1]:8787", &[], None), "[::1]", ReachKind::Loopback),
+            (
+                reach("10.0.0.5:8787", &["issuer.test"], Some("ci")),
+                "10.0.0.5",
+                ReachKind::Address,
+            ),
+            (
+                reach("[fd00::5]:8787", &[], None),
+                "[fd00::5]",
+                ReachKind::Address,
+            ),
+            (
+                reach("0.0.0.0:8787", &["issuer.test", "other.test"], Some("ci")),
+                "issuer.test",
+                ReachKind::AllowedHost,
+            ),
+            (
+                reach("[::]:8787", &[], Some("ci-runner")),
+                "ci-runner",
+                ReachKind::HostName,
+            ),
+            (
+                reach("0.0.0.0:8787", &[], None),
+                "<this-host>",
+                ReachKind::Placeholder,
+            ),
+        ];
+        for (reach, host, kind) in cases {
+            assert_eq!(reach.host, host, "{reach:?}");
+            assert_eq!(reach.url, format!("http://{host}:8787"), "{reach:?}");
+            assert_eq!(reach.kind, kind, "{reach:?}");
+            // The Host check answers to the host `dev` chose (an --allowed-host name already is).
+            let answered = matches!(
+                kind,
+                ReachKind::Loopback | ReachKind::Address | ReachKind::HostName
+            );
+            assert_eq!(
+                reach.name_to_answer(),
+                answered.then_some(host),
+                "{reach:?}"
+            );
+        }
+        let hosts = AllowedHosts::new(
+            reach("127.0.0.2:8787", &[], None)
+                .name_to_answer()
+                .map(str::to_owned)
+                .into_iter()
+                .collect(),
+            8787,
+        );
+        assert!(hosts.allows("127.0.0.2:8787") && !hosts.allows("127.0.0.3:8787"));
+        let hosts = AllowedHosts::new(vec!["[fd00::5]".to_owned()], 8787);
+        assert!(hosts.allows("[fd00::5]:8787"));
+    }
+
+    #[test]
+    fn a_non_loopback_url_comes_with_the_plain_http_allowance_in_both_blocks() {
+        let demo = IssuerConfig::demo();
+        let allowance = |printed: &str, title: &str| -> Vec<String> {
+            exported(block(printed, title), ALLOW_HTTP_HOST_VARIABLE)
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        };
+        let printed = export_lines("http://127.0.0.1:8787", &loopback(), &demo, "PEM", true);
+        assert!(!printed.contains(ALLOW_HTTP_HOST_VARIABLE), "{printed}");
+
+        let reach = Reach::new(
+            "0.0.0.0:8787".parse().unwrap(),
+            &["issuer.test".to_owned()],
+            None,
+        );
+        let printed = export_lines("http://0.0.0.0:8787", &reach, &demo, "PEM", true);
+        assert!(
+            printed.starts_with("listening on http://0.0.0.0:8787\n"),
+            "{printed}"
+        );
+        for title in [MACHINE_B_TITLE, MACHINE_A_TITLE] {
+            let lines = block(&printed, title);
+            assert_eq!(
+                exported(lines, "CLERK_API_URL"),
+                ["http://issuer.test:8787"]
+            );
+            assert_eq!(allowance(&printed, title), ["issuer.test"]);
+            assert!(
+                lines.contains(&format!(
+                    "# Allows plain http to this one host (the issuer's); every other host still \
+                     needs https:\nexport {ALLOW_HTTP_HOST_VARIABLE}=issuer.test\n"
+                )),
+                "{lines}"
+            );
+        }
+        assert!(
+            !block(&printed, MACHINE_A_TITLE).contains(&demo.instance_secret_key),
+            "{printed}"
+        );
+
+        let reach = Reach::new("[::]:8787".parse().unwrap(), &[], None);
+        let printed = export_lines("http://[::]:8787", &reach, &demo, "PEM", true);
+        for title in [MACHINE_B_TITLE, MACHINE_A_TITLE] {
+            // Quoted: `<` and `>` would redirect in a shell.
+            assert!(
+                block(&printed, title)
+                    .contains("\nexport CLERK_API_URL='http://<this-host>:8787'\n"),
+                "{printed}"
+            );
+            assert_eq!(allowance(&printed, title), ["'<this-host>'"]);
+        }
+        assert!(
+            printed.contains("# Replace <this-host> in both blocks with the name"),
+            "{printed}"
+        );
+
+        let reach = Reach::new("0.0.0.0:8787".parse().unwrap(), &[], Some("ci-runner"));
+        let printed = export_lines("http://0.0.0.0:8787", &reach, &demo, "PEM", true);
+        assert!(printed.contains("host name, ci-runner."), "{printed}");
+        assert!(printed.contains("--allowed-host"), "{printed}");
+        for title in [MACHINE_B_TITLE, MACHINE_A_TITLE] {
+            assert_eq!(allowance(&printed, title), ["ci-runner"]);
+        }
+    }
+
+    #[test]
+    fn the_exposure_warning_says_who_can_reach_it_and_what_it_is_for() {
+        let warning = exposure_warning("0.0.0.0:8787".parse().unwrap(), true);
+        for part in [
+            "WARNING",
+            "0.0.0.0",
+            "port 8787",
+            "plain http",
+            "secret keys",
+            "development and CI only",
+            "demo's keys are public",
+        ] {
+            assert!(warning.contains(part), "{part}: {warning}");
+        }
+        assert!(
+            warning
+                .lines()
+                .all(|line| line.starts_with("machine-auth: WARNING: "))
+        );
+        assert!(!exposure_warning("10.0.0.5:8787".parse().unwrap(), false).contains("demo"));
+    }
+
+    /// The lines between `title` and the next blank line.
+    fn block<'a>(printed: &'a str, title: &str) -> &'a str {
+        let start = printed
+            .find(&format!("\n{title}\n"))
+            .unwrap_or_else(|| panic!("no {title}: {printed}"));
+        let rest = &printed[start + 1..];
+        &rest[..rest.find("\n\n").unwrap_or(rest.len())]
+    }
+
+    /// The values of the `export NAME=` lines (not commented) of `block`.
+    fn exported<'a>(block: &'a str, name: &str) -> Vec<&'a str> {
+        block
+            .lines()
+            .filter_map(|line| line.strip_prefix(&format!("export {name}=")))
+            .collect()
+    }
+
+    #[test]
+    fn each_machine_gets_a_block_with_only_what_it_needs() {
+        let demo = IssuerConfig::demo();
+        let [cron, reports, backup] = &demo.machines[..] else {
+            panic!("the demo has three machines");
+        };
+        let printed = export_lines("http://127.0.0.1:8787", &loopback(), &demo, "PEM", true);
+        let server = block(&printed, MACHINE_B_TITLE);
+        let client = block(&printed, MACHINE_A_TITLE);
+        let others = block(&printed, OTHER_MACHINES_TITLE);
+        assert!(
+            printed.find(MACHINE_B_TITLE) < printed.find(MACHINE_A_TITLE),
+            "{printed}"
+        );
+
+        // B: the URL, the public key, its own id and its own key; the instance key only as a
+        // commented alternative; nothing of A's or of the other machines.
+        assert_eq!(exported(server, "CLERK_API_URL"), ["http://127.0.0.1:8787"]);
+        assert_eq!(exported(server, "CLERK_JWT_KEY"), ["PEM"]);
+        assert_eq!(exported(server, "CLERK_MACHINE_ID"), ["mch_reports_api"]);
+        assert_eq!(
+            exported(server, "CLERK_MACHINE_SECRET_KEY"),
+            [reports.secret_key.as_str()]
+        );
+        assert!(exported(server, "CLERK_SECRET_KEY").is_empty(), "{server}");
+        let commented = format!("# export CLERK_SECRET_KEY={}", demo.instance_secret_key);
+        assert!(server.lines().any(|line| line == commented), "{server}");
+        for absent in [&cron.secret_key, &backup.secret_key] {
+            assert!(!server.contains(absent.as_str()), "{absent}: {server}");
+        }
+
+        // A: the URL and its own key, after the one-line warning; no instance key, no PEM, no
+        // other machine's key.
+        assert_eq!(exported(client, "CLERK_API_URL"), ["http://127.0.0.1:8787"]);
+        assert_eq!(
+            exported(client, "CLERK_MACHINE_SECRET_KEY"),
+            [cron.secret_key.as_str()]
+        );
+        let lines: Vec<&str> = client.lines().collect();
+        let key_at = lines
+            .iter()
+            .position(|line| line.starts_with("export CLERK_MACHINE_SECRET_KEY="))
+            .unwrap();
+        assert!(
+            lines[key_at - 1].starts_with("# WARNING: never give machine A's key to machine B")
+                && lines[key_at - 1].contains("its own machine's key"),
+            "{client}"
+        );
+        for absent in [
+            &demo.instance_secret_key,
+            &reports.secret_key,
+            &backup.secret_key,
+        ] {
+            assert!(!client.contains(absent.as_str()), "{absent}: {client}");
+        }
+        assert!(!client.contains("CLERK_JWT_KEY") && !client.contains("CLERK_MACHINE_ID"));
+
+        // The machines that are neither: commented, each with its id.
+        assert_eq!(
+            others.lines().skip(1).collect::<Vec<_>>(),
+            [format!(
+                "# export CLERK_MACHINE_SECRET_KEY={}  # mch_backup_job (Backup job, may call \
+                 mch_cron_service)",
+                backup.secret_key
+            )]
+        );
+        // Every secret key is inside a block.
+        let outside: Vec<&str> = printed
+            .lines()
+            .filter(|line| line.contains("export"))
+            .filter(|line| ![server, client, others].iter().any(|b| b.contains(*line)))
+            .collect();
+        assert!(outside.is_empty(), "{outside:?}");
+
+        // B is not a configured machine: it has no key of its own, the instance key verifies.
+        let mut config = IssuerConfig::demo();
+        config.machines[0].scopes = vec!["mch_billing".to_owned()];
+        let printed = export_lines("http://127.0.0.1:8787", &loopback(), &config, "PEM", true);
+        let server = block(&printed, MACHINE_B_TITLE);
+        assert_eq!(
+            exported(server, "CLERK_SECRET_KEY"),
+            [demo.instance_secret_key.as_str()]
+        );
+        assert!(
+            exported(server, "CLERK_MACHINE_SECRET_KEY").is_empty(),
+            "{server}"
+        );
+        assert!(
+            server.contains("not a machine of this configuration"),
+            "{server}"
+        );
+        assert_eq!(block(&printed, OTHER_MACHINES_TITLE).lines().count(), 3);
+
+        // A machine that may call itself: its key still stays out of B's block.
+        config.machines[0].scopes = vec!["mch_cron_service".to_owned()];
+        let printed = export_lines("http://127.0.0.1:8787", &loopback(), &config, "PEM", true);
+        let server = block(&printed, MACHINE_B_TITLE);
+        assert!(!server.contains(&cron.secret_key), "{server}");
+        assert_eq!(
+            exported(server, "CLERK_SECRET_KEY"),
+            [demo.instance_secret_key.as_str()]
+        );
+    }
+
     #[test]
     fn machine_names_stay_inside_their_comment_lines() {
         let hostile = "Cron\n rm -rf ~\r\u{202e}evil\u{2028}\u{200b}\u{1b}[2J";
@@ -1172,10 +1797,11 @@ mod tests {
         for machine in &mut config.machines {
             machine.name = hostile.to_owned();
         }
-        let printed = export_lines("http://127.0.0.1:8787", &config, "PEM", true);
+        let printed = export_lines("http://127.0.0.1:8787", &loopback(), &config, "PEM", true);
         for line in printed.lines() {
             assert!(
-                line.starts_with("# ")
+                line.is_empty()
+                    || line.starts_with("# ")
                     || line.starts_with("export ")
                     || line.starts_with("listening on "),
                 "{line:?}"

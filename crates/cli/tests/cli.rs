@@ -27,25 +27,84 @@ const BINARY: &str = env!("CARGO_BIN_EXE_machine-auth");
 /// The last line `dev` prints on standard output.
 const LAST_DEV_LINE: &str = "# Ctrl-C stops the issuer.";
 
+/// The titles of the blocks `dev` prints: machine B's, machine A's, the other machines'.
+const MACHINE_B_TITLE: &str = "# === Machine B (the server that verifies) ===";
+const MACHINE_A_TITLE: &str = "# === Machine A (the caller that creates tokens) ===";
+const OTHER_MACHINES_TITLE: &str =
+    "# === The other machines (each key belongs on its own machine only) ===";
+
+/// One machine's block of lines: from its title to the next blank line.
+#[derive(Default)]
+struct Block {
+    text: String,
+    /// The variables of its `export` lines, unquoted.
+    exports: HashMap<String, String>,
+    /// The variables of its commented `# export NAME=VALUE` lines, unquoted.
+    commented: HashMap<String, String>,
+}
+
+impl Block {
+    /// `(name, value)` pairs of its export lines: the block, pasted into a shell.
+    fn env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .exports
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        env.sort();
+        env
+    }
+
+    /// Its exported variables' names, sorted.
+    fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.exports.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+}
+
 /// A running `machine-auth dev` (killed when dropped), and what it printed.
 struct Dev {
     _child: tokio::process::Child,
+    /// The URL of the `listening on` line.
     url: String,
-    /// The variables of its `export` lines, unquoted.
-    exports: HashMap<String, String>,
-    /// The commented `# export CLERK_MACHINE_SECRET_KEY=…  # mch_…` lines: (key, comment).
+    /// Machine B's block: the server that verifies.
+    server: Block,
+    /// Machine A's block: the caller that creates tokens.
+    client: Block,
+    /// The other machines' commented `# export CLERK_MACHINE_SECRET_KEY=…  # mch_…` lines:
+    /// (key, comment).
     other_machines: Vec<(String, String)>,
     stdout: String,
+    /// Standard error so far (read on a task).
+    stderr: Arc<Mutex<String>>,
 }
 
 impl Dev {
-    /// `(name, value)` pairs of these export lines.
-    fn env(&self, names: &[&str]) -> Vec<(String, String)> {
-        names
-            .iter()
-            .map(|name| ((*name).to_owned(), self.exports[*name].clone()))
-            .collect()
+    /// Standard error once it contains `text`, or after 10 s.
+    async fn stderr_with(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stderr = self.stderr.lock().unwrap().clone();
+            if stderr.contains(text) || Instant::now() > deadline {
+                return stderr;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
+
+    /// Its port.
+    fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+}
+
+/// `(name, value)` pairs of these variables of `block`'s export lines.
+fn pick(block: &Block, names: &[&str]) -> Vec<(String, String)> {
+    names
+        .iter()
+        .map(|name| ((*name).to_owned(), block.exports[*name].clone()))
+        .collect()
 }
 
 async fn start_dev(arguments: &[&str]) -> Dev {
@@ -63,10 +122,20 @@ async fn try_start_dev(arguments: &[&str]) -> Result<Dev, String> {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
+    let record = stderr.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = errors.next_line().await {
+            let mut record = record.lock().unwrap();
+            record.push_str(&line);
+            record.push('\n');
+        }
+    });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut stdout = String::new();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -84,32 +153,66 @@ async fn try_start_dev(arguments: &[&str]) -> Result<Dev, String> {
             break;
         }
     }
-    let (exports, other_machines) = parse_exports(&stdout);
     let url = stdout
         .lines()
         .next()
         .and_then(|line| line.strip_prefix("listening on "))
         .unwrap_or_else(|| panic!("the first line is not `listening on …`: {stdout}"))
         .to_owned();
+    let mut server = None;
+    let mut client = None;
+    let mut other_machines = Vec::new();
+    for text in stdout.split("\n\n") {
+        let title = text.lines().next().unwrap_or_default();
+        let block = || {
+            let (exports, commented) = parse_exports(text);
+            Block {
+                text: text.to_owned(),
+                exports,
+                commented,
+            }
+        };
+        if title == MACHINE_B_TITLE {
+            assert!(server.replace(block()).is_none(), "two B blocks: {stdout}");
+        } else if title == MACHINE_A_TITLE {
+            assert!(client.replace(block()).is_none(), "two A blocks: {stdout}");
+        } else if title == OTHER_MACHINES_TITLE {
+            for line in text.lines().skip(1) {
+                let rest = line
+                    .strip_prefix("# export CLERK_MACHINE_SECRET_KEY=")
+                    .unwrap_or_else(|| panic!("not a commented machine key: {line}"));
+                let (key, comment) = rest.split_once("  # ").expect("a machine comment");
+                other_machines.push((unquote(key), comment.to_owned()));
+            }
+        } else {
+            // Nothing to paste outside the blocks.
+            assert!(
+                !text.lines().any(|line| line.contains("export ")),
+                "export lines outside the blocks: {stdout}"
+            );
+        }
+    }
     Ok(Dev {
         _child: child,
         url,
-        exports,
+        server: server.unwrap_or_else(|| panic!("no {MACHINE_B_TITLE}: {stdout}")),
+        client: client.unwrap_or_else(|| panic!("no {MACHINE_A_TITLE}: {stdout}")),
         other_machines,
         stdout,
+        stderr,
     })
 }
 
 /// The `export NAME=VALUE` lines (a single-quoted value may span lines, as the PEM does), and the
-/// commented machine keys.
-fn parse_exports(stdout: &str) -> (HashMap<String, String>, Vec<(String, String)>) {
+/// commented `# export NAME=VALUE` lines.
+fn parse_exports(text: &str) -> (HashMap<String, String>, HashMap<String, String>) {
     let mut exports = HashMap::new();
-    let mut others = Vec::new();
-    let mut lines = stdout.lines();
+    let mut commented = HashMap::new();
+    let mut lines = text.lines();
     while let Some(line) = lines.next() {
-        if let Some(rest) = line.strip_prefix("# export CLERK_MACHINE_SECRET_KEY=") {
-            let (key, comment) = rest.split_once("  # ").expect("a machine comment");
-            others.push((unquote(key), comment.to_owned()));
+        if let Some(rest) = line.strip_prefix("# export ") {
+            let (name, value) = rest.split_once('=').unwrap();
+            commented.insert(name.to_owned(), unquote(value));
             continue;
         }
         let Some(rest) = line.strip_prefix("export ") else {
@@ -127,9 +230,12 @@ fn parse_exports(stdout: &str) -> (HashMap<String, String>, Vec<(String, String)
             !value.contains(" #"),
             "an export line with a trailing comment: {line}"
         );
-        exports.insert(name.to_owned(), unquote(&value));
+        assert!(
+            exports.insert(name.to_owned(), unquote(&value)).is_none(),
+            "{name} exported twice in one block: {text}"
+        );
     }
-    (exports, others)
+    (exports, commented)
 }
 
 fn unquote(word: &str) -> String {
@@ -261,34 +367,85 @@ impl Drop for TempDir {
 #[tokio::test]
 async fn the_whole_cycle_against_the_demo() {
     let dev = start_dev(&[]).await;
-    assert_eq!(dev.exports["CLERK_API_URL"], dev.url);
+    let (server, client_block) = (&dev.server, &dev.client);
     assert!(dev.url.starts_with("http://127.0.0.1:"), "{}", dev.url);
-    assert!(dev.exports["CLERK_SECRET_KEY"].starts_with("sk_"));
-    let machine_key = dev.exports["CLERK_MACHINE_SECRET_KEY"].clone();
+    assert_eq!(server.exports["CLERK_API_URL"], dev.url);
+    assert_eq!(client_block.exports["CLERK_API_URL"], dev.url);
+    let machine_key = client_block.exports["CLERK_MACHINE_SECRET_KEY"].clone();
     assert!(machine_key.starts_with("ak_demo_cron"), "{}", dev.stdout);
-    let pem = &dev.exports["CLERK_JWT_KEY"];
+    let server_key = server.exports["CLERK_MACHINE_SECRET_KEY"].clone();
+    assert!(server_key.starts_with("ak_demo_reports"), "{}", dev.stdout);
+    let instance_key = server.commented["CLERK_SECRET_KEY"].clone();
+    assert!(instance_key.starts_with("sk_"), "{}", dev.stdout);
+    let pem = &server.exports["CLERK_JWT_KEY"];
     assert!(
         pem.starts_with("-----BEGIN PUBLIC KEY-----\n")
             && pem.ends_with("-----END PUBLIC KEY-----"),
         "{pem}"
     );
-    assert_eq!(dev.other_machines.len(), 2, "{}", dev.stdout);
-    let (reports_key, reports_comment) = &dev.other_machines[0];
+
+    // Machine B is printed first. Each block holds only what its machine needs: B never gets
+    // A's key (it verifies with its own), A never the instance key nor B's key; a one-line
+    // warning stands before A's key.
     assert!(
-        reports_comment.starts_with("mch_reports_api"),
-        "{reports_comment}"
+        dev.stdout.find(MACHINE_B_TITLE) < dev.stdout.find(MACHINE_A_TITLE),
+        "{}",
+        dev.stdout
     );
-    let (backup_key, backup_comment) = &dev.other_machines[1];
+    assert_eq!(
+        server.names(),
+        [
+            "CLERK_API_URL",
+            "CLERK_JWT_KEY",
+            "CLERK_MACHINE_ID",
+            "CLERK_MACHINE_SECRET_KEY"
+        ]
+    );
+    assert_eq!(
+        client_block.names(),
+        ["CLERK_API_URL", "CLERK_MACHINE_SECRET_KEY"]
+    );
+    assert!(!server.text.contains(&machine_key), "{}", server.text);
+    for absent in [&instance_key, &server_key, pem] {
+        assert!(
+            !client_block.text.contains(absent.as_str()),
+            "{}",
+            client_block.text
+        );
+    }
+    let warning = client_block
+        .text
+        .lines()
+        .find(|line| line.starts_with("# WARNING:"))
+        .unwrap_or_else(|| panic!("no warning: {}", client_block.text));
+    assert!(
+        warning.contains("never give machine A's key to machine B")
+            && warning.contains("its own machine's key"),
+        "{warning}"
+    );
+
+    // Secret keys go to standard output only, never to the log.
+    let logs = dev.stderr_with("issuer ready").await;
+    assert!(logs.contains("issuer ready"), "{logs}");
+    for secret in [&machine_key, &server_key, &instance_key] {
+        assert!(!logs.contains(secret.as_str()), "{logs}");
+    }
+
+    assert_eq!(dev.other_machines.len(), 1, "{}", dev.stdout);
+    let (backup_key, backup_comment) = &dev.other_machines[0];
     assert_eq!(
         backup_comment, "mch_backup_job (Backup job, may call mch_cron_service)",
         "{}",
         dev.stdout
     );
-    assert!(dev.stdout.contains("mch_cron_service"));
-    // The layer is machine B, the machine the client may call: its own id, after a comment that
-    // says what it does, before the client's lines.
-    assert_eq!(dev.exports["CLERK_MACHINE_ID"], "mch_reports_api");
-    let lines: Vec<&str> = dev.stdout.lines().collect();
+    for block in [server, client_block] {
+        assert!(!block.text.contains(backup_key.as_str()), "{}", block.text);
+    }
+    assert!(client_block.text.contains("mch_cron_service"));
+    // Machine B is the machine the client may call: its own id, after a comment that says what
+    // it does.
+    assert_eq!(server.exports["CLERK_MACHINE_ID"], "mch_reports_api");
+    let lines: Vec<&str> = server.text.lines().collect();
     let at = lines
         .iter()
         .position(|line| *line == "export CLERK_MACHINE_ID=mch_reports_api")
@@ -306,22 +463,25 @@ async fn the_whole_cycle_against_the_demo() {
             && comment.contains("token-invalid-receiver"),
         "{comment}"
     );
-    let client_at = lines
-        .iter()
-        .position(|line| line.starts_with("export CLERK_MACHINE_SECRET_KEY="))
-        .unwrap();
-    assert!(at < client_at, "{}", dev.stdout);
 
-    let client = dev.env(&["CLERK_API_URL", "CLERK_MACHINE_SECRET_KEY"]);
-    let layer = dev.env(&["CLERK_API_URL", "CLERK_SECRET_KEY", "CLERK_MACHINE_ID"]);
-    let networkless = dev.env(&["CLERK_JWT_KEY"]);
-    let everything = dev.env(&[
-        "CLERK_API_URL",
-        "CLERK_SECRET_KEY",
-        "CLERK_JWT_KEY",
-        "CLERK_MACHINE_ID",
-        "CLERK_MACHINE_SECRET_KEY",
-    ]);
+    // Each block pasted into its machine's shell, as is.
+    let client = client_block.env();
+    let pasted_server = server.env();
+    // B's alternatives: the JWKS with the instance key (the commented line), or the PEM alone.
+    let api_url = ("CLERK_API_URL".to_owned(), dev.url.clone());
+    let layer = vec![
+        api_url.clone(),
+        ("CLERK_SECRET_KEY".to_owned(), instance_key.clone()),
+        pick(server, &["CLERK_MACHINE_ID"]).remove(0),
+    ];
+    let networkless = pick(server, &["CLERK_JWT_KEY"]);
+    // The old mistake: B's lines with A's key pasted after them.
+    let mut with_a_key: Vec<(String, String)> = pasted_server
+        .iter()
+        .filter(|(name, _)| name != "CLERK_MACHINE_SECRET_KEY")
+        .cloned()
+        .collect();
+    with_a_key.push(("CLERK_MACHINE_SECRET_KEY".to_owned(), machine_key.clone()));
 
     // A JWT, with claims and a lifetime.
     let created = run(
@@ -350,8 +510,9 @@ async fn the_whole_cycle_against_the_demo() {
     let jwt = resource["token"].as_str().unwrap().to_owned();
     assert_eq!(jwt.split('.').count(), 3);
 
-    // Verified with the JWKS (instance key), with the PEM alone, and read from standard input.
-    for env in [&layer, &networkless, &everything] {
+    // Verified by B's block as printed, with the JWKS (instance key), with the PEM alone, and
+    // read from standard input.
+    for env in [&pasted_server, &layer, &networkless, &with_a_key] {
         let verified = run(&["verify", &jwt], env, None);
         assert_exit(&verified, 0);
         let machine = stdout_json(&verified);
@@ -374,17 +535,16 @@ async fn the_whole_cycle_against_the_demo() {
     assert!(opaque_token.starts_with("mt_"));
     assert_ne!(opaque_token, opaque_id);
 
-    let verified = run(&["verify", &opaque_token], &layer, None);
-    assert_exit(&verified, 0);
-    assert_eq!(stdout_json(&verified)["token_format"], "opaque");
-    // The machine the token is meant for (its scope) verifies it with its own key; the creator's
-    // key does not see it, and the message says why.
-    let receiver = [
-        ("CLERK_API_URL", dev.url.as_str()),
-        ("CLERK_MACHINE_SECRET_KEY", reports_key.as_str()),
-    ];
-    assert_exit(&run(&["verify", &opaque_token], &receiver, None), 0);
-    let wrong_machine = run(&["verify", &opaque_token], &everything, None);
+    // B's block as printed verifies it with B's own key (the machine the token is meant for,
+    // its scope); the instance key too.
+    for env in [&pasted_server, &layer] {
+        let verified = run(&["verify", &opaque_token], env, None);
+        assert_exit(&verified, 0);
+        assert_eq!(stdout_json(&verified)["token_format"], "opaque");
+        assert_eq!(stdout_json(&verified)["machine_id"], "mch_cron_service");
+    }
+    // With A's key in B's shell, the valid token is refused, and the message says why.
+    let wrong_machine = run(&["verify", &opaque_token], &with_a_key, None);
     assert_exit(&wrong_machine, 1);
     assert!(
         stderr(&wrong_machine).contains("meant for that machine"),
@@ -402,27 +562,32 @@ async fn the_whole_cycle_against_the_demo() {
     let revoked = stdout_json(&revoked);
     assert_eq!(revoked["revoked"], true);
     assert_eq!(revoked["revocation_reason"], "leaked");
-    let after = run(&["verify", &opaque_token], &layer, None);
-    assert_exit(&after, 1);
-    assert!(
-        stderr(&after).contains("rejected: token-invalid"),
-        "{}",
-        stderr(&after)
-    );
-    assert!(
-        !all_output(&after).contains(&opaque_token),
-        "the token was echoed"
-    );
+    for env in [&pasted_server, &layer] {
+        let after = run(&["verify", &opaque_token], env, None);
+        assert_exit(&after, 1);
+        assert!(
+            stderr(&after).contains("rejected: token-invalid"),
+            "{}",
+            stderr(&after)
+        );
+        assert!(
+            !all_output(&after).contains(&opaque_token),
+            "the token was echoed"
+        );
+    }
 
-    // The backup job's tokens are scoped to the cron service, not to the layer (the reports
-    // API): the layer refuses them, in both formats, and says why; without CLERK_MACHINE_ID they
-    // pass.
+    // The backup job's tokens are scoped to the cron service, not to machine B (the reports
+    // API): B refuses them, in both formats, and says why (with B's own key, the issuer does not
+    // even show B the opaque one); without CLERK_MACHINE_ID they pass.
     let backup = [
         ("CLERK_API_URL", dev.url.as_str()),
         ("CLERK_MACHINE_SECRET_KEY", backup_key.as_str()),
     ];
-    let any_receiver = dev.env(&["CLERK_API_URL", "CLERK_SECRET_KEY"]);
-    let networkless_b = dev.env(&["CLERK_JWT_KEY", "CLERK_MACHINE_ID"]);
+    let any_receiver = vec![
+        api_url.clone(),
+        ("CLERK_SECRET_KEY".to_owned(), instance_key.clone()),
+    ];
+    let networkless_b = pick(server, &["CLERK_JWT_KEY", "CLERK_MACHINE_ID"]);
     for format in ["jwt", "opaque"] {
         let created = run(&["token", "create", "--format", format], &backup, None);
         assert_exit(&created, 0);
@@ -430,9 +595,17 @@ async fn the_whole_cycle_against_the_demo() {
         assert_eq!(created["subject"], "mch_backup_job");
         assert_eq!(created["scopes"], json!(["mch_cron_service"]));
         let token = created["token"].as_str().unwrap();
-        let mut refusers = vec![&layer, &everything];
+        let mut refusers = vec![&layer, &with_a_key];
         if format == "jwt" {
-            refusers.push(&networkless_b);
+            refusers.extend([&networkless_b, &pasted_server]);
+        } else {
+            let unknown = run(&["verify", token], &pasted_server, None);
+            assert_exit(&unknown, 1);
+            assert!(
+                stderr(&unknown).contains("rejected: token-invalid"),
+                "{}",
+                stderr(&unknown)
+            );
         }
         for env in refusers {
             let refused = run(&["verify", token], env, None);
@@ -881,22 +1054,26 @@ async fn dev_keeps_tokens_in_a_data_directory_and_reads_a_config_file() {
 
     let (jwt, opaque, pem) = {
         let dev = start_dev(&arguments).await;
-        assert_eq!(dev.exports["CLERK_SECRET_KEY"], "sk_test_cli_instance");
         assert_eq!(
-            dev.exports["CLERK_MACHINE_SECRET_KEY"],
+            dev.server.commented["CLERK_SECRET_KEY"],
+            "sk_test_cli_instance"
+        );
+        assert!(!dev.client.text.contains("sk_test_cli_instance"));
+        assert_eq!(
+            dev.client.exports["CLERK_MACHINE_SECRET_KEY"],
             "ak_test_cli_billing"
         );
-        assert_eq!(dev.other_machines.len(), 1);
-        assert_eq!(dev.other_machines[0].0, "ak_test_cli_ledger");
-        assert!(
-            dev.other_machines[0]
-                .1
-                .starts_with("mch_cli_ledger (Ledger")
+        // Machine B is the machine the first machine may call: the ledger, with its own key.
+        assert_eq!(dev.server.exports["CLERK_MACHINE_ID"], "mch_cli_ledger");
+        assert_eq!(
+            dev.server.exports["CLERK_MACHINE_SECRET_KEY"],
+            "ak_test_cli_ledger"
         );
+        assert!(!dev.server.text.contains("ak_test_cli_billing"));
+        assert!(dev.server.text.contains("# mch_cli_ledger (Ledger)"));
+        assert!(dev.other_machines.is_empty(), "{}", dev.stdout);
         assert!(!dev.stdout.contains("live in memory"), "{}", dev.stdout);
-        // The layer is the machine the first machine may call.
-        assert_eq!(dev.exports["CLERK_MACHINE_ID"], "mch_cli_ledger");
-        let client = dev.env(&["CLERK_API_URL", "CLERK_MACHINE_SECRET_KEY"]);
+        let client = dev.client.env();
         let created = run(&["token", "create", "--format", "jwt"], &client, None);
         assert_exit(&created, 0);
         let created = stdout_json(&created);
@@ -910,29 +1087,36 @@ async fn dev_keeps_tokens_in_a_data_directory_and_reads_a_config_file() {
         (
             created["token"].as_str().unwrap().to_owned(),
             opaque["token"].as_str().unwrap().to_owned(),
-            dev.exports["CLERK_JWT_KEY"].clone(),
+            dev.server.exports["CLERK_JWT_KEY"].clone(),
         )
     };
 
     // Restarted on the same data directory: same key, tokens still valid.
     let dev = start_dev(&arguments).await;
-    assert_eq!(dev.exports["CLERK_JWT_KEY"], pem, "the signing key changed");
-    let layer = dev.env(&["CLERK_API_URL", "CLERK_SECRET_KEY", "CLERK_MACHINE_ID"]);
-    for token in [&jwt, &opaque] {
-        let verified = run(&["verify", token], &layer, None);
-        assert_exit(&verified, 0);
-        assert_eq!(
-            stdout_json(&verified)["scopes"],
-            json!(["mch_cli_ledger"]),
-            "the token did not survive the restart"
-        );
-    }
-    // The ledger, whose key is one of the commented lines, verifies the opaque token meant for it.
-    let ledger = [
-        ("CLERK_API_URL", dev.url.as_str()),
-        ("CLERK_MACHINE_SECRET_KEY", "ak_test_cli_ledger"),
+    assert_eq!(
+        dev.server.exports["CLERK_JWT_KEY"], pem,
+        "the signing key changed"
+    );
+    // Machine B's block as printed (its own key), and the instance key of the commented line.
+    let layer = vec![
+        ("CLERK_API_URL".to_owned(), dev.url.clone()),
+        (
+            "CLERK_SECRET_KEY".to_owned(),
+            dev.server.commented["CLERK_SECRET_KEY"].clone(),
+        ),
+        pick(&dev.server, &["CLERK_MACHINE_ID"]).remove(0),
     ];
-    assert_exit(&run(&["verify", &opaque], &ledger, None), 0);
+    for env in [&dev.server.env(), &layer] {
+        for token in [&jwt, &opaque] {
+            let verified = run(&["verify", token], env, None);
+            assert_exit(&verified, 0);
+            assert_eq!(
+                stdout_json(&verified)["scopes"],
+                json!(["mch_cli_ledger"]),
+                "the token did not survive the restart"
+            );
+        }
+    }
     drop(dev);
 }
 
@@ -1009,7 +1193,13 @@ fn every_command_has_help_with_an_example_and_its_exit_status() {
     }
     let dev_help =
         String::from_utf8_lossy(&run(&["dev", "--help"], NO_ENV, None).stdout).into_owned();
-    assert!(dev_help.contains("[default: 8787]"), "{dev_help}");
+    assert!(
+        dev_help.contains("[default: 8787]")
+            && dev_help.contains("--host <ADDR>")
+            && dev_help.contains("[default: 127.0.0.1]")
+            && dev_help.contains("MACHINE_AUTH_ALLOW_HTTP_HOST"),
+        "{dev_help}"
+    );
     assert!(
         dev_help.contains("CLERK_MACHINE_ID") && dev_help.contains("mch_backup_job"),
         "{dev_help}"
@@ -1243,7 +1433,7 @@ async fn request_with_hosts(url: &str, request_line: &str, hosts: &[&str]) -> (u
 #[tokio::test]
 async fn dev_answers_only_loopback_and_allowed_host_names() {
     let dev = start_dev(&["--allowed-host", "Issuer.Example.test"]).await;
-    let port = dev.url.rsplit(':').next().unwrap().to_owned();
+    let port = dev.port();
     for host in [
         format!("127.0.0.1:{port}"),
         "127.0.0.1".to_owned(),
@@ -1321,6 +1511,221 @@ async fn dev_answers_only_loopback_and_allowed_host_names() {
     assert_exit(&bad, 2);
 }
 
+/// The variable that allows plain http to one non-loopback host, printed with `--host 0.0.0.0`.
+const ALLOW_HTTP_HOST: &str = "MACHINE_AUTH_ALLOW_HTTP_HOST";
+
+/// `block`'s variables, with CLERK_API_URL replaced by `url`.
+fn pointed_at(block: &Block, url: &str) -> Vec<(String, String)> {
+    let mut env = block.env();
+    for (name, value) in &mut env {
+        if name == "CLERK_API_URL" {
+            *value = url.to_owned();
+        }
+    }
+    env
+}
+
+/// Connects to `address`, for at most 5 s.
+async fn connect(address: (&str, u16)) -> std::io::Result<tokio::net::TcpStream> {
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(address),
+    )
+    .await
+    .expect("no answer to a connection in 5 s")
+}
+
+/// `--host 127.0.0.2`, another loopback address: no warning, no plain-http allowance; it serves
+/// there (and not on 127.0.0.1), and the blocks, pasted as printed, work end to end.
+#[tokio::test]
+async fn dev_listens_on_another_loopback_address() {
+    if std::net::TcpListener::bind("127.0.0.2:0").is_err() {
+        eprintln!("skipped: 127.0.0.2 cannot be listened on here");
+        return;
+    }
+    let dev = start_dev(&["--host", "127.0.0.2"]).await;
+    let port = dev.port();
+    let url = format!("http://127.0.0.2:{port}");
+    assert_eq!(dev.url, url);
+    for block in [&dev.server, &dev.client] {
+        assert_eq!(block.exports["CLERK_API_URL"], url, "{}", dev.stdout);
+    }
+    assert!(!dev.stdout.contains(ALLOW_HTTP_HOST), "{}", dev.stdout);
+    let logs = dev.stderr_with("issuer ready").await;
+    assert!(
+        logs.contains("issuer ready") && !logs.contains("WARNING"),
+        "{logs}"
+    );
+
+    // A real connection to 127.0.0.2, named as the printed URL names it; none on 127.0.0.1.
+    let (status, body) = get_with_hosts(&url, &[&format!("127.0.0.2:{port}")]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"keys\""), "{body}");
+    assert!(
+        connect(("127.0.0.1", port)).await.is_err(),
+        "it listens on 127.0.0.1 too"
+    );
+
+    // Machine A's block creates tokens, machine B's verifies them, both over 127.0.0.2.
+    for format in ["jwt", "opaque"] {
+        let created = run(
+            &["token", "create", "--format", format],
+            &dev.client.env(),
+            None,
+        );
+        assert_exit(&created, 0);
+        let token = stdout_json(&created)["token"].as_str().unwrap().to_owned();
+        let verified = run(&["verify", &token], &dev.server.env(), None);
+        assert_exit(&verified, 0);
+        assert_eq!(stdout_json(&verified)["machine_id"], "mch_cron_service");
+        assert_eq!(stdout_json(&verified)["token_format"], format);
+    }
+}
+
+/// `--host 0.0.0.0`, to be reached from other containers: a loud warning on standard error; both
+/// blocks name the issuer as other machines can (the first --allowed-host name, else this
+/// machine's host name, else `<this-host>` to replace) and allow plain http to that one host.
+#[tokio::test]
+async fn dev_on_every_interface_warns_and_prints_a_url_other_machines_reach() {
+    let dev = start_dev(&["--host", "0.0.0.0", "--allowed-host", "issuer.test"]).await;
+    let port = dev.port();
+    assert_eq!(dev.url, format!("http://0.0.0.0:{port}"));
+    let warning = dev.stderr_with("development and CI only").await;
+    for part in [
+        "machine-auth: WARNING: listening on 0.0.0.0, not a loopback address",
+        "plain http",
+        "secret keys",
+        "development and CI only",
+        "demo's keys are public",
+    ] {
+        assert!(warning.contains(part), "{part}: {warning}");
+    }
+    assert!(
+        !dev.stdout.contains("not a loopback address"),
+        "{}",
+        dev.stdout
+    );
+    let url = format!("http://issuer.test:{port}");
+    for block in [&dev.server, &dev.client] {
+        assert_eq!(block.exports["CLERK_API_URL"], url, "{}", block.text);
+        assert_eq!(
+            block.exports[ALLOW_HTTP_HOST], "issuer.test",
+            "{}",
+            block.text
+        );
+        let lines: Vec<&str> = block.text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|line| line.starts_with(&format!("export {ALLOW_HTTP_HOST}=")))
+            .unwrap();
+        assert!(
+            lines[at - 1].contains("plain http to this one host"),
+            "{}",
+            block.text
+        );
+    }
+    // Still one machine's lines per block.
+    let client_key = &dev.client.exports["CLERK_MACHINE_SECRET_KEY"];
+    let instance_key = &dev.server.commented["CLERK_SECRET_KEY"];
+    assert!(!dev.server.text.contains(client_key.as_str()));
+    assert!(!dev.client.text.contains(instance_key.as_str()));
+
+    // It listens on every interface: here through 127.0.0.1, named as other machines name it,
+    // or as localhost; other names still get 421.
+    let local = format!("http://127.0.0.1:{port}");
+    for host in [format!("issuer.test:{port}"), "localhost".to_owned()] {
+        let (status, body) = get_with_hosts(&local, &[&host]).await;
+        assert_eq!(status, 200, "{host}: {body}");
+    }
+    let (status, body) = get_with_hosts(&local, &["attacker.example"]).await;
+    assert_eq!(status, 421, "{body}");
+    // The blocks' keys work through it (issuer.test resolves nowhere: 127.0.0.1 in its place).
+    let created = run(
+        &["token", "create", "--format", "opaque"],
+        &pointed_at(&dev.client, &local),
+        None,
+    );
+    assert_exit(&created, 0);
+    let token = stdout_json(&created)["token"].as_str().unwrap().to_owned();
+    let verified = run(&["verify", &token], &pointed_at(&dev.server, &local), None);
+    assert_exit(&verified, 0);
+    drop(dev);
+
+    // Without --allowed-host: this machine's host name (answered to), or a placeholder.
+    let dev = start_dev(&["--host", "0.0.0.0"]).await;
+    let port = dev.port();
+    let host = dev.server.exports[ALLOW_HTTP_HOST].clone();
+    assert!(!host.is_empty() && host != "0.0.0.0", "{}", dev.stdout);
+    for block in [&dev.server, &dev.client] {
+        assert_eq!(block.exports[ALLOW_HTTP_HOST], host, "{}", dev.stdout);
+        assert_eq!(
+            block.exports["CLERK_API_URL"],
+            format!("http://{host}:{port}"),
+            "{}",
+            dev.stdout
+        );
+    }
+    if host == "<this-host>" {
+        assert!(
+            dev.stdout.contains("# Replace <this-host> in both blocks"),
+            "{}",
+            dev.stdout
+        );
+    } else {
+        assert!(
+            dev.stdout.contains(&format!("host name, {host}.")),
+            "{}",
+            dev.stdout
+        );
+        let (status, body) = get_with_hosts(
+            &format!("http://127.0.0.1:{port}"),
+            &[&format!("{host}:{port}")],
+        )
+        .await;
+        assert_eq!(status, 200, "{host}: {body}");
+    }
+    assert!(
+        dev.stderr_with("WARNING").await.contains("WARNING"),
+        "no warning"
+    );
+}
+
+/// `--host` takes an IP address of this machine: anything else is a usage error that says what
+/// to give, and an address of no interface here fails with the address and a hint.
+#[test]
+fn dev_refuses_a_host_it_cannot_listen_on() {
+    for bad in [
+        "issuer.test",
+        "300.1.1.1",
+        "127.0.0.1:8787",
+        "[::1]:8787",
+        "",
+        "http://0.0.0.0",
+    ] {
+        let output = run(&["dev", "--port", "0", "--host", bad], NO_ENV, None);
+        assert_exit(&output, 2);
+        assert!(output.stdout.is_empty(), "{bad}: printed exports");
+        let errors = stderr(&output);
+        assert!(
+            errors.contains("--host")
+                && errors.contains("0.0.0.0")
+                && errors.contains("--allowed-host"),
+            "{bad}: {errors}"
+        );
+    }
+    // TEST-NET-1: no interface has it (unless this system lets programs listen on any address).
+    if std::net::TcpListener::bind("192.0.2.1:0").is_err() {
+        let output = run(&["dev", "--port", "0", "--host", "192.0.2.1"], NO_ENV, None);
+        assert_exit(&output, 2);
+        assert!(output.stdout.is_empty(), "printed exports");
+        let errors = stderr(&output);
+        assert!(
+            errors.contains("cannot listen on 192.0.2.1:0") && errors.contains("--host"),
+            "{errors}"
+        );
+    }
+}
+
 /// The lines `dev` prints are pasted into shells: a machine name with a newline, a carriage
 /// return or a bidi override must not leave its comment line.
 #[tokio::test]
@@ -1387,7 +1792,15 @@ async fn dev_prints_machine_names_escaped_inside_their_comments() {
         "{}",
         output.stdout
     );
-    assert_eq!(output.other_machines.len(), 2, "{}", output.stdout);
+    // Machine B's name, in its block's description, too.
+    assert!(
+        output.server.text.contains(
+            r"# mch_cli_api (Cron\n rm -rf ~\r\u{202e}evil\u{2028}x\u{85}y), the machine"
+        ),
+        "{}",
+        output.server.text
+    );
+    assert_eq!(output.other_machines.len(), 1, "{}", output.stdout);
 }
 
 /// A token on the command line shows in `ps` and the shell's history: `verify` and `inspect` read
