@@ -3,8 +3,8 @@
 //! nothing else.
 //!
 //! It is the light way to test code behind [`MachineAuthLayer`](crate::MachineAuthLayer): a
-//! fresh RS256 key per issuer (generated in memory with `aws-lc-rs`; no key is stored anywhere),
-//! JWTs signed with `jsonwebtoken`, and, for opaque tokens, a small HTTP server on `127.0.0.1`
+//! fresh RS256 key per issuer (generated in memory with `aws-lc-rs`, which also signs the JWTs;
+//! no key is stored anywhere), and, for opaque tokens, a small HTTP server on `127.0.0.1`
 //! standing in for Clerk's `POST /m2m_tokens/verify`. No database, no web framework, no
 //! network beyond loopback. (The full local issuer, with its HTTP API, JWKS, machines and
 //! SQLite store, is the crate `machine-auth-issuer`.)
@@ -69,6 +69,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::clock::{Clock, SystemClock, to_unix_millis};
@@ -86,7 +89,7 @@ const NOT_BEFORE_MARGIN: Duration = Duration::from_secs(5);
 /// An issuer of machine tokens for tests, and the verifier that trusts it.
 ///
 /// - [`jwt`](Self::jwt) mints an M2M JWT as Clerk does: header
-///   `{"alg":"RS256","typ":"JWT","kid":"ins_…","cat":"cl_B7d4PD333AAA"}`, claims `iss`, `sub`
+///   `{"typ":"JWT","alg":"RS256","kid":"ins_…","cat":"cl_B7d4PD333AAA"}`, claims `iss`, `sub`
 ///   (the machine id), `jti` (`mt_…`), `iat`, `nbf` (`iat` − 5 s), `exp` (`iat` + 1 h), `scopes`
 ///   (space-separated) and any others you add.
 /// - [`opaque`](Self::opaque) creates an opaque `mt_…` token, known to a small HTTP server on
@@ -130,7 +133,7 @@ const NOT_BEFORE_MARGIN: Duration = Duration::from_secs(5);
 /// # }
 /// ```
 pub struct TestIssuer {
-    signing_key: jsonwebtoken::EncodingKey,
+    signing_key: aws_lc_rs::rsa::KeyPair,
     public_key_pem: String,
     /// The `kid` of its JWTs: an instance id (`ins_…`), as Clerk's are.
     kid: String,
@@ -219,9 +222,9 @@ impl TestIssuer {
     /// ```
     pub fn with_clock(clock: impl Clock) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(clock);
-        let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+        let signing_key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
             .expect("TestIssuer: generating an RSA-2048 key");
-        let (signing_key, public_key_pem) = keys(&key);
+        let public_key_pem = public_key_pem(&signing_key);
         Self {
             signing_key,
             public_key_pem,
@@ -800,11 +803,21 @@ impl JwtBuilder<'_> {
         }
         claims.extend(self.claims);
 
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        header.kid = Some(self.issuer.kid.clone());
-        header.extras.insert("cat", M2M_TOKEN_CATEGORY);
-        jsonwebtoken::encode(&header, &claims, &self.issuer.signing_key)
-            .expect("TestIssuer: signing a JWT")
+        let header = JwtHeader {
+            typ: "JWT",
+            alg: "RS256",
+            kid: &self.issuer.kid,
+            cat: M2M_TOKEN_CATEGORY,
+        };
+        let header = serde_json::to_vec(&header).expect("TestIssuer: a JWT header as JSON");
+        let claims = serde_json::to_vec(&claims).expect("TestIssuer: JWT claims as JSON");
+        let mut token = URL_SAFE_NO_PAD.encode(header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(claims, &mut token);
+        let signature = sign_rs256(&self.issuer.signing_key, token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+        token
     }
 }
 
@@ -1025,55 +1038,39 @@ fn random_hex(bytes: usize) -> String {
     random.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// The key `jsonwebtoken` signs with, and the public key as an SPKI PEM.
-fn keys(key: &aws_lc_rs::rsa::KeyPair) -> (jsonwebtoken::EncodingKey, String) {
+/// The header of the issuer's JWTs, serialized with its members in this order:
+/// `{"typ":"JWT","alg":"RS256","kid":"ins_…","cat":"cl_B7d4PD333AAA"}`.
+#[derive(Serialize)]
+struct JwtHeader<'a> {
+    typ: &'static str,
+    alg: &'static str,
+    kid: &'a str,
+    cat: &'static str,
+}
+
+/// The RS256 signature (RSASSA-PKCS1-v1_5 with SHA-256) of `message`.
+fn sign_rs256(key: &aws_lc_rs::rsa::KeyPair, message: &[u8]) -> Vec<u8> {
+    let mut signature = vec![0; key.public_modulus_len()];
+    key.sign(
+        &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+        message,
+        &mut signature,
+    )
+    .expect("TestIssuer: signing a JWT");
+    signature
+}
+
+/// The public key as an SPKI PEM.
+fn public_key_pem(key: &aws_lc_rs::rsa::KeyPair) -> String {
     use aws_lc_rs::encoding::AsDer;
     use aws_lc_rs::signature::KeyPair;
 
-    let pkcs8 = key.as_der().expect("TestIssuer: encoding the private key");
-    let pkcs1 =
-        pkcs1_from_pkcs8(pkcs8.as_ref()).expect("TestIssuer: the private key's PKCS#8 encoding");
     let spki = key
         .public_key()
         .as_der()
         .expect("TestIssuer: encoding the public key");
-    let pem = pem::encode(&pem::Pem::new("PUBLIC KEY", spki.as_ref().to_vec()));
-    (jsonwebtoken::EncodingKey::from_rsa_der(pkcs1), pem)
-}
-
-/// The PKCS#1 `RSAPrivateKey` inside a PKCS#8 `PrivateKeyInfo` (RFC 5208:
-/// `SEQUENCE { version INTEGER, privateKeyAlgorithm SEQUENCE, privateKey OCTET STRING }`).
-/// `jsonwebtoken` signs RS256 with a PKCS#1 key (without its `use_pem` feature it reads no
-/// other form); `aws-lc-rs` writes only PKCS#8.
-fn pkcs1_from_pkcs8(pkcs8: &[u8]) -> Option<&[u8]> {
-    let (info, _) = der_element(pkcs8, 0x30)?;
-    let (_version, rest) = der_element(info, 0x02)?;
-    let (_algorithm, rest) = der_element(rest, 0x30)?;
-    let (private_key, _) = der_element(rest, 0x04)?;
-    Some(private_key)
-}
-
-/// The contents of the DER element with this tag at the start of `input`, and what follows it.
-fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-    let (&found, rest) = input.split_first()?;
-    if found != tag {
-        return None;
-    }
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 || rest.len() < count {
-            return None;
-        }
-        let (bytes, rest) = rest.split_at(count);
-        let len = bytes
-            .iter()
-            .fold(0usize, |len, &byte| (len << 8) | usize::from(byte));
-        (len, rest)
-    };
-    (rest.len() >= len).then(|| rest.split_at(len))
+    pem::encode(&pem::Pem::new("PUBLIC KEY", spki.as_ref().to_vec()))
 }
 
 #[cfg(test)]
@@ -1081,37 +1078,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_pkcs1_key_is_the_generated_key() {
-        use aws_lc_rs::signature::KeyPair;
+    fn a_jwt_is_signed_rs256_by_the_issuers_key() {
+        let issuer = TestIssuer::new();
+        let token = issuer.jwt("mch_cron").sign();
+        let mut parts = token.split('.');
+        let (header, claims, signature) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        assert_eq!(parts.next(), None);
+        let header = URL_SAFE_NO_PAD.decode(header).unwrap();
+        let expected = format!(
+            r#"{{"typ":"JWT","alg":"RS256","kid":"{}","cat":"{}"}}"#,
+            issuer.kid, M2M_TOKEN_CATEGORY
+        );
+        assert_eq!(String::from_utf8(header).unwrap(), expected);
+        let claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+        assert_eq!(claims["sub"], "mch_cron");
 
-        let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-        let pkcs8 = aws_lc_rs::encoding::AsDer::as_der(&key).unwrap();
-        let pkcs1 = pkcs1_from_pkcs8(pkcs8.as_ref()).unwrap();
-        let parsed = aws_lc_rs::rsa::KeyPair::from_der(pkcs1).unwrap();
-        assert_eq!(
-            parsed.public_key().as_ref(),
-            key.public_key().as_ref(),
-            "the same key"
-        );
-    }
-
-    #[test]
-    fn der_elements_are_bounded() {
-        assert_eq!(
-            der_element(&[0x04, 0x02, 1, 2, 3], 0x04),
-            Some((&[1, 2][..], &[3][..]))
-        );
-        assert_eq!(der_element(&[0x04, 0x03, 1, 2], 0x04), None);
-        assert_eq!(der_element(&[0x30, 0x02, 1, 2], 0x04), None);
-        assert_eq!(
-            der_element(&[0x04, 0x81, 0x01, 9], 0x04),
-            Some((&[9][..], &[][..]))
-        );
-        assert_eq!(der_element(&[0x04, 0x80], 0x04), None);
-        assert_eq!(der_element(&[0x04, 0x85, 0, 0, 0, 0, 1], 0x04), None);
-        assert_eq!(der_element(&[0x04, 0x82, 0x01], 0x04), None);
-        assert_eq!(der_element(&[], 0x04), None);
-        assert_eq!(pkcs1_from_pkcs8(b"not der"), None);
+        let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        assert_eq!(signature.len(), 256);
+        let message = &token[..token.rfind('.').unwrap()];
+        let public_key = aws_lc_rs::signature::KeyPair::public_key(&issuer.signing_key);
+        aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+            public_key.as_ref(),
+        )
+        .verify(message.as_bytes(), &signature)
+        .expect("the signature verifies with the issuer's public key");
     }
 
     #[test]
