@@ -155,6 +155,41 @@ impl M2mTokens {
         )
     }
 
+    /// Like [`new`](Self::new), also letting plain http go to `host` (a host name or IP
+    /// address alone, as `MACHINE_AUTH_ALLOW_HTTP_HOST` names it): the local issuer in another
+    /// container, say. A warning is logged when it is used.
+    ///
+    /// ```
+    /// use tower_machine_auth::client::M2mTokens;
+    ///
+    /// assert!(M2mTokens::new("http://issuer:8787", "ak_1").is_err());
+    /// assert!(M2mTokens::new_allowing_http_host("http://issuer:8787", "ak_1", "issuer").is_ok());
+    /// assert!(M2mTokens::new_allowing_http_host("http://other:8787", "ak_1", "issuer").is_err());
+    /// ```
+    pub fn new_allowing_http_host(
+        api_url: &str,
+        machine_secret_key: &str,
+        host: &str,
+    ) -> Result<Self, ConfigError> {
+        let plain_http = PlainHttp::loopback_and(Some(host))?;
+        let tokens = Self::with(
+            api_url,
+            machine_secret_key,
+            Timeouts::default(),
+            &plain_http,
+        )?;
+        if let Some(host) = plain_http.allowed_host() {
+            tracing::warn!(
+                api = %tokens.shown,
+                %host,
+                "plain http is allowed to `{host}`: machine tokens and the machine secret key \
+                 sent there cross the network unencrypted; use this only on a network you trust \
+                 entirely, such as a docker compose network"
+            );
+        }
+        Ok(tokens)
+    }
+
     pub(crate) fn with(
         api_url: &str,
         machine_secret_key: &str,

@@ -1136,7 +1136,12 @@ impl Api {
                  prints one",
             ));
         }
-        M2mTokens::new(&self.api_url, &key).map_err(|error| {
+        let allowed_host = std::env::var("MACHINE_AUTH_ALLOW_HTTP_HOST").unwrap_or_default();
+        let tokens = match allowed_host.trim() {
+            "" => M2mTokens::new(&self.api_url, &key),
+            host => M2mTokens::new_allowing_http_host(&self.api_url, &key, host),
+        };
+        tokens.map_err(|error| {
             Failure::unavailable(format!(
                 "{error}: set CLERK_API_URL to Clerk's Backend API ({DEFAULT_CLERK_API_URL}, the \
                  default) or to the URL `machine-auth dev` prints"

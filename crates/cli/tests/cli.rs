@@ -1860,3 +1860,34 @@ fn verify_and_inspect_read_the_token_from_stdin_or_the_environment() {
     let top = String::from_utf8_lossy(&run(&["--help"], NO_ENV, None).stdout).into_owned();
     assert!(!top.contains("verify \"$TOKEN\""), "{top}");
 }
+
+/// `token create` to a plain-http issuer on another host (a docker compose service) is refused
+/// unless MACHINE_AUTH_ALLOW_HTTP_HOST names that host, as `machine-auth dev --host` prints.
+#[test]
+fn token_create_over_plain_http_to_another_host_needs_it_named() {
+    let env = [
+        ("CLERK_API_URL", "http://issuer.invalid:9"),
+        ("CLERK_MACHINE_SECRET_KEY", "ak_test_0123456789abcdef"),
+    ];
+    let refused = run(&["token", "create"], &env, None);
+    assert_exit(&refused, 2);
+    assert!(
+        stderr(&refused).contains(ALLOW_HTTP_HOST),
+        "{}",
+        stderr(&refused)
+    );
+
+    let allowed = [env[0], env[1], (ALLOW_HTTP_HOST, "issuer.invalid")];
+    let attempted = run(&["token", "create"], &allowed, None);
+    assert_exit(&attempted, 2);
+    let stderr = stderr(&attempted);
+    assert!(
+        stderr.contains("cannot reach http://issuer.invalid:9/m2m_tokens"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("plain http is allowed to `issuer.invalid`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("ak_test_0123456789abcdef"), "{stderr}");
+}
