@@ -1,7 +1,8 @@
 //! The wall clock used for `exp`, `nbf` and `iat` checks: the one way this crate reads the time.
 //!
 //! Production code uses [`SystemClock`]. Tests use [`TokioClock`], which follows Tokio's clock, so
-//! `tokio::time::pause()` and `advance()` move token lifetimes forward without sleeping. Set a
+//! `tokio::time::pause()` and `advance()` (Tokio's `test-util` feature) move token lifetimes forward
+//! without sleeping. Set a
 //! clock with [`MachineVerifierBuilder::clock`](crate::MachineVerifierBuilder::clock) (and, for
 //! machine A, `MachineTokenSourceBuilder::clock`).
 //!

@@ -42,6 +42,18 @@
 //!   (see [`mod@axum`]).
 //! - `client`: machine A, the side that sends tokens: a token source that creates and reuses
 //!   them, an outgoing Tower layer, and Clerk's machine-token API (see `client`).
+//! - `tonic`: machine A's outgoing layer on a Tonic `Channel` (with `client`).
+//! - `tower-http`: the layer's authentication for `tower_http::auth::AsyncRequireAuthorizationLayer`
+//!   (see `MachineAuthLayer::authorizer`).
+//! - `metrics`: request outcomes, verification time, JWKS, cache and introspection figures
+//!   through the `metrics` facade (see [`metrics`] for the names and labels).
+//! - `test-util`: `test_util::TestIssuer` mints JWTs and opaque tokens in your own tests, and
+//!   gives a verifier that accepts them.
+//!
+//! Operating it: [`MachineVerifier::health`] and [`MachineVerifier::readiness`] (a `/readyz`
+//! endpoint), [`MachineVerifier::ready`] (a start-up check), one `tracing` span per request
+//! (target `tower_machine_auth::request`), and [`MachineAuthLayer::on_rejection`] for your own
+//! rejection format.
 //!
 //! The local Clerk-compatible issuer, for development and tests, is the crate
 //! `machine-auth-issuer`; the `machine-auth` command is the crate of that name.

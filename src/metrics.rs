@@ -17,7 +17,7 @@
 //!
 //! - `outcome`: `accepted`, `rejected`, or `anonymous` (no credential, let through by an
 //!   optional layer).
-//! - `reason`: a [`Reason`](crate::Reason) (`token-expired`, …), or `none` when accepted.
+//! - `reason`: a [`Reason`] (`token-expired`, …), or `none` when accepted.
 //! - `token_type`: `jwt`, `opaque`, `none` (no token), `other` (a token of neither shape).
 //! - `cached`: `true` when the verified-token cache answered.
 //! - `result` of JWKS fetches: `ok` or `error`; of introspection calls: `active`, `inactive`

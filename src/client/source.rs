@@ -675,7 +675,7 @@ impl MachineTokenSourceBuilder {
     }
 
     /// The clock that decides when tokens expire (tests use
-    /// [`TokioClock`](crate::clock::TokioClock) with paused time).
+    /// [`TokioClock`](crate::clock::TokioClock) with paused time, Tokio's `test-util` feature).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self

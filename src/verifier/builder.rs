@@ -797,7 +797,8 @@ impl MachineVerifierBuilder {
 
     /// The clock for `exp`, `nbf` and `iat`, and for the age of cache entries (default:
     /// [`SystemClock`]). Tests can pass [`TokioClock`](crate::clock::TokioClock) to drive expiry
-    /// with Tokio's paused time.
+    /// with Tokio's paused time (`#[tokio::test(start_paused = true)]`, `tokio::time::advance`:
+    /// Tokio's `test-util` feature, in your dev-dependencies).
     ///
     /// ```
     /// use std::time::Duration;

@@ -161,7 +161,10 @@ impl MachineVerifier {
             }
             failures
         };
-        let (jwks, mut failures) = tokio::join!(jwks, opaque);
+        // One after the other, both bounded by the one deadline (the JWKS is fetched in the
+        // background meanwhile).
+        let jwks = jwks.await;
+        let mut failures = opaque.await;
         if let Err(error) = jwks {
             failures.insert(0, error);
         }
