@@ -635,7 +635,9 @@ fn spawn_clerk_verify_server(now: u64) -> String {
                         let (status, reply) = if body.contains(OPAQUE_TOKEN) {
                             (StatusCode::OK, resource)
                         } else {
-                            (StatusCode::NOT_FOUND, "{}".to_owned())
+                            // Clerk's answer for a token it does not know.
+                            let unknown = r#"{"errors":[{"code":"resource_not_found","message":"not found"}]}"#;
+                            (StatusCode::NOT_FOUND, unknown.to_owned())
                         };
                         (status, [("content-type", "application/json")], reply)
                     }

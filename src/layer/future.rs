@@ -13,6 +13,7 @@ use tracing::Span;
 use super::body::MachineAuthBody;
 use super::decision::admit;
 use super::layer::LayerSettings;
+use super::observe;
 use super::rejection::rejection;
 use crate::error::AuthError;
 use crate::machine::AuthenticatedMachine;
@@ -117,7 +118,7 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.as_mut().project();
-        let _entered = this.span.enter();
+        let _entered = observe::enter(this.span);
         loop {
             match this.state.as_mut().project() {
                 StateProj::Verifying { waiting } => {

@@ -51,15 +51,26 @@ pub(crate) fn passed(span: &Span, machine: Option<&AuthenticatedMachine>) {
         None => (Outcome::Anonymous, TokenType::None),
     };
     metrics::request(outcome, None, token_type);
+    if span.is_disabled() {
+        return;
+    }
     if let Some(machine) = machine {
         caller(span, machine);
     }
     span.record("outcome", outcome.as_str());
-    let _entered = span.enter();
-    match machine {
-        Some(_) => tracing::debug!(target: TARGET, "machine request accepted"),
-        None => tracing::debug!(target: TARGET, "request without a credential let through"),
+    if tracing::enabled!(target: TARGET, tracing::Level::DEBUG) {
+        let _entered = span.enter();
+        match machine {
+            Some(_) => tracing::debug!(target: TARGET, "machine request accepted"),
+            None => tracing::debug!(target: TARGET, "request without a credential let through"),
+        }
     }
+}
+
+/// Enters `span` unless it is disabled (entering a disabled span still costs, with `tracing`'s
+/// `log` feature).
+pub(crate) fn enter(span: &Span) -> Option<tracing::span::Entered<'_>> {
+    (!span.is_disabled()).then(|| span.enter())
 }
 
 /// A request rejected with `error`; `token` is the credential it carried, if it carried one, and
@@ -87,7 +98,7 @@ pub(crate) fn rejected(
         span.record("outcome", Outcome::Rejected.as_str());
         span.record("reason", reason.as_str());
     }
-    let _entered = span.enter();
+    let _entered = enter(span);
     let status = error.status().as_u16();
     // The events are enabled or not by level; the fingerprint is computed only when one is.
     if matches!(error, AuthError::Unavailable { .. }) {

@@ -73,7 +73,10 @@ where
         match decision {
             Decision::Pass(machine) => {
                 let caller = admit(&mut request, machine);
-                let future = span.in_scope(|| self.inner.call(request));
+                let future = {
+                    let _entered = observe::enter(&span);
+                    self.inner.call(request)
+                };
                 ResponseFuture::inner(future, caller, span)
             }
             Decision::Reject(error) => {
