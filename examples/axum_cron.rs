@@ -15,7 +15,8 @@
 //! JWT and opaque tokens reach the same routes; `/whoami` says which (`token_format`).
 //!
 //! Routes: `GET /healthz` (public: the process is up), `GET /readyz` (public: 503 until the
-//! verifier's keys are loaded), `GET /metrics` (public: Prometheus text format), `GET /whoami`
+//! verifier's keys are loaded), `GET /metrics` (public: Prometheus text format, with the layer's
+//! metrics when built with `--features metrics`), `GET /whoami`
 //! (the `AuthenticatedMachine` as JSON), `POST /cron/run` (`{"message":"Success"}`). It prints
 //! `listening on <addr>` when ready, also while its JWKS endpoint is unreachable (it answers 503
 //! until keys load).
@@ -44,6 +45,11 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
+    #[cfg(not(feature = "metrics"))]
+    eprintln!(
+        "note: built without the `metrics` feature, /metrics has none of the layer's metrics \
+         (cargo run --example axum_cron --features metrics)"
+    );
     let prometheus_handle = match prometheus() {
         Ok(handle) => handle,
         Err(error) => {

@@ -208,6 +208,7 @@ impl TokenCache {
         self.generation.fetch_add(1, Ordering::SeqCst);
         if let Some(entries) = &self.entries {
             entries.clear();
+            metrics::cache_entries(0);
         }
     }
 }

@@ -720,14 +720,12 @@ impl AuthError {
         response
     }
 
-    /// Adds what every rejection carries, whoever built its body: the challenge (replacing any),
-    /// `Cache-Control: no-store` and, for 503, `Retry-After` (unless set), and a clone of the
-    /// error in the extensions.
+    /// Adds what every rejection carries, whoever built its body: the challenge and
+    /// `Cache-Control: no-store` (replacing any), for 503 a `Retry-After` (unless set), and a
+    /// clone of the error in the extensions.
     pub(crate) fn complete<B>(&self, response: &mut Response<B>, realm: &str) {
         let headers = response.headers_mut();
-        if !headers.contains_key(CACHE_CONTROL) {
-            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        }
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(challenge) = self.challenge(realm) {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }

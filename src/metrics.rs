@@ -24,6 +24,11 @@
 //!   (the endpoint does not vouch for the token), or `error` (unreachable, failing, or an
 //!   unusable reply).
 //!
+//! The gauges have no label that names a verifier: with several verifiers in one process, each
+//! sets them in turn (one verifier, shared by clones, is the usual shape). The cache gauge is set
+//! after each insertion and when the cache is cleared; entries that age out lower it at the next
+//! insertion.
+//!
 //! The names are also constants of this module. With no recorder installed, recording costs
 //! next to nothing; without the feature, nothing at all.
 //!

@@ -165,13 +165,15 @@ impl M2mTokens {
     /// assert!(M2mTokens::new("http://issuer:8787", "ak_1").is_err());
     /// assert!(M2mTokens::new_allowing_http_host("http://issuer:8787", "ak_1", "issuer").is_ok());
     /// assert!(M2mTokens::new_allowing_http_host("http://other:8787", "ak_1", "issuer").is_err());
+    /// // Quotes, as some environment files keep them, are dropped.
+    /// assert!(M2mTokens::new_allowing_http_host("http://issuer:8787", "ak_1", "'issuer'").is_ok());
     /// ```
     pub fn new_allowing_http_host(
         api_url: &str,
         machine_secret_key: &str,
         host: &str,
     ) -> Result<Self, ConfigError> {
-        let plain_http = PlainHttp::loopback_and(Some(host))?;
+        let plain_http = PlainHttp::loopback_and(Some(clerk_api::setting(host)))?;
         let tokens = Self::with(
             api_url,
             machine_secret_key,

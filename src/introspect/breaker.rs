@@ -19,13 +19,30 @@ pub(crate) const FAILURES_TO_OPEN: u32 = 5;
 pub(crate) const OPEN_FOR: Duration = Duration::from_secs(10);
 
 /// The state of a circuit breaker, as [`MachineVerifier::health`](crate::MachineVerifier::health)
-/// reports it.
+/// reports it (serialized in snake case: `"closed"`, `"open"`, `"half_open"`).
+///
+/// ```
+/// use tower_machine_auth::MachineVerifier;
+/// use tower_machine_auth::introspect::BreakerState;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_machine_auth::ConfigError> {
+/// let verifier = MachineVerifier::builder()
+///     .clerk_machine_secret_key("ak_machine_secret")
+///     .build()?;
+/// assert_eq!(verifier.health().breaker, Some(BreakerState::Closed));
+/// assert_eq!(serde_json::to_value(BreakerState::HalfOpen).unwrap(), "half_open");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum BreakerState {
     /// Calls go ahead.
     Closed,
-    /// Calls fail at once, without reaching the endpoint, after consecutive failures.
+    /// Consecutive failures opened the circuit: calls fail at once, without reaching the
+    /// endpoint, until the next call after the pause is let through as a probe.
     Open,
     /// One call is out as a probe: its success closes the circuit.
     HalfOpen,

@@ -245,6 +245,9 @@ impl JwksSource {
     pub(crate) async fn wait_loaded(&self) -> Result<(), NotLoaded> {
         let mut last_fetch = self.last_fetch.subscribe();
         loop {
+            // The fetch's outcome first, then the keys: a fetch that completes in between is
+            // seen in the keys, never marked seen while its keys are not.
+            let last = last_fetch.borrow_and_update().clone();
             let state = self.state.load();
             if state.loaded_at.is_some() {
                 return if state.keys.is_empty() {
@@ -253,7 +256,7 @@ impl JwksSource {
                     Ok(())
                 };
             }
-            match &*last_fetch.borrow_and_update() {
+            match &last {
                 Some(Err(FetchError::Status(status @ (401 | 403 | 404)))) => {
                     return Err(NotLoaded::Refused(*status));
                 }

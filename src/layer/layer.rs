@@ -388,12 +388,13 @@ impl MachineAuthLayer {
     /// Builds the layer's rejections with `build` instead of the JSON body of
     /// [`AuthError::to_response`]: your API's own error shape, for one. `build` gets the
     /// [`AuthError`] (its [`reason`](AuthError::reason), [`status`](AuthError::status) and
-    /// `Display` message) and returns the response; the status is the one it sets (use
-    /// `error.status()`).
+    /// `Display` message) and returns the response, with the status it sets (use
+    /// `error.status()`; a status below 400, such as the 200 of a new response, is replaced by
+    /// the error's).
     ///
     /// Whatever the body, the layer then sets the headers of the response contract: the
-    /// `WWW-Authenticate` challenge (replacing any), `Cache-Control: no-store` and, for 503,
-    /// `Retry-After` (unless `build` set them), and puts the error in the response's extensions.
+    /// `WWW-Authenticate` challenge and `Cache-Control: no-store` (replacing any), for 503 a
+    /// `Retry-After` (unless `build` set one), and puts the error in the response's extensions.
     /// gRPC requests still get gRPC's rejections (see [`grpc_rejections`](Self::grpc_rejections)).
     /// [`problem_details`](Self::problem_details) is a ready-made `build`.
     ///

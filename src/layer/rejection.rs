@@ -47,6 +47,11 @@ pub(crate) fn rejection<B: From<String> + Default>(
     match &settings.rejection_hook {
         Some(RejectionHook(build)) => {
             let mut response = build(error);
+            // A rejection never answers with success: a hook that left the status alone (200)
+            // or chose one below 400 gets the error's own.
+            if !(response.status().is_client_error() || response.status().is_server_error()) {
+                *response.status_mut() = error.status();
+            }
             error.complete(&mut response, &settings.realm);
             response.map(B::from)
         }

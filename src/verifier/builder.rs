@@ -913,8 +913,9 @@ impl MachineVerifierBuilder {
             tracing::warn!(
                 %host,
                 "plain http is allowed to `{host}` ({ALLOW_HTTP_HOST_VAR} or allow_http_host): \
-                 the secret key and tokens sent there cross the network unencrypted; use this \
-                 only on a network you trust entirely, such as a docker compose network"
+                 the secret key and tokens sent there cross the network unencrypted, and anyone \
+                 on the path could serve their own JWKS and so forge any token; use this only on \
+                 a network you trust entirely, such as a docker compose network"
             );
         }
         if own_machine_id.is_none() {

@@ -198,7 +198,8 @@ impl NotFoundWatch {
                  found) and none was accepted: with CLERK_MACHINE_SECRET_KEY set, the issuer \
                  knows only the opaque tokens meant for that machine (in their `scopes`): \
                  verify with the receiving machine's key, or unset it to verify with \
-                 CLERK_SECRET_KEY"
+                 CLERK_SECRET_KEY. If the key is right, check that CLERK_API_URL is the API's \
+                 root (https://api.clerk.com, or the URL `machine-auth dev` prints)"
             );
         }
     }

@@ -152,22 +152,15 @@ impl MachineVerifier {
                 Some(KeySource::Static(_)) | None => Ok(()),
             }
         };
-        let opaque = async {
-            let mut failures = Vec::new();
-            for route in self.inner.opaque.routes() {
-                if let Err(error) = endpoint_ready(route, deadline, timeout).await {
-                    failures.push(error);
-                }
-            }
-            failures
-        };
-        // One after the other, both bounded by the one deadline (the JWKS is fetched in the
-        // background meanwhile).
-        let jwks = jwks.await;
-        let mut failures = opaque.await;
-        if let Err(error) = jwks {
-            failures.insert(0, error);
-        }
+        // A verifier has at most two endpoints: Clerk's, and another introspector.
+        let mut routes = self.inner.opaque.routes();
+        let (jwks, first, second) = tokio::join!(
+            jwks,
+            probe(routes.next(), deadline, timeout),
+            probe(routes.next(), deadline, timeout)
+        );
+        let mut failures: Vec<NotReady> =
+            [jwks.err(), first, second].into_iter().flatten().collect();
         match failures.len() {
             0 => Ok(()),
             1 => Err(failures.remove(0)),
@@ -235,6 +228,15 @@ async fn jwks_ready(
         ),
     };
     Err(NotReady::answered(message))
+}
+
+/// Why `route`, if there is one, is not ready.
+async fn probe(
+    route: Option<&IntrospectionRoute>,
+    deadline: Instant,
+    timeout: Duration,
+) -> Option<NotReady> {
+    endpoint_ready(route?, deadline, timeout).await.err()
 }
 
 /// Probes one introspection endpoint until it answers, or until `deadline`.

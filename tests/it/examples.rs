@@ -9,20 +9,39 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// The example binary `cargo test` built next to this test (building it if needed).
+/// The example binary, built with this test's features (`cargo test` built it already, but
+/// another build with other features may have replaced the copy in `target/…/examples` since).
 fn example(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let deps = std::env::current_exe()
         .unwrap()
         .parent()
         .unwrap()
         .to_path_buf();
     let path = deps.parent().unwrap().join("examples").join(name);
-    if !path.exists() {
+    let mut built = BUILT.lock().unwrap();
+    if !built.iter().any(|done| done == name) {
+        let features = [
+            ("axum", cfg!(feature = "axum")),
+            ("client", cfg!(feature = "client")),
+            ("fuzzing", cfg!(feature = "fuzzing")),
+            ("metrics", cfg!(feature = "metrics")),
+            ("test-util", cfg!(feature = "test-util")),
+            ("tonic", cfg!(feature = "tonic")),
+            ("tower-http", cfg!(feature = "tower-http")),
+        ]
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(feature, _)| *feature)
+        .collect::<Vec<_>>()
+        .join(",");
         let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--example", name])
+            .args(["build", "--example", name, "--no-default-features"])
+            .args(["--features", &features])
             .status()
             .unwrap();
         assert!(status.success(), "cannot build example {name}");
+        built.push(name.to_owned());
     }
     path
 }
@@ -367,6 +386,7 @@ async fn hyper_server_serves_machine_b_on_plain_hyper() {
 }
 
 /// The value of the sample of `name` whose labels include all of `labels`, in Prometheus text.
+#[cfg(feature = "metrics")]
 fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     metrics.lines().find_map(|line| {
         let rest = line.strip_prefix(name)?;
@@ -385,6 +405,7 @@ fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
+#[cfg(feature = "metrics")]
 #[tokio::test]
 async fn axum_cron_counts_requests_in_its_prometheus_metrics() {
     let key = TestKey::shared_rsa();

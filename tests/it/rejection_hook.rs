@@ -150,3 +150,18 @@ async fn problem_details_answers_rfc_9457_documents() {
     assert_eq!(plain.body["reason"], "token-expired");
     assert_eq!(plain.header("content-type"), Some("application/json"));
 }
+
+#[tokio::test]
+async fn a_hook_that_forgets_the_status_still_rejects() {
+    let layer = MachineAuthLayer::new(pem_verifier()).on_rejection(|_: &AuthError| {
+        // No status (200), and a cache header a rejection must not carry.
+        http::Response::builder()
+            .header("cache-control", "public, max-age=3600")
+            .body("denied")
+            .expect("a valid response")
+    });
+    let reply = send(&app(layer), "/cron/run", &[]).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.text, "denied");
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+}

@@ -1136,7 +1136,7 @@ impl Api {
                  prints one",
             ));
         }
-        let allowed_host = std::env::var("MACHINE_AUTH_ALLOW_HTTP_HOST").unwrap_or_default();
+        let allowed_host = std::env::var(ALLOW_HTTP_HOST_VARIABLE).unwrap_or_default();
         let tokens = match allowed_host.trim() {
             "" => M2mTokens::new(&self.api_url, &key),
             host => M2mTokens::new_allowing_http_host(&self.api_url, &key, host),
