@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-use bytes::Bytes;
 use http::HeaderValue;
 use reqwest::Url;
 use serde::Deserialize;
@@ -10,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::{
     IntrospectedToken, IntrospectionFuture, Introspector, MAX_REPLY_BYTES, call_failed,
-    credentials_rejected, endpoint_not_found, reply_rejected,
+    credentials_rejected, endpoint_not_found,
 };
 use crate::clerk_api;
 use crate::clock::from_unix_millis;
@@ -102,40 +101,68 @@ impl ClerkIntrospector {
     }
 }
 
+/// What Clerk's answer to a verify call says: read in one place, for requests and for
+/// readiness probes alike.
+#[derive(Debug)]
+pub(crate) enum ClerkAnswer {
+    /// 200: the token, valid or not (revoked, expired).
+    Token(Result<IntrospectedToken, AuthError>),
+    /// 404 with Clerk's token-not-found code: the key was accepted, the token is unknown.
+    TokenNotFound,
+    /// 404 without that code: no route answered, so the API URL's path is wrong.
+    RouteNotFound,
+    /// 401: the secret key was refused.
+    KeyRefused,
+    /// Anything else: no answer, another status, or a reply that is not Clerk's.
+    Failed(FetchError),
+}
+
 impl ClerkIntrospector {
-    /// Asks Clerk about `token`: the status and body of its answer.
-    pub(crate) async fn call(&self, token: &str) -> Result<(u16, Bytes), FetchError> {
+    /// Asks Clerk about `token`, and reads the answer.
+    pub(crate) async fn ask(&self, token: &str) -> ClerkAnswer {
         let body = serde_json::json!({ "token": token });
         let request = clerk_api::post_json(&self.client, &self.url, &self.authorization, &body);
-        let (status, body) = fetch::send_retrying_connect(request, MAX_REPLY_BYTES).await?;
-        Ok((status.as_u16(), body))
+        match fetch::send_retrying_connect(request, MAX_REPLY_BYTES).await {
+            Ok((status, body)) => read_answer(status.as_u16(), &body),
+            Err(error) => ClerkAnswer::Failed(error),
+        }
+    }
+}
+
+/// Reads Clerk's answer to a verify call.
+fn read_answer(status: u16, body: &[u8]) -> ClerkAnswer {
+    match status {
+        200 => match machine_token(body) {
+            Ok(token) => ClerkAnswer::Token(token),
+            Err(error) => ClerkAnswer::Failed(error),
+        },
+        404 if clerk_api::is_token_not_found(body) => ClerkAnswer::TokenNotFound,
+        404 => ClerkAnswer::RouteNotFound,
+        401 => ClerkAnswer::KeyRefused,
+        code => ClerkAnswer::Failed(FetchError::Status(code)),
     }
 }
 
 impl Introspector for ClerkIntrospector {
     fn introspect<'a>(&'a self, token: &'a str) -> IntrospectionFuture<'a> {
         Box::pin(async move {
-            let (status, body) = self
-                .call(token)
-                .await
-                .map_err(|error| call_failed(&self.shown, &error))?;
-            match status {
-                200 => machine_token(&body)
-                    .unwrap_or_else(|error| Err(reply_rejected(&self.shown, &error))),
-                404 if clerk_api::is_token_not_found(&body) => {
+            match self.ask(token).await {
+                ClerkAnswer::Token(token) => token,
+                ClerkAnswer::TokenNotFound => {
                     Err(AuthError::InvalidToken(InvalidToken::NotActiveAtIssuer))
                 }
-                404 => Err(endpoint_not_found(
+                ClerkAnswer::RouteNotFound => Err(endpoint_not_found(
                     &self.shown,
                     "CLERK_API_URL's path is probably wrong: set it to the Backend API's base \
                      URL, such as https://api.clerk.com or the URL `machine-auth dev` prints \
                      (tokens are verified at {CLERK_API_URL}/m2m_tokens/verify)",
                 )),
-                401 => Err(credentials_rejected(
+                ClerkAnswer::KeyRefused => Err(credentials_rejected(
                     &self.shown,
                     "the Clerk secret key (CLERK_MACHINE_SECRET_KEY or CLERK_SECRET_KEY)",
                 )),
-                code => Err(call_failed(&self.shown, &FetchError::Status(code))),
+                // An outage (503), or a reply about this token that cannot be used.
+                ClerkAnswer::Failed(error) => Err(call_failed(&self.shown, &error)),
             }
         })
     }

@@ -18,7 +18,9 @@
 
 mod builder;
 mod health;
+mod not_found_watch;
 mod opaque;
+mod probe;
 mod ready;
 
 pub use builder::{DEFAULT_CLERK_API_URL, MAX_CLOCK_SKEW, MachineVerifierBuilder};

@@ -8,19 +8,17 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::OnceCell;
 
 use super::MachineVerifier;
-use crate::clerk_api;
+use super::not_found_watch::NotFoundWatch;
 use crate::clock::{to_unix_millis, unix_millis};
 use crate::credential::TokenKind;
 use crate::error::{AuthError, InvalidToken, TypeMismatch, Unavailable};
-use crate::introspect::clerk::machine_token;
 use crate::introspect::{
     BreakerState, CircuitBreaker, ClerkIntrospector, IntrospectedToken, Introspector, Permit,
-    is_outage,
 };
 use crate::machine::{AuthenticatedMachine, MachineId, TokenFormat};
 use crate::metrics::{self, IntrospectionResult};
@@ -39,7 +37,7 @@ pub(super) fn digest(token: &[u8]) -> TokenDigest {
 
 /// One introspection endpoint and its circuit breaker.
 pub(crate) struct IntrospectionRoute {
-    introspector: Arc<dyn Introspector>,
+    pub(super) introspector: Arc<dyn Introspector>,
     breaker: CircuitBreaker,
     /// What the endpoint is, for messages: Clerk's verify URL, or the introspector set on the
     /// builder.
@@ -47,22 +45,7 @@ pub(crate) struct IntrospectionRoute {
     /// With a machine secret key: watches for every token being unknown to Clerk.
     not_found_watch: Option<NotFoundWatch>,
     /// Clerk's introspector itself (also `introspector`), for probes that read its statuses.
-    clerk: Option<Arc<ClerkIntrospector>>,
-}
-
-/// What an endpoint answered a readiness probe about a made-up token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Probe {
-    /// It took the verifier's credentials and answered about the token ("no such token").
-    Accepted,
-    /// It refused the verifier's credentials, with this status when known (401, 403).
-    Refused(Option<u16>),
-    /// It answered 404 without its "no such token": its URL is wrong.
-    NotFound,
-    /// It answered something its protocol does not say, described.
-    Unusable(String),
-    /// It could not be reached, or failed (worth asking again), described.
-    Failed(String),
+    pub(super) clerk: Option<Arc<ClerkIntrospector>>,
 }
 
 /// What an [`IntrospectionRoute`] calls.
@@ -105,103 +88,6 @@ impl IntrospectionRoute {
     /// What this route calls.
     pub(crate) fn endpoint(&self) -> &Endpoint {
         &self.endpoint
-    }
-
-    /// Asks the endpoint about a made-up opaque token, outside the circuit breaker, the
-    /// single flight and the not-found watch: a readiness probe.
-    pub(crate) async fn probe(&self) -> Probe {
-        let mut random = [0u8; 16];
-        // Made up either way: the zeros of a failed fill name no token either.
-        let _ = aws_lc_rs::rand::fill(&mut random);
-        let token: String = std::iter::once("mt_".to_owned())
-            .chain(random.iter().map(|b| format!("{b:02x}")))
-            .collect();
-        let Some(clerk) = &self.clerk else {
-            return match self.introspector.introspect(&token).await {
-                Err(AuthError::Unavailable { cause, .. }) => match cause {
-                    Unavailable::IntrospectionCredentialsRejected => Probe::Refused(None),
-                    Unavailable::IntrospectionNotFound => Probe::NotFound,
-                    cause => Probe::Failed(cause.to_string()),
-                },
-                Err(AuthError::InvalidToken(InvalidToken::UnusableReply)) => {
-                    Probe::Unusable("a reply it could not use (the log says why)".to_owned())
-                }
-                // "No such token", or any other answer about the token.
-                _ => Probe::Accepted,
-            };
-        };
-        match clerk.call(&token).await {
-            Err(error) if is_outage(&error) => Probe::Failed(error.to_string()),
-            Err(error) => Probe::Unusable(error.to_string()),
-            Ok((200, body)) => match machine_token(&body) {
-                Ok(_) => Probe::Accepted,
-                Err(error) => Probe::Unusable(error.to_string()),
-            },
-            Ok((404, body)) if clerk_api::is_token_not_found(&body) => Probe::Accepted,
-            Ok((404, _)) => Probe::NotFound,
-            Ok((status @ (401 | 403), _)) => Probe::Refused(Some(status)),
-            Ok((status @ (408 | 429 | 500..=599), _)) => {
-                Probe::Failed(format!("answered HTTP {status}"))
-            }
-            Ok((status, _)) => Probe::Unusable(format!("answered HTTP {status}")),
-        }
-    }
-}
-
-/// How many opaque verifications in a row must be "not found" (none accepted) before
-/// [`NotFoundWatch`] warns.
-const NOT_FOUND_STREAK: u32 = 3;
-/// The least time between two of [`NotFoundWatch`]'s warnings.
-const NOT_FOUND_WARNING_EVERY_MS: i64 = 60_000;
-
-/// Machine B given machine A's key: with a machine secret key, Clerk knows only the opaque
-/// tokens meant for that machine, so every valid token is "not found" and fails 401. The watch
-/// counts "not found" answers in a row (any answer about a token Clerk found, valid or not,
-/// starts over; an outage counts for nothing) and warns, at most once a minute, once the last
-/// [`NOT_FOUND_STREAK`] were all "not found".
-#[derive(Debug, Default)]
-struct NotFoundWatch {
-    state: Mutex<NotFoundState>,
-}
-
-#[derive(Debug, Default)]
-struct NotFoundState {
-    streak: u32,
-    /// When the last warning was logged, on the verifier's clock.
-    warned_at_ms: Option<i64>,
-}
-
-impl NotFoundWatch {
-    fn record(&self, outcome: &Result<IntrospectedToken, AuthError>, now_ms: i64, url: &str) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        match outcome {
-            Err(AuthError::InvalidToken(InvalidToken::NotActiveAtIssuer)) => {
-                state.streak = state.streak.saturating_add(1);
-            }
-            Err(AuthError::Unavailable { .. }) => return,
-            _ => {
-                state.streak = 0;
-                return;
-            }
-        }
-        let due = state.warned_at_ms.is_none_or(|at| {
-            now_ms.saturating_sub(at) >= NOT_FOUND_WARNING_EVERY_MS || now_ms < at
-        });
-        if state.streak >= NOT_FOUND_STREAK && due {
-            state.warned_at_ms = Some(now_ms);
-            let streak = state.streak;
-            drop(state);
-            tracing::warn!(
-                endpoint = url,
-                not_found_in_a_row = streak,
-                "the last {streak} opaque tokens were all unknown to Clerk (404 token not \
-                 found) and none was accepted: with CLERK_MACHINE_SECRET_KEY set, the issuer \
-                 knows only the opaque tokens meant for that machine (in their `scopes`): \
-                 verify with the receiving machine's key, or unset it to verify with \
-                 CLERK_SECRET_KEY. If the key is right, check that CLERK_API_URL is the API's \
-                 root (https://api.clerk.com, or the URL `machine-auth dev` prints)"
-            );
-        }
     }
 }
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::MachineVerifier;
-use super::opaque::{Endpoint, IntrospectionRoute, Probe};
+use super::opaque::{Endpoint, IntrospectionRoute};
+use super::probe::Probe;
 use crate::keys::{JwksSource, KeySource, NotLoaded};
 
 /// The longest wait [`MachineVerifier::ready`] takes (a year): longer timeouts are cut to it.

@@ -269,7 +269,10 @@ async fn a_failing_endpoint_is_asked_again_until_the_timeout() {
     let error = outcome.unwrap_err();
     assert!(error.timed_out(), "{error}");
     assert!(took >= TIMEOUT, "took {took:?}");
-    assert!(error.to_string().contains("answered HTTP 503"), "{error}");
+    assert!(
+        error.to_string().contains("answered with HTTP status 503"),
+        "{error}"
+    );
     assert!(server.hits() > 2, "asked {} times", server.hits());
 }
 

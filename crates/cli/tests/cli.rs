@@ -77,20 +77,24 @@ struct Dev {
     other_machines: Vec<(String, String)>,
     stdout: String,
     /// Standard error so far (read on a task).
-    stderr: Arc<Mutex<String>>,
+    stderr: tokio::sync::watch::Receiver<String>,
 }
 
 impl Dev {
-    /// Standard error once it contains `text`, or after 10 s.
+    /// Standard error once it contains `text`, or as it is after 10 s.
     async fn stderr_with(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let stderr = self.stderr.lock().unwrap().clone();
-            if stderr.contains(text) || Instant::now() > deadline {
-                return stderr;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let mut stderr = self.stderr.clone();
+        let waited = tokio::time::timeout(
+            Duration::from_secs(10),
+            stderr.wait_for(|so_far| so_far.contains(text)),
+        )
+        .await
+        .map(|found| found.map(|so_far| so_far.clone()));
+        // Timed out, or standard error closed without it: as it is.
+        waited
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_else(|| self.stderr.borrow().clone())
     }
 
     /// Its port.
@@ -126,14 +130,14 @@ async fn try_start_dev(arguments: &[&str]) -> Result<Dev, String> {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let stderr = Arc::new(Mutex::new(String::new()));
+    let (record, stderr) = tokio::sync::watch::channel(String::new());
     let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
-    let record = stderr.clone();
     tokio::spawn(async move {
         while let Ok(Some(line)) = errors.next_line().await {
-            let mut record = record.lock().unwrap();
-            record.push_str(&line);
-            record.push('\n');
+            record.send_modify(|so_far| {
+                so_far.push_str(&line);
+                so_far.push('\n');
+            });
         }
     });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
