@@ -186,10 +186,12 @@ async fn answer(
         "/m2m_tokens/verify" | "/v1/m2m_tokens/verify"
     );
     if !route || request.method() != Method::POST {
+        // Not "resource_not_found", which is about a token: a verifier tells a wrong API path by
+        // the difference.
         return Ok(clerk_error(
             StatusCode::NOT_FOUND,
-            "resource_not_found",
-            "not found",
+            "route_not_found",
+            "route not found",
             "this route was not found",
         ));
     }

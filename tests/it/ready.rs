@@ -98,6 +98,35 @@ async fn the_local_issuer_with_its_instance_key_is_ready() {
     verifier.ready(TIMEOUT).await.unwrap();
 }
 
+/// The local issuer behind a wrong API path (`…/api`): its machine key is fine, but no route
+/// answers, and both the start-up check and a request say so instead of refusing every token.
+#[tokio::test]
+async fn the_local_issuer_behind_a_wrong_api_path_is_named() {
+    let config = machine_auth_issuer::IssuerConfig::demo();
+    let machine_key = config.machines[0].secret_key.clone();
+    let issuer = machine_auth_issuer::Issuer::builder(config)
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_url = format!("http://{}/api", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, issuer.router()).await });
+    let verifier = MachineVerifier::builder()
+        .clerk_machine_secret_key(machine_key)
+        .clerk_api_url(&api_url)
+        .build()
+        .unwrap();
+    let error = verifier.ready(TIMEOUT).await.unwrap_err();
+    assert!(!error.timed_out(), "{error}");
+    assert!(
+        error.to_string().contains("path is probably wrong"),
+        "{error}"
+    );
+    let request = crate::common::app(tower_machine_auth::MachineAuthLayer::new(verifier));
+    send_bearer(&request, "/cron/run", &opaque_token())
+        .await
+        .assert_rejected(503, "verifier-unavailable", None);
+}
+
 /// A wrong secret key: Clerk answers 401 (or 403), and no retry changes that.
 #[tokio::test(start_paused = true)]
 async fn a_refused_secret_key_fails_at_once() {

@@ -126,6 +126,17 @@ impl IssuerError {
         )
     }
 
+    /// 404: no such route. Its code differs from [`not_found`](Self::not_found)'s, which is about
+    /// a resource: a verifier with a wrong API path tells the two apart.
+    pub fn route_not_found() -> Self {
+        Self::new(
+            404,
+            "route_not_found",
+            "route not found",
+            "this route was not found: check the API URL's path".to_owned(),
+        )
+    }
+
     /// 500: the issuer failed (its store, its keys).
     pub fn internal(long_message: impl Into<String>) -> Self {
         Self::new(

@@ -342,7 +342,7 @@ fn instance_key<'a>(issuer: &Issuer, headers: &'a HeaderMap) -> Result<&'a str, 
 }
 
 async fn not_found() -> Response {
-    error_response(&IssuerError::not_found("this route"))
+    error_response(&IssuerError::route_not_found())
 }
 
 async fn method_not_allowed() -> Response {

@@ -565,11 +565,7 @@ async fn unknown_routes_and_methods_answer_in_clerks_shape() {
             missing.error_code(),
             missing.content_type.as_str()
         ),
-        (
-            StatusCode::NOT_FOUND,
-            "resource_not_found",
-            "application/json"
-        )
+        (StatusCode::NOT_FOUND, "route_not_found", "application/json")
     );
     let method = call(
         "DELETE",
