@@ -107,16 +107,7 @@ pub(crate) fn endpoint(
     path: &str,
     plain_http: &PlainHttp,
 ) -> Result<Url, ConfigError> {
-    let typed = setting(api_url);
-    if typed.contains(['?', '#']) {
-        return Err(ConfigError::new(format!(
-            "CLERK_API_URL `{}` has a query or a fragment; set it to the API's base URL, such as \
-             https://api.clerk.com",
-            fetch::typed(typed)
-        )));
-    }
-    fetch::checked_url_allowing(typed, "CLERK_API_URL", plain_http)?;
-    let base = typed.trim_end_matches('/');
+    let base = checked_base(api_url, plain_http)?;
     fetch::checked_url_allowing(&format!("{base}{path}"), "CLERK_API_URL", plain_http)
 }
 
@@ -127,15 +118,24 @@ pub(crate) fn v1_endpoint(
     path: &str,
     plain_http: &PlainHttp,
 ) -> Result<Url, ConfigError> {
+    let base = checked_base(api_url, plain_http)?;
+    let base = base.strip_suffix("/v1").unwrap_or(base);
+    fetch::checked_url_allowing(&format!("{base}/v1{path}"), "CLERK_API_URL", plain_http)
+}
+
+/// `api_url` without quotes and trailing `/`, once it is known to be a URL the API may be
+/// called at (errors quote it as typed).
+fn checked_base<'a>(api_url: &'a str, plain_http: &PlainHttp) -> Result<&'a str, ConfigError> {
     let typed = setting(api_url);
     if typed.contains(['?', '#']) {
-        // Refused by `endpoint`, quoting what was typed.
-        return endpoint(typed, path, plain_http);
+        return Err(ConfigError::new(format!(
+            "CLERK_API_URL `{}` has a query or a fragment; set it to the API's base URL, such as \
+             https://api.clerk.com",
+            fetch::typed(typed)
+        )));
     }
     fetch::checked_url_allowing(typed, "CLERK_API_URL", plain_http)?;
-    let base = typed.trim_end_matches('/');
-    let base = base.strip_suffix("/v1").unwrap_or(base);
-    endpoint(base, &format!("/v1{path}"), plain_http)
+    Ok(typed.trim_end_matches('/'))
 }
 
 /// Clerk's error code for a machine token it does not know: `verify` answers 404 with it (the

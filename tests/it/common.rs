@@ -193,6 +193,16 @@ pub fn pem_verifier() -> MachineVerifier {
     MachineVerifier::from_pem(&TestKey::shared_rsa().public_pem()).unwrap()
 }
 
+/// A verifier of opaque tokens at `server` (a stand-in for Clerk's verify endpoint), with a
+/// machine secret key.
+pub fn clerk_opaque_verifier(server: &IntrospectionServer) -> MachineVerifier {
+    MachineVerifier::builder()
+        .clerk_machine_secret_key("ak_test_machine_secret_key_0123")
+        .clerk_api_url(server.base_url())
+        .build()
+        .unwrap()
+}
+
 /// The cron app of the seed behind `layer`: `/whoami` returns the identity, `/cron/run` succeeds.
 pub fn app(layer: MachineAuthLayer) -> Router {
     routes().layer(layer)

@@ -93,11 +93,7 @@ async fn a_jwks_verifier_is_ready_once_loaded_and_not_when_stale() {
 #[tokio::test(start_paused = true)]
 async fn the_breaker_state_follows_the_introspection_endpoint() {
     let server = IntrospectionServer::start(Introspection::Status(503)).await;
-    let verifier = MachineVerifier::builder()
-        .clerk_machine_secret_key("ak_test_machine_secret_key_0123")
-        .clerk_api_url(server.base_url())
-        .build()
-        .unwrap();
+    let verifier = clerk_opaque_verifier(&server);
     let health = verifier.health();
     assert_eq!(
         (health.key_source, health.breaker),

@@ -4,7 +4,7 @@
 use http::Request;
 use serde_json::json;
 use tower_http::auth::AsyncRequireAuthorizationLayer;
-use tower_machine_auth::{AuthError, MachineAuthLayer, MachineVerifier};
+use tower_machine_auth::{AuthError, MachineAuthLayer};
 
 use crate::common::*;
 
@@ -94,11 +94,7 @@ async fn a_hook_cannot_drop_or_forge_the_challenge() {
 #[tokio::test]
 async fn an_outage_keeps_retry_after_and_has_no_challenge() {
     let server = IntrospectionServer::start(Introspection::Status(500)).await;
-    let verifier = MachineVerifier::builder()
-        .clerk_machine_secret_key("ak_test_machine_secret_key_0123")
-        .clerk_api_url(server.base_url())
-        .build()
-        .unwrap();
+    let verifier = clerk_opaque_verifier(&server);
     let app = app(house_style(MachineAuthLayer::new(verifier)));
     let reply = send_bearer(&app, "/cron/run", "mt_0123456789abcdef0123456789abcdef").await;
     assert_eq!(reply.status, 503);

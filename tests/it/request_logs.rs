@@ -6,7 +6,7 @@ use axum::routing::get;
 use http::Request;
 use serde_json::json;
 use tower::ServiceExt;
-use tower_machine_auth::{AuthenticatedMachine, MachineAuthLayer, MachineVerifier};
+use tower_machine_auth::{AuthenticatedMachine, MachineAuthLayer};
 
 use crate::common::*;
 
@@ -95,11 +95,7 @@ async fn every_outcome_is_logged_with_the_route_and_the_caller() {
 async fn an_outage_is_logged_as_a_warning() {
     let captured = CapturedLogs::start();
     let server = IntrospectionServer::start(Introspection::Status(503)).await;
-    let verifier = MachineVerifier::builder()
-        .clerk_machine_secret_key("ak_test_machine_secret_key_0123")
-        .clerk_api_url(server.base_url())
-        .build()
-        .unwrap();
+    let verifier = clerk_opaque_verifier(&server);
     let token = opaque_token();
     send_bearer(&app(MachineAuthLayer::new(verifier)), "/cron/run", &token)
         .await
