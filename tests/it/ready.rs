@@ -78,18 +78,24 @@ async fn a_jwks_that_serves_keys_is_ready() {
     assert_eq!(machine.machine_id().as_str(), "mch_cron_service");
 }
 
+/// The local issuer with `config`, serving on loopback: its URL.
+async fn local_issuer(config: machine_auth_issuer::IssuerConfig) -> String {
+    let issuer = machine_auth_issuer::Issuer::builder(config)
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, issuer.router()).await });
+    url
+}
+
 /// The local issuer, with its instance key: its JWKS loads, and its verify endpoint takes the
 /// key (the made-up token is "not found").
 #[tokio::test]
 async fn the_local_issuer_with_its_instance_key_is_ready() {
     let config = machine_auth_issuer::IssuerConfig::demo();
     let instance_key = config.instance_secret_key.clone();
-    let issuer = machine_auth_issuer::Issuer::builder(config)
-        .build()
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api_url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, issuer.router()).await });
+    let api_url = local_issuer(config).await;
     let verifier = MachineVerifier::builder()
         .clerk_secret_key(instance_key)
         .clerk_api_url(api_url)
@@ -104,12 +110,7 @@ async fn the_local_issuer_with_its_instance_key_is_ready() {
 async fn the_local_issuer_behind_a_wrong_api_path_is_named() {
     let config = machine_auth_issuer::IssuerConfig::demo();
     let machine_key = config.machines[0].secret_key.clone();
-    let issuer = machine_auth_issuer::Issuer::builder(config)
-        .build()
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api_url = format!("http://{}/api", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, issuer.router()).await });
+    let api_url = format!("{}/api", local_issuer(config).await);
     let verifier = MachineVerifier::builder()
         .clerk_machine_secret_key(machine_key)
         .clerk_api_url(&api_url)
@@ -158,12 +159,7 @@ async fn a_refused_secret_key_fails_at_once() {
 /// The local issuer, asked with a key that is not its instance's.
 #[tokio::test]
 async fn the_local_issuer_refusing_the_secret_key_fails_at_once() {
-    let issuer = machine_auth_issuer::Issuer::builder(machine_auth_issuer::IssuerConfig::demo())
-        .build()
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api_url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, issuer.router()).await });
+    let api_url = local_issuer(machine_auth_issuer::IssuerConfig::demo()).await;
     let verifier = clerk_jwks(api_url).build().unwrap();
     fails_at_once(&verifier, &["refused CLERK_SECRET_KEY (HTTP 401)"]).await;
 }
