@@ -284,11 +284,13 @@ impl MachineVerifier {
         let now_ms = unix_millis(&*inner.clock);
         if let Some(hit) = inner.cache.get(token, now_ms, inner.rules.leeway_ms) {
             inner.counters.cache_hits.add();
-            let token_type = hit.as_ref().map_or_else(
-                |_| TokenType::of(token),
-                |machine| machine.token_format().into(),
-            );
-            metrics::verified(started, token_type, true);
+            if started.is_some() {
+                let token_type = hit.as_ref().map_or_else(
+                    |_| TokenType::of(token),
+                    |machine| machine.token_format().into(),
+                );
+                metrics::verified(started, token_type, true);
+            }
             return Attempt::Done(hit.and_then(|machine| accepted_format(machine, accepted)));
         }
         let kind = presented
